@@ -1,0 +1,138 @@
+"""The distributions and transforms DreamerV3 is built from, as pure functions.
+
+All functions act on the last axis and broadcast over the leading ones.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+sg = jax.lax.stop_gradient
+
+
+# --- symlog -------------------------------------------------------------------
+
+def symlog(x):
+  """sign(x) * log(1 + |x|): compresses large magnitudes, identity near 0."""
+  return jnp.sign(x) * jnp.log1p(jnp.abs(x))
+
+
+def symexp(x):
+  """Inverse of symlog."""
+  return jnp.sign(x) * jnp.expm1(jnp.abs(x))
+
+
+# --- two-hot over symlog-spaced bins --------------------------------------------
+
+def twohot_bins(num_bins: int = 255, low: float = -20.0, high: float = 20.0):
+  """Bin positions in symlog space (the paper's B = [-20 ... 20])."""
+  return jnp.linspace(low, high, num_bins, dtype=jnp.float32)
+
+
+def twohot(x, bins):
+  """Encodes scalars `x` [...] as weights [..., K] on the two nearest bins.
+
+  The weights interpolate linearly, so `twohot(x) @ bins == x` for x inside
+  the bins' range; values outside are clipped to the nearest edge bin.
+  """
+  x = jnp.clip(x, bins[0], bins[-1])
+  above = jnp.clip(jnp.searchsorted(bins, x, side="right"), 1, len(bins) - 1)
+  below = above - 1
+  width = bins[above] - bins[below]
+  weight_above = (x - bins[below]) / width
+  return (jax.nn.one_hot(below, len(bins)) * (1 - weight_above)[..., None]
+          + jax.nn.one_hot(above, len(bins)) * weight_above[..., None])
+
+
+def symexp_twohot_mean(logits, bins):
+  """The prediction symexp(E[bin]) of a symexp two-hot head.
+
+  The expectation sums the two halves of the bins from the centre outwards,
+  so symmetric probabilities give exactly 0 (a plain left-to-right sum leaves
+  a rounding residue, and zero-initialised heads should predict exactly 0).
+  """
+  probs = jax.nn.softmax(logits.astype(jnp.float32), -1)
+  m = (bins.shape[-1] - 1) // 2
+  left = (probs[..., :m] * bins[:m])[..., ::-1]
+  right = probs[..., bins.shape[-1] - m:] * bins[bins.shape[-1] - m:]
+  centre = (probs[..., m:bins.shape[-1] - m] * bins[m:bins.shape[-1] - m]).sum(-1)
+  return symexp(centre + (left + right).sum(-1))
+
+
+def symexp_twohot_loss(logits, target, bins):
+  """Cross-entropy of a symexp two-hot head against real-valued targets."""
+  target = twohot(symlog(sg(target.astype(jnp.float32))), bins)
+  return -(target * jax.nn.log_softmax(logits.astype(jnp.float32), -1)).sum(-1)
+
+
+# --- categoricals with a uniform mix --------------------------------------------
+
+def unimix_logits(logits, unimix: float):
+  """Log-probabilities of (1 - unimix) * softmax(logits) + unimix * uniform.
+
+  The 1% uniform floor keeps every class possible, which bounds the KL and
+  log-probabilities (paper, "Unimix categoricals").
+  """
+  logits = logits.astype(jnp.float32)
+  if not unimix:
+    return jax.nn.log_softmax(logits, -1)
+  probs = jax.nn.softmax(logits, -1)
+  probs = (1 - unimix) * probs + unimix / logits.shape[-1]
+  return jnp.log(probs)
+
+
+def onehot_sample_st(key, logits):
+  """A one-hot sample with straight-through gradients to the probabilities."""
+  probs = jax.nn.softmax(logits, -1)
+  sample = jax.nn.one_hot(jax.random.categorical(key, logits, -1), logits.shape[-1])
+  return sample + probs - sg(probs)
+
+
+def onehot_mode(logits):
+  return jax.nn.one_hot(jnp.argmax(logits, -1), logits.shape[-1])
+
+
+def categorical_kl(logits_p, logits_q):
+  """KL(p || q) of categoricals over the last axis (log-probability inputs)."""
+  lp = jax.nn.log_softmax(logits_p, -1)
+  lq = jax.nn.log_softmax(logits_q, -1)
+  return (jnp.exp(lp) * (lp - lq)).sum(-1)
+
+
+def categorical_entropy(logits):
+  lp = jax.nn.log_softmax(logits, -1)
+  return -(jnp.exp(lp) * lp).sum(-1)
+
+
+def categorical_logp(logits, onehot):
+  return (jax.nn.log_softmax(logits, -1) * onehot).sum(-1)
+
+
+# --- bounded normal for continuous actions -------------------------------------
+
+def bounded_normal_params(mean_raw, std_raw, min_std: float, max_std: float):
+  """tanh-squashed mean in [-1, 1] and std in [min_std, max_std].
+
+  The +2 shifts the initial std towards max_std (reference `bounded_normal`).
+  """
+  mean = jnp.tanh(mean_raw.astype(jnp.float32))
+  std = (max_std - min_std) * jax.nn.sigmoid(std_raw.astype(jnp.float32) + 2.0) + min_std
+  return mean, std
+
+
+def normal_logp(mean, std, x):
+  """Log-density of a diagonal normal, summed over the last axis."""
+  z = (x - mean) / std
+  return (-0.5 * z**2 - jnp.log(std) - 0.5 * jnp.log(2 * jnp.pi)).sum(-1)
+
+
+def normal_entropy(std):
+  return (0.5 * jnp.log(2 * jnp.pi * jnp.e) + jnp.log(std)).sum(-1)
+
+
+# --- binary ------------------------------------------------------------------
+
+def binary_loss(logits, target):
+  """Cross-entropy of a Bernoulli(sigmoid(logits)) against soft targets."""
+  logits = logits.astype(jnp.float32)
+  return -(target * jax.nn.log_sigmoid(logits) + (1 - target) * jax.nn.log_sigmoid(-logits))

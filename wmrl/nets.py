@@ -1,0 +1,186 @@
+"""Network building blocks: linear and block-linear layers, RMS norm, MLPs, CNNs.
+
+Parameters are float32; each layer computes in its `dtype` (the config's
+compute dtype), and norms compute in float32 for stability.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+def initializer(outscale: float = 1.0):
+  """Truncated normal with variance outscale / fan_in (reference "trunc_normal_in").
+
+  `outscale=0` gives zeros, which the reward and critic heads use so they
+  predict exactly 0 at the start.
+  """
+  if outscale == 0.0:
+    return nnx.initializers.zeros
+  return nnx.initializers.variance_scaling(outscale, "fan_in", "truncated_normal")
+
+
+class Linear(nnx.Module):
+  def __init__(self, din: int, dout: int, *, rngs: nnx.Rngs, outscale: float = 1.0,
+               dtype=jnp.float32):
+    self.kernel = nnx.Param(initializer(outscale)(rngs.params(), (din, dout), jnp.float32))
+    self.bias = nnx.Param(jnp.zeros((dout,), jnp.float32))
+    self.dtype = dtype
+
+  def __call__(self, x):
+    return x.astype(self.dtype) @ self.kernel[...].astype(self.dtype) + self.bias[...].astype(self.dtype)
+
+
+class BlockLinear(nnx.Module):
+  """A block-diagonal linear layer: `blocks` independent linears side by side.
+
+  The RSSM's GRU uses it so that a large recurrent state costs blocks-times
+  fewer weights and FLOPs than a dense layer would.
+  """
+
+  def __init__(self, din: int, dout: int, blocks: int, *, rngs: nnx.Rngs, dtype=jnp.float32):
+    if din % blocks or dout % blocks:
+      raise ValueError(f"BlockLinear sizes {din}->{dout} must divide into {blocks} blocks")
+    init = nnx.initializers.variance_scaling(1.0, "fan_in", "truncated_normal", in_axis=-2,
+                                             out_axis=-1, batch_axis=(0,))
+    self.kernel = nnx.Param(init(rngs.params(), (blocks, din // blocks, dout // blocks), jnp.float32))
+    self.bias = nnx.Param(jnp.zeros((dout,), jnp.float32))
+    self.blocks = blocks
+    self.dtype = dtype
+
+  def __call__(self, x):
+    x = x.astype(self.dtype).reshape(*x.shape[:-1], self.blocks, -1)
+    y = jnp.einsum("...gi,gio->...go", x, self.kernel[...].astype(self.dtype))
+    return y.reshape(*y.shape[:-2], -1) + self.bias[...].astype(self.dtype)
+
+
+class RMSNorm(nnx.Module):
+  def __init__(self, features: int, eps: float = 1e-4):
+    self.scale = nnx.Param(jnp.ones((features,), jnp.float32))
+    self.eps = eps
+
+  def __call__(self, x):
+    dtype = x.dtype
+    x = x.astype(jnp.float32)
+    x = x * jax.lax.rsqrt((x * x).mean(-1, keepdims=True) + self.eps) * self.scale[...]
+    return x.astype(dtype)
+
+
+class Dense(nnx.Module):
+  """Linear -> RMS norm -> SiLU, the reference's hidden layer."""
+
+  def __init__(self, din: int, dout: int, *, rngs: nnx.Rngs, dtype=jnp.float32):
+    self.linear = Linear(din, dout, rngs=rngs, dtype=dtype)
+    self.norm = RMSNorm(dout)
+
+  def __call__(self, x):
+    return jax.nn.silu(self.norm(self.linear(x)))
+
+
+class MLP(nnx.Module):
+  def __init__(self, din: int, units: int, layers: int, *, rngs: nnx.Rngs, dtype=jnp.float32):
+    sizes = [din] + [units] * layers
+    self.layers = nnx.List([Dense(a, b, rngs=rngs, dtype=dtype) for a, b in zip(sizes[:-1], sizes[1:])])
+    self.out_dim = sizes[-1]
+
+  def __call__(self, x):
+    for layer in self.layers:
+      x = layer(x)
+    return x
+
+
+class Head(nnx.Module):
+  """An MLP followed by an output layer with its own init scale."""
+
+  def __init__(self, din: int, dout: int, units: int, layers: int, outscale: float, *,
+               rngs: nnx.Rngs, dtype=jnp.float32):
+    self.mlp = MLP(din, units, layers, rngs=rngs, dtype=dtype)
+    self.out = Linear(self.mlp.out_dim, dout, rngs=rngs, outscale=outscale, dtype=dtype)
+
+  def __call__(self, x):
+    return self.out(self.mlp(x)).astype(jnp.float32)
+
+
+class Conv(nnx.Module):
+  """Stride-1 'same' convolution over [..., H, W, C]."""
+
+  def __init__(self, cin: int, cout: int, kernel: int, *, rngs: nnx.Rngs, outscale: float = 1.0,
+               dtype=jnp.float32):
+    init = initializer(outscale)
+    self.kernel = nnx.Param(init(rngs.params(), (kernel, kernel, cin, cout), jnp.float32))
+    self.bias = nnx.Param(jnp.zeros((cout,), jnp.float32))
+    self.dtype = dtype
+
+  def __call__(self, x):
+    batch = x.shape[:-3]
+    x = x.astype(self.dtype).reshape(-1, *x.shape[-3:])
+    y = jax.lax.conv_general_dilated(
+        x, self.kernel[...].astype(self.dtype), (1, 1), "SAME",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = y + self.bias[...].astype(self.dtype)
+    return y.reshape(*batch, *y.shape[1:])
+
+
+class ConvEncoder(nnx.Module):
+  """Conv -> 2x2 max-pool -> norm -> SiLU per stage, then flatten (reference "simple" CNN)."""
+
+  def __init__(self, image_shape: tuple[int, int, int], depth: int, mults: tuple[int, ...],
+               kernel: int, *, rngs: nnx.Rngs, dtype=jnp.float32):
+    height, width, channels = image_shape
+    stages = len(mults)
+    if height % 2**stages or width % 2**stages:
+      raise ValueError(f"image size {height}x{width} must be divisible by 2^{stages} "
+                       f"for {stages} CNN stages; resize the images or change model.encoder.mults")
+    depths = [depth * m for m in mults]
+    self.convs = nnx.List([Conv(c, d, kernel, rngs=rngs, dtype=dtype)
+                           for c, d in zip([channels] + depths[:-1], depths)])
+    self.norms = nnx.List([RMSNorm(d) for d in depths])
+    self.out_dim = (height // 2**stages) * (width // 2**stages) * depths[-1]
+
+  def __call__(self, image):
+    x = image.astype(jnp.float32) / 255.0 - 0.5
+    for conv, norm in zip(self.convs, self.norms):
+      x = conv(x)
+      *batch, h, w, c = x.shape
+      x = x.reshape(*batch, h // 2, 2, w // 2, 2, c).max((-4, -2))
+      x = jax.nn.silu(norm(x))
+    return x.reshape(*x.shape[:-3], -1)
+
+
+class ConvDecoder(nnx.Module):
+  """Linear to a small grid, then (2x nearest upsample -> conv -> norm -> SiLU) per stage.
+
+  Returns images in [0, 1] (sigmoid), compared with the targets scaled to [0, 1].
+  """
+
+  def __init__(self, din: int, image_shape: tuple[int, int, int], depth: int,
+               mults: tuple[int, ...], kernel: int, *, rngs: nnx.Rngs, dtype=jnp.float32):
+    height, width, channels = image_shape
+    stages = len(mults)
+    depths = [depth * m for m in mults]
+    self.grid = (height // 2**stages, width // 2**stages, depths[-1])
+    self.space = Linear(din, math.prod(self.grid), rngs=rngs, dtype=dtype)
+    self.space_norm = RMSNorm(depths[-1])
+    ins = depths[::-1][:-1]
+    outs = depths[::-1][1:]
+    self.convs = nnx.List([Conv(a, b, kernel, rngs=rngs, dtype=dtype) for a, b in zip(ins, outs)])
+    self.norms = nnx.List([RMSNorm(b) for b in outs])
+    self.out = Conv(depths[0], channels, kernel, rngs=rngs, dtype=dtype)
+
+  def __call__(self, feat):
+    x = self.space(feat).reshape(*feat.shape[:-1], *self.grid)
+    x = jax.nn.silu(self.space_norm(x))
+    for conv, norm in zip(self.convs, self.norms):
+      x = jax.nn.silu(norm(conv(_upsample(x))))
+    return jax.nn.sigmoid(self.out(_upsample(x)).astype(jnp.float32))
+
+
+def _upsample(x):
+  return jnp.repeat(jnp.repeat(x, 2, -3), 2, -2)
+
+
+def count_params(tree) -> int:
+  return int(sum(x.size for x in jax.tree.leaves(tree)))

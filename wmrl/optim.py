@@ -1,0 +1,78 @@
+"""The reference optimiser as optax transformations.
+
+chain(adaptive gradient clipping, RMS scaling, momentum, warmup learning rate):
+normalising by the second moment *before* momentum is LaProp's order, which
+stays stable with an epsilon as small as 1e-20.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from wmrl.config import OptimConfig
+
+
+def clip_by_agc(clip: float, min_norm: float = 1e-3) -> optax.GradientTransformation:
+  """Scales each tensor's update down to at most `clip` times its parameter norm."""
+
+  def update(updates, state, params=None):
+    if params is None:
+      raise ValueError("clip_by_agc needs the parameters: call update(grads, state, params)")
+
+    def clip_one(update, param):
+      upper = clip * jnp.maximum(min_norm, jnp.linalg.norm(param.ravel()))
+      return update / jnp.maximum(1.0, jnp.linalg.norm(update.ravel()) / upper)
+
+    return jax.tree.map(clip_one, updates, params), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def scale_by_rms(beta: float, eps: float) -> optax.GradientTransformation:
+  """Divides by the root of a bias-corrected EMA of squared gradients."""
+
+  def init(params):
+    return (jnp.zeros((), jnp.int32), jax.tree.map(lambda p: jnp.zeros_like(p, jnp.float32), params))
+
+  def update(updates, state, params=None):
+    step, nu = state
+    step = optax.safe_int32_increment(step)
+    nu = jax.tree.map(lambda v, u: beta * v + (1 - beta) * u * u, nu, updates)
+    correction = 1 - beta ** step.astype(jnp.float32)
+    updates = jax.tree.map(lambda u, v: u / (jnp.sqrt(v / correction) + eps), updates, nu)
+    return updates, (step, nu)
+
+  return optax.GradientTransformation(init, update)
+
+
+def scale_by_momentum(beta: float) -> optax.GradientTransformation:
+  """A bias-corrected EMA of the (already normalised) updates."""
+
+  def init(params):
+    return (jnp.zeros((), jnp.int32), jax.tree.map(lambda p: jnp.zeros_like(p, jnp.float32), params))
+
+  def update(updates, state, params=None):
+    step, mu = state
+    step = optax.safe_int32_increment(step)
+    mu = jax.tree.map(lambda m, u: beta * m + (1 - beta) * u, mu, updates)
+    correction = 1 - beta ** step.astype(jnp.float32)
+    return jax.tree.map(lambda m: m / correction, mu), (step, mu)
+
+  return optax.GradientTransformation(init, update)
+
+
+def learning_rate(config: OptimConfig) -> optax.Schedule:
+  """Linear warmup from 0 over `warmup` updates, then constant."""
+  if not config.warmup:
+    return optax.constant_schedule(config.lr)
+  return optax.linear_schedule(0.0, config.lr, config.warmup)
+
+
+def make_optimizer(config: OptimConfig) -> optax.GradientTransformation:
+  return optax.chain(
+      clip_by_agc(config.agc, config.agc_min) if config.agc else optax.identity(),
+      scale_by_rms(config.beta2, config.eps),
+      scale_by_momentum(config.beta1),
+      optax.scale_by_learning_rate(learning_rate(config)),
+  )

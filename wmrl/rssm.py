@@ -1,0 +1,152 @@
+"""The recurrent state-space model: a block GRU with categorical latents.
+
+State ("carry"): `deter` [..., D] float, `stoch` [..., S, C] one-hot.
+`observe` runs the posterior over a replayed sequence, `imagine` rolls the
+prior forward under a policy; both are `lax.scan`s over time.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from wmrl import dists
+from wmrl.config import RSSMConfig
+from wmrl.nets import BlockLinear, Dense, Linear, MLP, RMSNorm
+
+sg = jax.lax.stop_gradient
+
+
+class Latent(NamedTuple):
+  deter: jax.Array  # [..., D]
+  stoch: jax.Array  # [..., S, C]
+
+
+def features(latent: Latent) -> jax.Array:
+  """The model features every head reads: deter and flattened stoch."""
+  stoch = latent.stoch.reshape(*latent.stoch.shape[:-2], -1)
+  return jnp.concatenate([latent.deter, stoch.astype(latent.deter.dtype)], -1)
+
+
+class RSSM(nnx.Module):
+
+  def __init__(self, config: RSSMConfig, embed_dim: int, action_dim: int, *,
+               rngs: nnx.Rngs, dtype=jnp.float32):
+    c = config
+    self.config = config
+    self.dtype = dtype
+    stoch_dim = c.stoch * c.classes
+    # Inputs of the GRU: deter, stoch and action, each through its own layer.
+    self.in_deter = Dense(c.deter, c.hidden, rngs=rngs, dtype=dtype)
+    self.in_stoch = Dense(stoch_dim, c.hidden, rngs=rngs, dtype=dtype)
+    self.in_action = Dense(action_dim, c.hidden, rngs=rngs, dtype=dtype)
+    block_in = c.deter + 3 * c.hidden * c.blocks
+    self.hidden_layers = nnx.List()
+    for _ in range(c.dyn_layers):
+      self.hidden_layers.append(BlockLinear(block_in, c.deter, c.blocks, rngs=rngs, dtype=dtype))
+      block_in = c.deter
+    self.hidden_norms = nnx.List([RMSNorm(c.deter) for _ in range(c.dyn_layers)])
+    self.gru = BlockLinear(block_in, 3 * c.deter, c.blocks, rngs=rngs, dtype=dtype)
+    self.prior_mlp = MLP(c.deter, c.hidden, c.img_layers, rngs=rngs, dtype=dtype)
+    self.prior_out = Linear(c.hidden, stoch_dim, rngs=rngs, dtype=dtype)
+    self.post_mlp = MLP(c.deter + embed_dim, c.hidden, c.obs_layers, rngs=rngs, dtype=dtype)
+    self.post_out = Linear(c.hidden, stoch_dim, rngs=rngs, dtype=dtype)
+
+  # --- single steps -------------------------------------------------------
+
+  def initial(self, batch_shape: tuple[int, ...]) -> Latent:
+    c = self.config
+    return Latent(jnp.zeros((*batch_shape, c.deter), jnp.float32),
+                  jnp.zeros((*batch_shape, c.stoch, c.classes), jnp.float32))
+
+  def core(self, latent: Latent, action) -> jax.Array:
+    """One block-GRU update of the deterministic state."""
+    c = self.config
+    g = c.blocks
+    deter = latent.deter
+    stoch = latent.stoch.reshape(*latent.stoch.shape[:-2], -1)
+    # Bound the action's scale, so unclipped continuous samples stay in range.
+    action = action / sg(jnp.maximum(1.0, jnp.abs(action)))
+    x = jnp.concatenate([self.in_deter(deter), self.in_stoch(stoch), self.in_action(action)], -1)
+    # Every block sees the shared inputs and its own slice of deter.
+    x = jnp.broadcast_to(x[..., None, :], (*x.shape[:-1], g, x.shape[-1]))
+    x = jnp.concatenate([deter.reshape(*deter.shape[:-1], g, -1).astype(x.dtype), x], -1)
+    x = x.reshape(*x.shape[:-2], -1)
+    for layer, norm in zip(self.hidden_layers, self.hidden_norms):
+      x = jax.nn.silu(norm(layer(x)))
+    x = self.gru(x).astype(jnp.float32)
+    x = x.reshape(*x.shape[:-1], g, 3, -1)
+    reset, cand, update = [x[..., i, :].reshape(*x.shape[:-3], -1) for i in range(3)]
+    reset = jax.nn.sigmoid(reset)
+    cand = jnp.tanh(reset * cand)
+    # The -1 bias makes the state keep its value by default at the start.
+    update = jax.nn.sigmoid(update - 1)
+    return update * cand + (1 - update) * deter
+
+  def prior_logits(self, deter) -> jax.Array:
+    return self._logits(self.prior_out(self.prior_mlp(deter)))
+
+  def posterior_logits(self, deter, embed) -> jax.Array:
+    x = jnp.concatenate([deter.astype(self.dtype), embed.astype(self.dtype)], -1)
+    return self._logits(self.post_out(self.post_mlp(x)))
+
+  def _logits(self, x):
+    c = self.config
+    x = x.astype(jnp.float32).reshape(*x.shape[:-1], c.stoch, c.classes)
+    return dists.unimix_logits(x, c.unimix)
+
+  def obs_step(self, latent: Latent, prev_action, embed, is_first, key):
+    """Posterior step: resets where `is_first`, then conditions on the embedding."""
+    keep = (1.0 - is_first.astype(jnp.float32))[..., None]
+    latent = Latent(latent.deter * keep, latent.stoch * keep[..., None])
+    prev_action = prev_action * keep
+    deter = self.core(latent, prev_action)
+    post = self.posterior_logits(deter, embed)
+    stoch = dists.onehot_sample_st(key, post)
+    return Latent(deter, stoch), post
+
+  def img_step(self, latent: Latent, action, key):
+    deter = self.core(latent, action)
+    prior = self.prior_logits(deter)
+    return Latent(deter, dists.onehot_sample_st(key, prior)), prior
+
+  # --- sequences ----------------------------------------------------------
+
+  def observe(self, latent: Latent, prev_actions, embeds, is_first, key):
+    """Posterior over a sequence [B, T, ...].
+
+    Returns the posterior latents [B, T], their logits and the prior logits
+    of the same steps (computed from the same deter, for the KL losses).
+    """
+    keys = jax.random.split(key, embeds.shape[1])
+
+    def step(latent, inputs):
+      action, embed, first, k = inputs
+      latent, post = self.obs_step(latent, action, embed, first, k)
+      return latent, (latent, post)
+
+    time_major = lambda x: jnp.swapaxes(x, 0, 1)
+    inputs = (time_major(prev_actions), time_major(embeds), time_major(is_first), keys)
+    last, (latents, post) = jax.lax.scan(step, latent, inputs)
+    latents, post = jax.tree.map(time_major, (latents, post))
+    prior = self.prior_logits(latents.deter)
+    return last, latents, post, prior
+
+  def imagine(self, latent: Latent, policy: Callable, horizon: int, key):
+    """Rolls the prior `horizon` steps from `latent` [N], acting with `policy`.
+
+    `policy(latent, key) -> action`. Returns the imagined latents [N, H] and
+    the actions [N, H] taken at the states before them.
+    """
+
+    def step(latent, k):
+      k_act, k_img = jax.random.split(k)
+      action = policy(latent, k_act)
+      latent, _ = self.img_step(latent, action, k_img)
+      return latent, (latent, action)
+
+    _, (latents, actions) = jax.lax.scan(step, latent, jax.random.split(key, horizon))
+    return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), (latents, actions))
+

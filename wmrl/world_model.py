@@ -1,0 +1,156 @@
+"""Encoder, RSSM, decoder and reward/continue heads, and the world-model loss."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from wmrl import dists
+from wmrl.config import ModelConfig
+from wmrl.nets import ConvDecoder, ConvEncoder, Head, Linear, MLP
+from wmrl.rssm import RSSM, Latent, features
+from wmrl.spaces import ArraySpec
+
+sg = jax.lax.stop_gradient
+
+
+def split_keys(obs_spec: dict[str, ArraySpec]) -> tuple[list[str], list[str]]:
+  """Sorted image keys and vector keys of an observation spec."""
+  images = sorted(k for k, s in obs_spec.items() if s.is_image)
+  vectors = sorted(k for k, s in obs_spec.items() if not s.is_image)
+  for key in vectors:
+    if len(obs_spec[key].shape) != 1:
+      raise ValueError(f"observation '{key}' has shape {obs_spec[key].shape}: vectors must be "
+                       "1-D and images uint8 [H, W, C]; flatten it in the environment adapter")
+  return images, vectors
+
+
+def _stacked_image_shape(obs_spec, images):
+  shapes = {obs_spec[k].shape[:2] for k in images}
+  if len(shapes) > 1:
+    raise ValueError(f"image observations {images} have different sizes {shapes}; "
+                     "resize them to one size")
+  (height, width), = shapes
+  return (height, width, sum(obs_spec[k].shape[2] for k in images))
+
+
+class Encoder(nnx.Module):
+  """Vectors (symlog) through an MLP, images through a CNN; outputs concatenated."""
+
+  def __init__(self, obs_spec, config: ModelConfig, *, rngs, dtype):
+    c = config.encoder
+    self.images, self.vectors = split_keys(obs_spec)
+    self.symlog = c.symlog
+    # Each branch exists only where its inputs do (None is a static attribute).
+    self.mlp = MLP(sum(obs_spec[k].shape[0] for k in self.vectors), c.units, c.layers,
+                   rngs=rngs, dtype=dtype) if self.vectors else None
+    self.cnn = ConvEncoder(_stacked_image_shape(obs_spec, self.images), c.depth, c.mults,
+                           c.kernel, rngs=rngs, dtype=dtype) if self.images else None
+    self.out_dim = sum(m.out_dim for m in (self.mlp, self.cnn) if m is not None)
+
+  def __call__(self, obs):
+    outs = []
+    if self.vectors:
+      x = jnp.concatenate([obs[k].astype(jnp.float32) for k in self.vectors], -1)
+      outs.append(self.mlp(dists.symlog(x) if self.symlog else x))
+    if self.images:
+      outs.append(self.cnn(jnp.concatenate([obs[k] for k in self.images], -1)))
+    return jnp.concatenate([o.astype(outs[0].dtype) for o in outs], -1)
+
+
+class Decoder(nnx.Module):
+  """Reconstructs every observation key from the model features."""
+
+  def __init__(self, obs_spec, feat_dim: int, config: ModelConfig, *, rngs, dtype):
+    c = config.decoder
+    self.images, self.vectors = split_keys(obs_spec)
+    self.sizes = [obs_spec[k].shape[0] for k in self.vectors]
+    self.channels = [obs_spec[k].shape[2] for k in self.images]
+    self.mlp = MLP(feat_dim, c.units, c.layers, rngs=rngs, dtype=dtype) if self.vectors else None
+    self.vec_out = Linear(c.units, sum(self.sizes), rngs=rngs, dtype=dtype) if self.vectors else None
+    self.cnn = ConvDecoder(feat_dim, _stacked_image_shape(obs_spec, self.images), c.depth, c.mults,
+                           c.kernel, rngs=rngs, dtype=dtype) if self.images else None
+
+  def __call__(self, feat) -> dict[str, jax.Array]:
+    """Predictions: symlog vectors and images in [0, 1]."""
+    out = {}
+    if self.vectors:
+      x = self.vec_out(self.mlp(feat)).astype(jnp.float32)
+      for key, part in zip(self.vectors, jnp.split(x, _offsets(self.sizes), -1)):
+        out[key] = part
+    if self.images:
+      x = self.cnn(feat)
+      for key, part in zip(self.images, jnp.split(x, _offsets(self.channels), -1)):
+        out[key] = part
+    return out
+
+  def loss(self, feat, obs) -> jax.Array:
+    """Summed squared error over every key's values: symlog space for vectors."""
+    pred = self(feat)
+    total = 0.0
+    for key in self.vectors:
+      target = dists.symlog(obs[key].astype(jnp.float32))
+      total += ((pred[key] - target) ** 2).sum(-1)
+    for key in self.images:
+      target = obs[key].astype(jnp.float32) / 255.0
+      total += ((pred[key] - target) ** 2).sum((-3, -2, -1))
+    return total
+
+
+def _offsets(sizes):
+  offsets, total = [], 0
+  for s in sizes[:-1]:
+    total += s
+    offsets.append(total)
+  return offsets
+
+
+class WorldModel(nnx.Module):
+
+  def __init__(self, obs_spec, action_dim: int, config: ModelConfig, *, rngs: nnx.Rngs):
+    dtype = jnp.dtype(config.compute_dtype)
+    r = config.rssm
+    self.encoder = Encoder(obs_spec, config, rngs=rngs, dtype=dtype)
+    self.rssm = RSSM(r, self.encoder.out_dim, action_dim, rngs=rngs, dtype=dtype)
+    self.feat_dim = r.deter + r.stoch * r.classes
+    self.decoder = Decoder(obs_spec, self.feat_dim, config, rngs=rngs, dtype=dtype)
+    h = config.reward
+    self.reward = Head(self.feat_dim, h.bins, h.units, h.layers, h.outscale, rngs=rngs, dtype=dtype)
+    h = config.cont
+    self.cont = Head(self.feat_dim, 1, h.units, h.layers, h.outscale, rngs=rngs, dtype=dtype)
+    self.bins = config.reward.bins
+
+  def predict_reward(self, feat):
+    return dists.symexp_twohot_mean(self.reward(feat), dists.twohot_bins(self.bins))
+
+  def predict_cont(self, feat):
+    return jax.nn.sigmoid(self.cont(feat)[..., 0])
+
+
+def world_model_loss(wm: WorldModel, latent: Latent, data: dict, prev_actions, key,
+                     free_nats: float, cont_target_scale: float):
+  """Per-step world-model losses [B, T] and the posterior latents.
+
+  `data` holds the observations, reward and flags of T steps; `prev_actions`
+  the action taken before each of them. `latent` is the state before the
+  first step. The continue target is (1 - terminal) * cont_target_scale.
+  """
+  embed = wm.encoder(data)
+  _, post_latents, post, prior = wm.rssm.observe(latent, prev_actions, embed, data["is_first"], key)
+  feat = features(post_latents)
+  losses = {}
+  losses["rec"] = wm.decoder.loss(feat, data)
+  bins = dists.twohot_bins(wm.bins)
+  losses["rew"] = dists.symexp_twohot_loss(wm.reward(feat), data["reward"], bins)
+  cont = (1.0 - data["is_terminal"].astype(jnp.float32)) * cont_target_scale
+  losses["con"] = dists.binary_loss(wm.cont(feat)[..., 0], cont)
+  # KL balancing with free nats: the dynamics loss trains the prior towards
+  # the posterior, the representation loss (scaled down) the reverse; below
+  # `free_nats` of KL (summed over latents) neither has a gradient.
+  dyn = dists.categorical_kl(sg(post), prior).sum(-1)
+  rep = dists.categorical_kl(post, sg(prior)).sum(-1)
+  losses["dyn"] = jnp.maximum(dyn, free_nats)
+  losses["rep"] = jnp.maximum(rep, free_nats)
+  metrics = {"kl": dyn.mean(), "post_entropy": dists.categorical_entropy(post).sum(-1).mean(),
+             "prior_entropy": dists.categorical_entropy(prior).sum(-1).mean()}
+  return losses, post_latents, metrics
