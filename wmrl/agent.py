@@ -236,8 +236,8 @@ def train_step(state: AgentState, batch: dict):
   rate = config.behavior.slow_critic_rate
   slow_critic = jax.tree.map(lambda s, p: (1 - rate) * s + rate * p, state.slow_critic,
                              params["critic"])
-  metrics["opt/grad_norm"] = optax.global_norm(grads)
-  metrics["opt/update_norm"] = optax.global_norm(updates)
+  metrics["opt/grad_norm"] = optax.tree.norm(grads)
+  metrics["opt/update_norm"] = optax.tree.norm(updates)
   metrics["opt/lr"] = learning_rate(config.optim)(state.step)
   new_state = state.replace(params=params, slow_critic=slow_critic, opt_state=opt_state,
                             retnorm=retnorm, key=key, step=state.step + 1)

@@ -85,7 +85,8 @@ def onehot_sample_st(key, logits):
   """A one-hot sample with straight-through gradients to the probabilities."""
   probs = jax.nn.softmax(logits, -1)
   sample = jax.nn.one_hot(jax.random.categorical(key, logits, -1), logits.shape[-1])
-  return sample + probs - sg(probs)
+  # Parenthesised so the value is exactly one-hot: (p - p) is exactly 0.
+  return sample + (probs - sg(probs))
 
 
 def onehot_mode(logits):

@@ -1,0 +1,187 @@
+"""The agent's pure functions: shapes, gradients, compile-once, learning on a fixed batch."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import random_batch, tiny_config
+from wmrl import agent
+from wmrl.config import Config, apply_presets
+from wmrl.spaces import ActionSpec, ArraySpec
+
+WALKER_OBS = {"orientations": ArraySpec((14,), "float32"), "height": ArraySpec((1,), "float32"),
+              "velocity": ArraySpec((9,), "float32")}
+WALKER_ACT = ActionSpec("continuous", (6,))
+
+SPACES = {
+    "vector-continuous": ({"obs": ArraySpec((5,), "float32")}, ActionSpec("continuous", (2,))),
+    "image-discrete": ({"image": ArraySpec((16, 16, 3), "uint8")}, ActionSpec("discrete", (4,))),
+    "dict-multidiscrete": ({"image": ArraySpec((16, 16, 1), "uint8"), "pos": ArraySpec((3,), "float32"),
+                            "vel": ArraySpec((2,), "float32")}, ActionSpec("discrete", (3, 2))),
+}
+
+
+def _batch_for(config, obs_spec, act_spec, seed=0):
+  length = config.run.replay_context + config.run.batch_length
+  return random_batch(obs_spec, act_spec, config.run.batch_size, length, seed)
+
+
+# Parameter counts of the reference implementation for DMC walker-walk
+# (24 observation values in 3 keys, 6 continuous actions), by part.
+REFERENCE_COUNTS = {
+    "size12m": {"dynamics": 5_783_040, "critic": 853_503, "decoder": 794_136, "actor": 791_052,
+                "reward": 721_407, "continue": 656_129, "encoder": 138_752, "total": 9_738_019},
+    "size1m": {"total": 640_867},
+}
+
+
+@pytest.mark.parametrize("preset", ["size1m", "size12m"])
+def test_parameter_counts_match_reference(preset):
+  config = apply_presets(Config(), preset)
+  # eval_shape builds the parameter shapes without allocating or computing them.
+  state = jax.eval_shape(lambda k: agent.init(k, WALKER_OBS, WALKER_ACT, config), jax.random.key(0))
+  counts = agent.param_counts(state)
+  for part, expected in REFERENCE_COUNTS[preset].items():
+    assert abs(counts[part] - expected) <= 0.05 * expected, (part, counts[part], expected)
+
+
+@pytest.mark.parametrize("kind", list(SPACES))
+def test_policy_and_train_step_shapes(kind):
+  obs_spec, act_spec = SPACES[kind]
+  config = tiny_config()
+  state = agent.init(jax.random.key(0), obs_spec, act_spec, config)
+  num_envs = 3
+  obs = {k: v[:, 0] for k, v in _batch_for(config.replace(**{"run.batch_size": num_envs}),
+                                            obs_spec, act_spec).items() if k in obs_spec}
+  obs["is_first"] = jnp.ones((num_envs,), bool)
+  carry = agent.initial_carry(state, num_envs)
+  for mode in ("train", "eval"):
+    action, new_carry = agent.policy_step(state, obs, carry, jax.random.key(1), mode)
+    assert action.shape == (num_envs, act_spec.dim) and action.dtype == jnp.float32
+    assert jax.tree.map(jnp.shape, new_carry) == jax.tree.map(jnp.shape, carry)
+    if act_spec.discrete:
+      choices = act_spec.to_indices(np.asarray(action))
+      np.testing.assert_array_equal(act_spec.from_indices(choices), np.asarray(action))
+    else:
+      assert np.all(np.abs(np.asarray(action)) <= 1.0)
+  new_state, metrics = agent.train_step(state, _batch_for(config, obs_spec, act_spec))
+  assert int(new_state.step) == 1
+  for name, value in metrics.items():
+    assert np.isfinite(float(value)), name
+  for part in ("rec", "rew", "con", "dyn", "rep", "policy", "value", "repval"):
+    assert f"loss/{part}" in metrics
+
+
+def test_bfloat16_compute_dtype_keeps_float32_params():
+  obs_spec, act_spec = SPACES["dict-multidiscrete"]
+  config = tiny_config(**{"model.compute_dtype": "bfloat16"})
+  state = agent.init(jax.random.key(0), obs_spec, act_spec, config)
+  new_state, metrics = agent.train_step(state, _batch_for(config, obs_spec, act_spec))
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(new_state.params))
+  assert np.isfinite(float(metrics["loss/rec"]))
+
+
+def _grads(config, obs_spec, act_spec):
+  state = agent.init(jax.random.key(0), obs_spec, act_spec, config)
+  data, prev = agent.split_batch(_batch_for(config, obs_spec, act_spec), config.run.replay_context)
+  grads, _ = jax.grad(agent.loss, has_aux=True)(state.params, state, data, prev, jax.random.key(2))
+  norm = lambda tree: float(sum(jnp.abs(x).sum() for x in jax.tree.leaves(tree)))
+  return {name: norm(tree) for name, tree in grads.items()}
+
+
+def _only(*terms):
+  scales = ("rec", "rew", "con", "dyn", "rep", "policy", "value", "repval")
+  return {f"loss_scales.{s}": (1.0 if s in terms else 0.0) for s in scales}
+
+
+def test_world_model_losses_do_not_reach_actor_or_critic():
+  grads = _grads(tiny_config(**_only("rec", "rew", "con", "dyn", "rep")), *SPACES["vector-continuous"])
+  assert grads["wm"] > 0
+  assert grads["actor"] == 0 and grads["critic"] == 0
+
+
+def test_actor_loss_does_not_change_world_model_or_critic():
+  grads = _grads(tiny_config(**_only("policy")), *SPACES["vector-continuous"])
+  assert grads["actor"] > 0
+  assert grads["wm"] == 0 and grads["critic"] == 0
+
+
+def test_critic_loss_in_imagination_does_not_change_world_model():
+  grads = _grads(tiny_config(**_only("value")), *SPACES["image-discrete"])
+  assert grads["critic"] > 0
+  assert grads["wm"] == 0 and grads["actor"] == 0
+
+
+def test_replay_value_loss_reaches_world_model_only_with_repval_grad():
+  spaces = SPACES["vector-continuous"]
+  # The critic's output layer starts at zero, which would pass no gradient
+  # back to its inputs; a random one shows where gradients can flow.
+  overrides = {**_only("repval"), "model.critic.outscale": 1.0}
+  with_grad = _grads(tiny_config(**overrides), *spaces)
+  assert with_grad["critic"] > 0 and with_grad["wm"] > 0 and with_grad["actor"] == 0
+  without = _grads(tiny_config(**overrides, **{"behavior.repval_grad": False}), *spaces)
+  assert without["critic"] > 0 and without["wm"] == 0
+
+
+def test_train_step_compiles_once():
+  obs_spec, act_spec = SPACES["vector-continuous"]
+  # A field no other test uses, so this config has its own cache entry.
+  config = tiny_config(**{"run.seed": 12345})
+  state = agent.init(jax.random.key(0), obs_spec, act_spec, config)
+  before = agent.train_step._cache_size()
+  for seed in range(3):
+    state, _ = agent.train_step(state, _batch_for(config, obs_spec, act_spec, seed))
+  assert agent.train_step._cache_size() == before + 1
+
+
+def test_slow_critic_is_ema_of_critic():
+  obs_spec, act_spec = SPACES["vector-continuous"]
+  config = tiny_config(**{"optim.warmup": 0, "optim.lr": 1e-2})
+  state = agent.init(jax.random.key(0), obs_spec, act_spec, config)
+  new_state, _ = agent.train_step(state, _batch_for(config, obs_spec, act_spec))
+  rate = config.behavior.slow_critic_rate
+  for slow, old, new in zip(jax.tree.leaves(new_state.slow_critic), jax.tree.leaves(state.slow_critic),
+                            jax.tree.leaves(new_state.params["critic"])):
+    np.testing.assert_allclose(slow, (1 - rate) * old + rate * new, rtol=1e-6, atol=1e-7)
+
+
+def _bouncing_point_batch(batch_size, length, seed=0):
+  """Sequences of a point that moves by its action and bounces inside [-1, 1]."""
+  rng = np.random.default_rng(seed)
+  pos = np.zeros((batch_size, length, 2), np.float32)
+  action = rng.uniform(-1, 1, (batch_size, length, 2)).astype(np.float32)
+  for t in range(1, length):
+    pos[:, t] = np.clip(pos[:, t - 1] + 0.3 * action[:, t - 1], -1, 1)
+  reward = -np.abs(pos).sum(-1).astype(np.float32)
+  first = np.zeros((batch_size, length), bool)
+  first[:, 0] = True
+  zeros = np.zeros((batch_size, length), bool)
+  return {"pos": pos, "action": action, "reward": reward, "is_first": first, "is_last": zeros,
+          "is_terminal": zeros}
+
+
+def test_world_model_loss_falls_on_fixed_batch():
+  obs_spec = {"pos": ArraySpec((2,), "float32")}
+  act_spec = ActionSpec("continuous", (2,))
+  config = tiny_config(**{"optim.lr": 3e-3, "optim.warmup": 0, "run.batch_size": 8,
+                          "run.batch_length": 16})
+  batch = _bouncing_point_batch(8, 17)
+  state = agent.init(jax.random.key(0), obs_spec, act_spec, config)
+  history = []
+  for _ in range(150):
+    state, metrics = agent.train_step(state, batch)
+    history.append({k: float(metrics[f"loss/{k}"]) for k in ("rec", "rew")})
+  first, last = history[0], np.mean([[h["rec"], h["rew"]] for h in history[-10:]], 0)
+  assert last[0] < 0.3 * first["rec"], (first, last)
+  assert last[1] < 0.5 * first["rew"], (first, last)
+
+
+def test_init_rejects_bad_spaces():
+  with pytest.raises(TypeError, match="ActionSpec"):
+    agent.init(jax.random.key(0), {"obs": ArraySpec((3,), "float32")}, "Discrete(3)", tiny_config())
+  with pytest.raises(ValueError, match="reserved"):
+    agent.init(jax.random.key(0), {"reward": ArraySpec((3,), "float32")},
+               ActionSpec("discrete", (2,)), tiny_config())
+  with pytest.raises(ValueError, match="1-D"):
+    agent.init(jax.random.key(0), {"grid": ArraySpec((3, 3), "float32")},
+               ActionSpec("discrete", (2,)), tiny_config())

@@ -1,0 +1,102 @@
+"""Environment ids -> sources, and the registry of users' own envs.
+
+Ids: ``gym:CartPole-v1`` (any registered Gymnasium id, also bare, and
+Gymnasium's own ``gym:module:EnvId`` form), ``dmc:walker-walk`` (domain-task),
+``custom:NAME`` (see ``register``) and ``some.module.path:factory``.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Callable
+
+import gymnasium
+
+from wmrl.envs.dmc import load_suite
+from wmrl.envs.sources import DMCSource, FactorySource, GymSource, ModuleSource
+
+_CUSTOM: dict[str, Callable[[], gymnasium.Env]] = {}
+_PREFIXES = ("gym", "dmc", "custom")
+_FORMS = "gym:CartPole-v1, dmc:walker-walk, custom:NAME (see wmrl.envs.register) or some.module:factory"
+
+
+def register(name: str, factory: Callable[[], gymnasium.Env]) -> None:
+  """Makes ``make(f"custom:{name}")`` build envs with ``factory()`` (no arguments).
+
+  Registering a name again replaces its factory. With ``parallel=True`` the
+  factory is pickled to the worker processes, so define it at module level.
+  """
+  if not isinstance(name, str) or not name or ":" in name:
+    raise ValueError(f"custom env names are non-empty strings without ':', got {name!r}; "
+                     "register('my-env', factory), then make('custom:my-env')")
+  if not callable(factory):
+    raise TypeError(f"register({name!r}, ...) needs a callable that returns a gymnasium.Env, "
+                    f"got {type(factory).__name__}")
+  _CUSTOM[name] = factory
+
+
+def _known_ids() -> list[str]:
+  ids = [f"gym:{key}" for key in gymnasium.registry]
+  try:
+    ids += [f"dmc:{domain}-{task}" for domain, task in load_suite().ALL_TASKS]
+  except ImportError:
+    pass  # without dm-control there are no dmc: ids to suggest
+  return ids + [f"custom:{name}" for name in _CUSTOM]
+
+
+def unknown_env(env_id: str, reason: str = "") -> ValueError:
+  """A ValueError naming the closest known ids."""
+  known = _known_ids()
+  queries = [env_id] if ":" in env_id else [env_id] + [f"{p}:{env_id}" for p in _PREFIXES]
+  matches = []
+  for query in queries:
+    matches += [m for m in difflib.get_close_matches(query, known, n=3, cutoff=0.6) if m not in matches]
+  message = f"unknown environment {env_id!r}"
+  if reason:
+    message += f" ({reason})"
+  if matches:
+    return ValueError(f"{message}; did you mean {', '.join(matches[:3])}?")
+  return ValueError(f"{message}; ids look like {_FORMS}")
+
+
+def resolve(env_id: str):
+  """Returns the source for ``env_id``, or raises a ValueError that says why not."""
+  if not isinstance(env_id, str) or not env_id:
+    raise ValueError(f"env_id must be a non-empty string like {_FORMS}; got {env_id!r}")
+  prefix, sep, rest = env_id.partition(":")
+  if not sep:
+    if env_id in gymnasium.registry:
+      return GymSource(env_id)
+    raise unknown_env(env_id)
+  if prefix == "gym":
+    # With a ':' inside, Gymnasium imports the module named before it, which
+    # registers the id (e.g. gym:ale_py:ALE/Pong-v5): let gymnasium.make judge.
+    if rest in gymnasium.registry or ":" in rest:
+      return GymSource(rest)
+    raise unknown_env(env_id)
+  if prefix == "dmc":
+    domain, _, task = rest.partition("-")
+    if (domain, task) in load_suite().ALL_TASKS:
+      return DMCSource(domain, task)
+    raise unknown_env(env_id)
+  if prefix == "custom":
+    if rest in _CUSTOM:
+      return FactorySource(_CUSTOM[rest], env_id)
+    raise unknown_env(env_id, f"no custom env {rest!r} is registered; call wmrl.envs.register first")
+  return _module_source(env_id, prefix, rest)
+
+
+def _module_source(env_id: str, module: str, attr: str) -> ModuleSource:
+  """Checks now, in this process, that ``module:attr`` imports and is callable."""
+  if not attr:
+    raise ValueError(f"env id {env_id!r} names no factory after ':'; write some.module:factory")
+  try:
+    importlib.import_module(module)
+  except ModuleNotFoundError as exc:
+    if exc.name and (module == exc.name or module.startswith(exc.name + ".")):
+      raise unknown_env(env_id, f"read as module:factory, but module {module!r} could not be "
+                        f"imported: {exc}; check the module path and sys.path") from None
+    raise  # the module exists but something it imports is missing: its own error
+  source = ModuleSource(module, attr)
+  source.factory()
+  return source
