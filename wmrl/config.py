@@ -205,9 +205,10 @@ def _coerce(kind, value, name: str):
         raise ValueError(value)
       return bool(value)
     if kind is int:
-      if isinstance(value, float) and not value.is_integer():
+      number = float(value) if isinstance(value, str) else value
+      if isinstance(number, float) and not number.is_integer():
         raise ValueError(value)
-      return int(float(value)) if isinstance(value, str) else int(value)
+      return int(number)
     if kind is float:
       return float(value)
     if kind is str:

@@ -25,7 +25,16 @@ def symexp(x):
 # --- two-hot over symlog-spaced bins --------------------------------------------
 
 def twohot_bins(num_bins: int = 255, low: float = -20.0, high: float = 20.0):
-  """Bin positions in symlog space (the paper's B = [-20 ... 20])."""
+  """Bin positions in symlog space (the paper's B = [-20 ... 20]).
+
+  For odd counts with low == -high, one half is mirrored onto the other so
+  the bins are exactly symmetric around an exact 0: a plain float32
+  linspace is off by ~1e-7 there, and zero-initialised heads would not
+  predict exactly 0.
+  """
+  if num_bins % 2 == 1 and low == -high:
+    half = jnp.linspace(low, 0.0, (num_bins - 1) // 2 + 1, dtype=jnp.float32)
+    return jnp.concatenate([half, -half[:-1][::-1]])
   return jnp.linspace(low, high, num_bins, dtype=jnp.float32)
 
 

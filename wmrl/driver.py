@@ -183,12 +183,13 @@ def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> d
   Returns a summary: final counters and the scores of the last episodes.
   """
   validate(config, logdir)
+  r = config.run
+  # Environments first: a bad id or space fails before anything is written.
+  env = make_env(config, seed=r.seed)
+  eval_env = make_env(config, seed=r.seed + 10_000, num_envs=1) if r.eval_every else None
   logdir = pathlib.Path(logdir)
   logdir.mkdir(parents=True, exist_ok=True)
   (logdir / "config.json").write_text(config.to_json())
-  r = config.run
-  env = make_env(config, seed=r.seed)
-  eval_env = make_env(config, seed=r.seed + 10_000, num_envs=1) if r.eval_every else None
   logger = Logger(logdir, total_steps=r.steps, console=console)
   try:
     state = agent.init(jax.random.key(r.seed), env.obs_spec, env.act_spec, config)

@@ -1,0 +1,237 @@
+"""Tests for wmrl/config.py: reference defaults (DESIGN.md, "Faithful to DreamerV3"),
+size presets, dotted overrides, errors, JSON round trip and diffs."""
+import dataclasses
+import json
+
+import pytest
+
+from wmrl import config as cfg
+from wmrl.config import Config, apply_presets
+
+HEADS = ("reward", "cont", "actor", "critic")
+
+
+# --- reference defaults ---------------------------------------------------------------
+
+def test_default_optimiser_is_reference():
+  o = Config().optim
+  assert (o.lr, o.eps, o.beta1, o.beta2, o.agc, o.warmup) == (4e-5, 1e-20, 0.9, 0.999, 0.3, 1000)
+
+
+def test_default_behavior_is_reference():
+  b = Config().behavior
+  assert b.horizon == 333 and b.lam == 0.95 and b.entropy == 3e-4
+  assert b.imag_horizon == 15
+  assert b.slow_critic_rate == 0.02 and b.slow_reg == 1.0
+  assert (b.retnorm_rate, b.retnorm_limit, b.retnorm_low, b.retnorm_high) == (0.01, 1.0, 5.0, 95.0)
+  assert b.contdisc is True
+
+
+def test_default_loss_scales_are_reference():
+  s = Config().loss_scales
+  assert dataclasses.asdict(s) == {"rec": 1.0, "rew": 1.0, "con": 1.0, "dyn": 1.0, "rep": 0.1,
+                                   "policy": 1.0, "value": 1.0, "repval": 0.3}
+
+
+def test_default_batch_is_16_by_64_with_context_1():
+  r = Config().run
+  assert (r.batch_size, r.batch_length, r.replay_context) == (16, 64, 1)
+
+
+def test_default_model_is_reference():
+  m = Config().model
+  assert (m.rssm.stoch, m.rssm.blocks, m.rssm.unimix, m.rssm.free_nats) == (32, 8, 0.01, 1.0)
+  assert m.reward.bins == 255 and m.critic.bins == 255
+  assert m.reward.outscale == 0.0 and m.critic.outscale == 0.0  # zero-initialised outputs
+  assert m.encoder.mults == (2, 3, 4, 4) and m.encoder.kernel == 5 and m.encoder.symlog
+  assert m.decoder.mults == (2, 3, 4, 4) and m.decoder.kernel == 5
+  assert (m.actor_min_std, m.actor_max_std, m.actor_unimix) == (0.1, 1.0, 0.01)
+  assert (m.reward.layers, m.cont.layers, m.actor.layers, m.critic.layers) == (1, 1, 3, 3)
+  assert m.actor.outscale == 0.01 and m.cont.outscale == 1.0
+
+
+def test_default_size_is_200m():
+  assert apply_presets(Config(), "size200m") == Config()
+
+
+# --- size presets ------------------------------------------------------------------------
+
+SIZES = {  # deter / hidden / classes / units / CNN depth, from DESIGN.md
+    "size1m": (512, 64, 4, 64, 4),
+    "size12m": (2048, 256, 16, 256, 16),
+    "size25m": (3072, 384, 24, 384, 24),
+    "size50m": (4096, 512, 32, 512, 32),
+    "size100m": (6144, 768, 48, 768, 48),
+    "size200m": (8192, 1024, 64, 1024, 64),
+    "size400m": (12288, 1536, 96, 1536, 96),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SIZES))
+def test_size_preset_sets_every_module(name):
+  deter, hidden, classes, units, depth = SIZES[name]
+  m = apply_presets(Config(), name).model
+  assert (m.rssm.deter, m.rssm.hidden, m.rssm.classes) == (deter, hidden, classes)
+  assert (m.encoder.units, m.encoder.depth) == (units, depth)
+  assert (m.decoder.units, m.decoder.depth) == (units, depth)
+  for head in HEADS:
+    assert getattr(m, head).units == units, head
+  # Everything else keeps its default.
+  assert m.rssm.stoch == 32 and m.rssm.blocks == 8
+  assert m.actor.layers == 3 and m.critic.outscale == 0.0
+
+
+def test_size_preset_changes_only_size_fields():
+  changed = set(cfg.diff(Config(), apply_presets(Config(), "size1m")))
+  expected = {"model.rssm.deter", "model.rssm.hidden", "model.rssm.classes",
+              "model.encoder.units", "model.encoder.depth", "model.decoder.units",
+              "model.decoder.depth"} | {f"model.{h}.units" for h in HEADS}
+  assert changed == expected
+
+
+# --- presets in order ------------------------------------------------------------------
+
+def test_apply_presets_comma_list_in_order():
+  a = apply_presets(Config(), "size1m,size12m")
+  b = apply_presets(Config(), "size12m,size1m")
+  assert a.model.rssm.deter == 2048  # the later preset wins
+  assert b.model.rssm.deter == 512
+  assert apply_presets(Config(), " size1m , debug ") == apply_presets(Config(), ["size1m", "debug"])
+
+
+def test_apply_presets_order_with_overlapping_fields(monkeypatch):
+  monkeypatch.setitem(cfg.PRESETS, "seed_a", lambda c: c.replace(**{"run.seed": 1, "run.steps": 7}))
+  monkeypatch.setitem(cfg.PRESETS, "seed_b", lambda c: c.replace(**{"run.seed": 2}))
+  c = apply_presets(Config(), "seed_a,seed_b")
+  assert (c.run.seed, c.run.steps) == (2, 7)
+  c = apply_presets(Config(), "seed_b,seed_a")
+  assert (c.run.seed, c.run.steps) == (1, 7)
+
+
+def test_suite_and_debug_presets():
+  c = apply_presets(Config(), "size1m,dmc_proprio,debug")
+  assert c.env.action_repeat == 2 and c.run.steps == 500_000
+  assert c.run.batch_size == 8 and c.optim.warmup == 0 and c.run.train_ratio == 64
+  assert apply_presets(Config(), "dmc_vision").env.pixels is True
+
+
+def test_unknown_preset_suggests_close_name():
+  with pytest.raises(ValueError, match="size12m"):
+    apply_presets(Config(), "size12")
+  with pytest.raises(ValueError, match="did you mean.*dmc_proprio"):
+    apply_presets(Config(), "dmc_propio")
+
+
+def test_register_preset_rejects_existing_name():
+  with pytest.raises(ValueError, match="exists"):
+    cfg.register_preset("size1m", lambda c: c)
+
+
+# --- dotted overrides ------------------------------------------------------------------
+
+def test_override_coerces_int():
+  c = Config().replace(**{"model.rssm.deter": "512", "run.steps": "1e6"})
+  assert c.model.rssm.deter == 512 and type(c.model.rssm.deter) is int
+  assert c.run.steps == 1_000_000 and type(c.run.steps) is int
+
+
+def test_override_coerces_float():
+  c = Config().replace(**{"optim.lr": "1e-4", "behavior.lam": "0.9", "run.train_ratio": 32})
+  assert c.optim.lr == 1e-4 and c.behavior.lam == 0.9
+  assert c.run.train_ratio == 32.0 and type(c.run.train_ratio) is float
+
+
+@pytest.mark.parametrize("text,value", [("true", True), ("True", True), ("1", True), ("yes", True),
+                                        ("false", False), ("0", False), ("off", False)])
+def test_override_coerces_bool(text, value):
+  assert Config().replace(**{"env.pixels": text}).env.pixels is value
+
+
+def test_override_coerces_tuple():
+  c = Config().replace(**{"model.encoder.mults": "2,3", "env.image_size": "(96, 80)"})
+  assert c.model.encoder.mults == (2, 3)
+  assert c.env.image_size == (96, 80)
+  assert all(type(v) is int for v in c.model.encoder.mults + c.env.image_size)
+  assert Config().replace(**{"model.decoder.mults": [1, "2"]}).model.decoder.mults == (1, 2)
+
+
+def test_override_bad_values_name_the_field():
+  with pytest.raises(ValueError, match="model.rssm.deter"):
+    Config().replace(**{"model.rssm.deter": "abc"})
+  with pytest.raises(ValueError, match="env.pixels"):
+    Config().replace(**{"env.pixels": "maybe"})
+  with pytest.raises(ValueError, match="run.seed"):
+    Config().replace(**{"run.seed": 1.5})
+
+
+def test_override_rejects_fractional_int_string():
+  """'1.5' for an int field must fail like the float 1.5 does, not truncate to 1."""
+  with pytest.raises(ValueError, match="model.rssm.deter"):
+    Config().replace(**{"model.rssm.deter": "1.5"})
+
+
+def test_override_leaves_original_unchanged():
+  c = Config()
+  c.replace(**{"run.seed": 3})
+  assert c.run.seed == 0
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    c.run.seed = 3  # type: ignore[misc]
+
+
+def test_unknown_field_suggests_close_name():
+  with pytest.raises(ValueError, match="did you mean model.rssm.deter"):
+    Config().replace(**{"model.rssm.detr": 1})
+  with pytest.raises(ValueError, match="optim.lr"):
+    Config().replace(**{"optm.lr": 1})
+  with pytest.raises(ValueError, match="unknown config field 'zzz'"):
+    Config().replace(zzz=1)
+
+
+def test_group_and_leaf_misuse_errors():
+  with pytest.raises(ValueError, match="group"):
+    Config().replace(**{"model.rssm": 1})
+  with pytest.raises(ValueError, match="no sub-fields"):
+    Config().replace(**{"run.seed.x": 1})
+
+
+# --- JSON and diff ----------------------------------------------------------------------
+
+def test_json_round_trip_default():
+  c = Config()
+  assert Config.from_dict(json.loads(c.to_json())) == c
+
+
+def test_json_round_trip_modified():
+  c = apply_presets(Config(), "size1m,dmc_vision").replace(**{
+      "model.encoder.mults": "2,2", "env.image_size": "32,48", "optim.eps": 1e-8,
+      "env.id": "dmc:walker-walk", "behavior.contdisc": False})
+  back = Config.from_dict(json.loads(c.to_json()))
+  assert back == c
+  assert back.model.encoder.mults == (2, 2) and isinstance(back.env.image_size, tuple)
+
+
+def test_from_dict_rejects_unknown_key():
+  data = Config().to_dict()
+  data["model"]["rssm"]["detr"] = 3
+  with pytest.raises(ValueError, match="model.rssm.detr"):
+    Config.from_dict(data)
+
+
+def test_from_dict_partial_keeps_defaults():
+  c = Config.from_dict({"optim": {"lr": 1e-3}})
+  assert c.optim.lr == 1e-3 and c.optim.eps == 1e-20 and c.model == Config().model
+
+
+def test_diff_lists_changed_fields():
+  a = Config()
+  b = a.replace(**{"optim.lr": 1e-4, "model.encoder.mults": (2, 2), "run.seed": 0})
+  assert cfg.diff(a, a) == {}
+  assert cfg.diff(a, b) == {"model.encoder.mults": ((2, 3, 4, 4), (2, 2)),
+                            "optim.lr": (4e-5, 1e-4)}
+
+
+def test_field_names_are_dotted_leaves():
+  names = cfg.field_names(Config())
+  assert "model.rssm.deter" in names and "optim.lr" in names and "run.seed" in names
+  assert "model" not in names and "model.rssm" not in names
+  assert len(names) == len(set(names))
