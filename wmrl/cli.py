@@ -92,7 +92,12 @@ def train_main(argv: list[str]) -> int:
   return 0
 
 
-COMMANDS = {"train": train_main}
+def compare_main(argv: list[str]) -> int:
+  from wmrl import compare  # numpy only; matplotlib only with --out
+  return compare.main(argv)
+
+
+COMMANDS = {"train": train_main, "compare": compare_main}
 
 
 def main(argv: list[str] | None = None) -> int:
