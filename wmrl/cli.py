@@ -107,9 +107,11 @@ def main(argv: list[str] | None = None) -> int:
   if os.getcwd() not in sys.path:
     sys.path.insert(0, os.getcwd())
   if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-    print("usage: wmrl {" + ",".join(COMMANDS) + "} ...\n\n  train   train an agent on an "
-          "environment\n\nRun `wmrl COMMAND --help` for a command's options.",
-          file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+    usage = ("usage: wmrl {" + ",".join(COMMANDS) + "} ...\n\n"
+             "  train    train an agent on an environment\n"
+             "  compare  put training runs beside the published DreamerV3 curves\n\n"
+             "Run `wmrl COMMAND --help` for a command's options.")
+    print(usage, file=sys.stdout if argv and argv[0] in ("-h", "--help") else sys.stderr)
     return 0 if argv and argv[0] in ("-h", "--help") else 2
   return COMMANDS[argv[0]](argv[1:])
 

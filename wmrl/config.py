@@ -139,9 +139,13 @@ class RunConfig:
   replay_context: int = 1  # extra leading steps that supply the first action
   replay_capacity: int = 5_000_000
   prefill: int = 0  # random steps before training; 0: one batch worth
-  log_every: float = 120.0  # seconds between metric summaries
+  log_every: int = 1000  # environment steps between metric records
+  console_every: float = 10.0  # seconds between console progress lines
   eval_every: int = 0  # environment steps between evaluations; 0: never
   eval_episodes: int = 10
+  save_every_minutes: float = 10.0  # wall-clock minutes between checkpoints
+  save_every: int = 0  # environment steps between checkpoints; 0: by time only
+  keep_checkpoints: int = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,7 +318,7 @@ PRESETS: dict[str, Callable[[Config], Config]] = {
     # Small settings that learn classic-control tasks in minutes on a CPU.
     "debug": _overrides(**{
         "run.batch_size": 8, "run.batch_length": 32, "run.train_ratio": 64,
-        "optim.warmup": 0, "run.log_every": 10.0}),
+        "optim.warmup": 0, "run.log_every": 500}),
 }
 
 

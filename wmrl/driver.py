@@ -7,6 +7,8 @@ environment step, one update replaying `batch_size x batch_length` steps.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import pathlib
 import time
 from typing import Any, Callable
@@ -14,8 +16,8 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from wmrl import agent, envs
-from wmrl.config import Config
+from wmrl import agent, checkpoint, envs
+from wmrl.config import Config, diff as cfgdiff
 from wmrl.logging import Logger
 from wmrl.replay import Replay
 from wmrl.spaces import ActionSpec
@@ -123,7 +125,7 @@ class Driver:
       self.counters.episodes += 1
       on_episode({"episode/score": float(self._scores[i]), "episode/length": int(self._lengths[i])})
 
-  def train(self, on_metrics: Callable[[dict], None]) -> int:
+  def train(self, on_update: Callable[[dict], None]) -> int:
     """Runs the updates the train ratio owes; returns how many ran."""
     if self.counters.env_steps < self.prefill or not self.replay.can_sample(self.sequence):
       return 0
@@ -134,7 +136,7 @@ class Driver:
       self.state, metrics = agent.train_step(self.state, batch)
       self.counters.update_debt -= 1.0
       self.counters.updates += 1
-      on_metrics(metrics)
+      on_update(metrics)
       done += 1
     return done
 
@@ -160,80 +162,183 @@ def evaluate(state: agent.AgentState, env: envs.Env, episodes: int, seed: int = 
   return results[:episodes]
 
 
-class _Average:
-  """Averages metric dicts of device arrays with one host transfer."""
+class NonFiniteError(RuntimeError):
+  """A loss or parameter became NaN or infinite."""
+
+
+class _Metrics:
+  """Collects per-update metrics (device arrays) and averages them with one
+  host transfer; checks every value is finite on the way."""
 
   def __init__(self):
-    self._items: list[dict] = []
+    self._items: list[tuple[int, dict]] = []
 
-  def add(self, metrics: dict) -> None:
-    self._items.append(metrics)
+  def add(self, env_steps: int, metrics: dict) -> None:
+    self._items.append((env_steps, metrics))
+
+  def check(self) -> list[dict]:
+    """Fetches the pending metrics; raises at the first non-finite value."""
+    items = jax.device_get([m for _, m in self._items])
+    for (step, _), metrics in zip(self._items, items):
+      for name in sorted(metrics):
+        if not np.isfinite(metrics[name]):
+          raise NonFiniteError(f"metric '{name}' became {float(metrics[name])} at environment step "
+                               f"{step}; the run stops here, and its last checkpoint holds the "
+                               "last good state")
+    return items
 
   def result(self) -> dict[str, float]:
-    if not self._items:
-      return {}
-    items = jax.device_get(self._items)
+    items = self.check()
     self._items = []
+    if not items:
+      return {}
     return {k: float(np.mean([m[k] for m in items])) for k in items[0]}
 
 
-def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> dict[str, Any]:
-  """Trains an agent as `config` says, writing metrics to `logdir`.
+def _check_params_finite(state: agent.AgentState, env_steps: int) -> None:
+  finite = jax.tree.map(lambda x: bool(np.isfinite(np.asarray(x)).all()), state.params)
+  for path, ok in jax.tree_util.tree_leaves_with_path(finite):
+    if not ok:
+      name = "/".join(str(getattr(p, "key", p)) for p in path)
+      raise NonFiniteError(f"parameter '{name}' holds NaN or inf at environment step {env_steps}; "
+                           "not saving it over the last good checkpoint")
 
-  Returns a summary: final counters and the scores of the last episodes.
+
+# Fields whose change breaks a resumed run: the saved arrays or replay would
+# not fit. Any other change is reported and then used.
+FIXED_ON_RESUME = ("model.", "env.id", "env.num_envs", "env.pixels", "env.image_size",
+                   "run.replay_capacity")
+
+
+def check_resume(saved: Config, config: Config) -> list[str]:
+  """Returns notes on changed fields; raises for changes a resume cannot take."""
+  changes = cfgdiff(saved, config)
+  fixed = [n for n in changes if any(n == f or n.startswith(f) for f in FIXED_ON_RESUME)]
+  if fixed:
+    details = "; ".join(f"{n}: {changes[n][0]!r} -> {changes[n][1]!r}" for n in fixed)
+    raise ValueError(f"cannot resume with a changed {', '.join(fixed)} ({details}); use the saved "
+                     "value or start a new logdir")
+  return [f"config field {n} changed on resume: {a!r} -> {b!r}" for n, (a, b) in changes.items()]
+
+
+def _truncate_metrics(path: pathlib.Path, last_step: int) -> None:
+  """Drops records written after the checkpoint a run resumes from, so the
+  file reads as one uninterrupted run."""
+  if not path.exists():
+    return
+  kept = [line for line in path.read_text().splitlines(keepends=True)
+          if _record_step(line) is not None and _record_step(line) <= last_step]
+  tmp = path.with_suffix(".tmp")
+  tmp.write_text("".join(kept))
+  os.replace(tmp, path)
+
+
+def _record_step(line: str) -> int | None:
+  try:
+    return int(json.loads(line)["step"])
+  except (ValueError, KeyError, TypeError):
+    return None
+
+
+def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> dict[str, Any]:
+  """Trains an agent as `config` says, writing metrics and checkpoints to `logdir`.
+
+  If `logdir` holds a checkpoint, the run continues from it. Returns a
+  summary: final counters and the scores of the episodes this call saw.
   """
   validate(config, logdir)
+  logdir = pathlib.Path(logdir)
+  latest = checkpoint.latest(logdir) if logdir.is_dir() else None
+  notes = check_resume(checkpoint.saved_config(latest), config) if latest else []
   r = config.run
   # Environments first: a bad id or space fails before anything is written.
   env = make_env(config, seed=r.seed)
-  eval_env = make_env(config, seed=r.seed + 10_000, num_envs=1) if r.eval_every else None
-  logdir = pathlib.Path(logdir)
-  logdir.mkdir(parents=True, exist_ok=True)
-  (logdir / "config.json").write_text(config.to_json())
-  logger = Logger(logdir, total_steps=r.steps, console=console)
+  eval_env = None
+  logger = None
   try:
+    eval_env = make_env(config, seed=r.seed + 10_000, num_envs=1) if r.eval_every else None
+    logdir.mkdir(parents=True, exist_ok=True)
+    (logdir / "config.json").write_text(config.to_json())
     state = agent.init(jax.random.key(r.seed), env.obs_spec, env.act_spec, config)
-    replay = Replay(r.replay_capacity, env.num_envs, seed=r.seed)
-    driver = Driver(config, env, state, replay)
-    return _loop(driver, config, logger, eval_env)
+    if latest:
+      state, replay, run = checkpoint.load(latest, state)
+      driver = Driver(config, env, state, replay, Counters(**run["counters"]))
+      checkpoint.set_rng_state(driver._rng, run["rng"])
+      _truncate_metrics(logdir / "metrics.jsonl", driver.counters.env_steps)
+    else:
+      replay = Replay(r.replay_capacity, env.num_envs, seed=r.seed)
+      driver = Driver(config, env, state, replay)
+    logger = Logger(logdir, total_steps=r.steps, console=console)
+    for note in notes:
+      logger.message(note)
+    if latest:
+      logger.message(f"resuming from {latest.name}: {driver.counters.env_steps} environment steps, "
+                     f"{driver.counters.updates} updates, {len(driver.replay)} steps in replay")
+    return _loop(driver, config, logger, eval_env, logdir)
   finally:
-    logger.close()
+    if logger is not None:
+      logger.close()
     env.close()
     if eval_env is not None:
       eval_env.close()
 
 
-def _loop(driver: Driver, config: Config, logger: Logger, eval_env) -> dict[str, Any]:
+def save(driver: Driver, config: Config, logdir: pathlib.Path) -> pathlib.Path:
+  _check_params_finite(driver.state, driver.counters.env_steps)
+  run = {"config": config.to_dict(), "counters": dataclasses.asdict(driver.counters),
+         "rng": checkpoint.rng_state(driver._rng)}
+  return checkpoint.save(logdir, driver.state, driver.replay, run, keep=config.run.keep_checkpoints)
+
+
+def _loop(driver: Driver, config: Config, logger: Logger, eval_env, logdir) -> dict[str, Any]:
   r = config.run
   c = driver.counters
-  averages = _Average()
+  pending = _Metrics()
   scores: list[float] = []
 
   def on_episode(metrics):
     scores.append(metrics["episode/score"])
     logger.write(c.env_steps, metrics)
 
-  last_log, steps_at_log, updates_at_log = time.time(), c.env_steps, c.updates
+  def on_update(metrics):
+    pending.add(c.env_steps, metrics)
+
+  now = time.time()
+  last_log_time, last_console, last_save_time = now, now, now
+  steps_at_log, updates_at_log, updates_at_console = c.env_steps, c.updates, c.updates
+  next_log = (c.env_steps // r.log_every + 1) * r.log_every
+  last_save_step = c.env_steps
   while c.env_steps < r.steps:
     driver.collect(on_episode)
-    driver.train(averages.add)
+    driver.train(on_update)
+    done = c.env_steps >= r.steps
     if r.eval_every and c.env_steps - c.last_eval >= r.eval_every:
       c.last_eval = c.env_steps
       results = evaluate(driver.state, eval_env, r.eval_episodes, seed=r.seed + c.env_steps)
       logger.write(c.env_steps, {"eval/score": np.mean([x["score"] for x in results]),
                                  "eval/length": np.mean([x["length"] for x in results])})
-    now = time.time()
-    if now - last_log >= r.log_every or c.env_steps >= r.steps:
-      elapsed = now - last_log
-      metrics = averages.result()
+    if c.env_steps >= next_log or done:
+      next_log = (c.env_steps // r.log_every + 1) * r.log_every
+      now = time.time()
+      elapsed = max(now - last_log_time, 1e-9)
+      metrics = pending.result()
       metrics["fps/env"] = (c.env_steps - steps_at_log) / elapsed
       metrics["fps/train"] = (c.updates - updates_at_log) / elapsed
       metrics["replay/size"] = len(driver.replay)
       metrics["train/updates"] = c.updates
       logger.write(c.env_steps, metrics)
+      last_log_time, steps_at_log, updates_at_log = now, c.env_steps, c.updates
+    now = time.time()
+    if now - last_console >= r.console_every or done:
       recent = float(np.mean(scores[-10:])) if scores else float("nan")
-      logger.progress(c.env_steps, {"env/s": metrics["fps/env"], "updates/s": metrics["fps/train"],
-                                    "score(10)": recent, "episodes": c.episodes})
-      last_log, steps_at_log, updates_at_log = now, c.env_steps, c.updates
+      logger.progress(c.env_steps, {"updates/s": (c.updates - updates_at_console) / max(now - last_console, 1e-9),
+                                    "updates": c.updates, "score(10)": recent, "episodes": c.episodes})
+      last_console, updates_at_console = now, c.updates
+    by_time = now - last_save_time >= 60 * r.save_every_minutes
+    by_steps = r.save_every and c.env_steps - last_save_step >= r.save_every
+    if by_time or by_steps or done:
+      pending.check()  # a NaN stops the run before it is saved over good state
+      save(driver, config, logdir)
+      last_save_time, last_save_step = time.time(), c.env_steps
   return {"env_steps": c.env_steps, "updates": c.updates, "episodes": c.episodes,
           "scores": scores}

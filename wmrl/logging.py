@@ -49,7 +49,8 @@ class Logger:
       self._start = time.time()
     elapsed = time.time() - self._start
     rate = (step - self._start_step) / elapsed if elapsed > 0 else 0.0
-    parts = [f"step {step:,}" + (f"/{self.total_steps:,}" if self.total_steps else "")]
+    parts = [f"step {step:,}" + (f"/{self.total_steps:,}" if self.total_steps else ""),
+             f"env/s {rate:.1f}"]
     for name, value in fields.items():
       if isinstance(value, float) and not math.isnan(value):
         parts.append(f"{name} {value:.4g}")
@@ -58,6 +59,10 @@ class Logger:
     if self.total_steps and rate > 0:
       parts.append(f"left {_duration((self.total_steps - step) / rate)}")
     print(" | ".join(parts), file=sys.stderr, flush=True)
+
+  def message(self, text: str) -> None:
+    if self.console:
+      print(text, file=sys.stderr, flush=True)
 
   def close(self) -> None:
     self._file.close()

@@ -1,0 +1,157 @@
+"""Checkpoints: everything a run needs to continue exactly where it stopped.
+
+A checkpoint is a folder ``LOGDIR/checkpoints/ckpt-<env steps>/`` holding
+
+- ``agent/``: the agent state's arrays (parameters, optimiser state, slow
+  critic, return-normaliser statistics, RNG key, update counter), saved with
+  orbax and restored into a target built with ``jax.eval_shape``;
+- ``replay/``: the replay buffer (its data, bookkeeping and RNG state);
+- ``run.json``: the config, the loop's counters and the host RNG state.
+
+The file ``COMMITTED`` is written last, atomically: a checkpoint without it
+(a kill during the save) is ignored and removed, so the previous one stays
+the latest. Full replay chunks are hard-linked from the previous checkpoint,
+so each save writes only what is new.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from wmrl import agent
+from wmrl.config import Config
+from wmrl.replay import Replay
+
+COMMITTED = "COMMITTED"
+FORMAT = 1
+
+
+class CheckpointError(ValueError):
+  """A checkpoint that cannot be used: corrupt, foreign or for another config."""
+
+
+def _arrays(state: agent.AgentState) -> dict[str, Any]:
+  """The state's arrays as a plain pytree (typed RNG keys as raw key data)."""
+  return {"params": state.params, "slow_critic": state.slow_critic, "opt_state": state.opt_state,
+          "retnorm": state.retnorm, "key": jax.random.key_data(state.key), "step": state.step}
+
+
+def _with_arrays(template: agent.AgentState, arrays: dict[str, Any]) -> agent.AgentState:
+  return template.replace(params=arrays["params"], slow_critic=arrays["slow_critic"],
+                          opt_state=arrays["opt_state"], retnorm=arrays["retnorm"],
+                          key=jax.random.wrap_key_data(arrays["key"]), step=arrays["step"])
+
+
+def checkpoint_dir(logdir: str | pathlib.Path) -> pathlib.Path:
+  return pathlib.Path(logdir) / "checkpoints"
+
+
+def _step_of(path: pathlib.Path) -> int | None:
+  name = path.name
+  if name.startswith("ckpt-") and name[5:].isdigit():
+    return int(name[5:])
+  return None
+
+
+def list_checkpoints(logdir) -> list[pathlib.Path]:
+  """Committed checkpoints, oldest first."""
+  root = checkpoint_dir(logdir)
+  if not root.is_dir():
+    return []
+  found = [p for p in root.iterdir() if _step_of(p) is not None and (p / COMMITTED).exists()]
+  return sorted(found, key=_step_of)
+
+
+def latest(logdir) -> pathlib.Path | None:
+  found = list_checkpoints(logdir)
+  return found[-1] if found else None
+
+
+def save(logdir, state: agent.AgentState, replay: Replay, run: dict[str, Any], keep: int = 3
+         ) -> pathlib.Path:
+  """Writes a checkpoint named by `run["counters"]["env_steps"]`; keeps the newest `keep`."""
+  root = checkpoint_dir(logdir)
+  root.mkdir(parents=True, exist_ok=True)
+  path = root / f"ckpt-{run['counters']['env_steps']:012d}"
+  if path.exists():  # an interrupted save of the same step, or a re-save
+    shutil.rmtree(path)
+  path.mkdir()
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save((path / "agent").absolute(), _arrays(state))
+  checkpointer.wait_until_finished()
+  replay.save(path / "replay")
+  (path / "run.json").write_text(json.dumps({"format": FORMAT, **run}, indent=1))
+  _commit(path)
+  _prune(root, keep)
+  return path
+
+
+def _commit(path: pathlib.Path) -> None:
+  tmp = path / (COMMITTED + ".tmp")
+  with open(tmp, "w") as f:
+    f.write("ok\n")
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path / COMMITTED)
+
+
+def _prune(root: pathlib.Path, keep: int) -> None:
+  committed = sorted((p for p in root.iterdir() if _step_of(p) is not None
+                      and (p / COMMITTED).exists()), key=_step_of)
+  newest = _step_of(committed[-1]) if committed else -1
+  for path in root.iterdir():
+    step = _step_of(path)
+    if step is None:
+      continue
+    stale = (path / COMMITTED).exists() and path in committed[:-keep] if keep > 0 else False
+    unfinished = not (path / COMMITTED).exists() and step < newest
+    if stale or unfinished:
+      shutil.rmtree(path, ignore_errors=True)
+
+
+def read_run(path: pathlib.Path) -> dict[str, Any]:
+  """The run.json of a checkpoint, checked to be one of ours."""
+  try:
+    run = json.loads((path / "run.json").read_text())
+  except (OSError, json.JSONDecodeError) as e:
+    raise CheckpointError(f"{path} is not a readable wmrl checkpoint (run.json: {e}); "
+                          "delete it or point --logdir elsewhere") from None
+  if run.get("format") != FORMAT or "config" not in run or "counters" not in run:
+    raise CheckpointError(f"{path} is not a wmrl checkpoint of format {FORMAT}; "
+                          "it was written by another program or version")
+  return run
+
+
+def load(path: pathlib.Path, template: agent.AgentState) -> tuple[agent.AgentState, Replay, dict]:
+  """Restores the agent state (into the shapes of `template`), replay and run info."""
+  run = read_run(path)
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), _arrays(template))
+  try:
+    arrays = ocp.StandardCheckpointer().restore((path / "agent").absolute(), target)
+  except Exception as e:  # orbax raises many types; all mean the same here
+    raise CheckpointError(f"cannot restore the agent from {path / 'agent'}: {e}. The checkpoint "
+                          "is corrupt or was made with another model config") from None
+  try:
+    replay = Replay.load(path / "replay")
+  except (OSError, ValueError, KeyError) as e:
+    raise CheckpointError(f"cannot restore the replay from {path / 'replay'}: {e}") from None
+  return _with_arrays(template, arrays), replay, run
+
+
+def saved_config(path: pathlib.Path) -> Config:
+  return Config.from_dict(read_run(path)["config"])
+
+
+def rng_state(rng: np.random.Generator) -> dict:
+  return rng.bit_generator.state
+
+
+def set_rng_state(rng: np.random.Generator, state: dict) -> None:
+  rng.bit_generator.state = state
