@@ -129,20 +129,42 @@ def read_run(path: pathlib.Path) -> dict[str, Any]:
   return run
 
 
-def load(path: pathlib.Path, template: agent.AgentState) -> tuple[agent.AgentState, Replay, dict]:
-  """Restores the agent state (into the shapes of `template`), replay and run info."""
-  run = read_run(path)
+def load_agent(path: pathlib.Path, template: agent.AgentState) -> agent.AgentState:
+  """Restores the agent state of a checkpoint into the shapes of `template`."""
+  read_run(path)
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), _arrays(template))
   try:
     arrays = ocp.StandardCheckpointer().restore((path / "agent").absolute(), target)
   except Exception as e:  # orbax raises many types; all mean the same here
     raise CheckpointError(f"cannot restore the agent from {path / 'agent'}: {e}. The checkpoint "
                           "is corrupt or was made with another model config") from None
+  return _with_arrays(template, arrays)
+
+
+def load(path: pathlib.Path, template: agent.AgentState) -> tuple[agent.AgentState, Replay, dict]:
+  """Restores the agent state (into the shapes of `template`), replay and run info."""
+  run = read_run(path)
+  state = load_agent(path, template)
   try:
     replay = Replay.load(path / "replay")
   except (OSError, ValueError, KeyError) as e:
     raise CheckpointError(f"cannot restore the replay from {path / 'replay'}: {e}") from None
-  return _with_arrays(template, arrays), replay, run
+  return state, replay, run
+
+
+def find(logdir, name: str | None = None) -> pathlib.Path:
+  """The named checkpoint (``ckpt-...`` or its step), or the latest one."""
+  found = list_checkpoints(logdir)
+  if not found:
+    raise CheckpointError(f"no checkpoint in {checkpoint_dir(logdir)}; train with "
+                          f"`wmrl train --logdir {logdir}` first")
+  if name is None:
+    return found[-1]
+  for path in found:
+    if path.name == name or (name.isdigit() and _step_of(path) == int(name)):
+      return path
+  raise CheckpointError(f"no checkpoint '{name}' in {checkpoint_dir(logdir)}; there are: "
+                        + ", ".join(p.name for p in found))
 
 
 def saved_config(path: pathlib.Path) -> Config:

@@ -97,7 +97,12 @@ def compare_main(argv: list[str]) -> int:
   return compare.main(argv)
 
 
-COMMANDS = {"train": train_main, "compare": compare_main}
+def eval_main(argv: list[str]) -> int:
+  from wmrl import evaluate
+  return evaluate.main(argv)
+
+
+COMMANDS = {"train": train_main, "eval": eval_main, "compare": compare_main}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
   if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
     usage = ("usage: wmrl {" + ",".join(COMMANDS) + "} ...\n\n"
              "  train    train an agent on an environment\n"
+             "  eval     run a trained agent's eval policy, optionally writing a video\n"
              "  compare  put training runs beside the published DreamerV3 curves\n\n"
              "Run `wmrl COMMAND --help` for a command's options.")
     print(usage, file=sys.stdout if argv and argv[0] in ("-h", "--help") else sys.stderr)

@@ -1,0 +1,124 @@
+"""`wmrl eval`: run a trained agent's eval policy for whole episodes."""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+import jax
+import numpy as np
+
+from wmrl import agent, checkpoint
+from wmrl.driver import make_env
+
+
+def run_episodes(state: agent.AgentState, env, episodes: int, seed: int = 0,
+                 record: bool = False) -> tuple[list[dict], list[np.ndarray]]:
+  """Runs `episodes` episodes of env 0 with the eval policy.
+
+  Returns per-episode score and length, and with `record` the frames of
+  each episode (from `env.render()`, or the `image` observation where the
+  environment cannot render).
+  """
+  rng = np.random.default_rng(seed)
+  keys = sorted(env.obs_spec)
+  step = env.reset()
+  carry = agent.initial_carry(state, env.num_envs)
+  score, length, results, videos, frames = 0.0, 0, [], [], []
+  while len(results) < episodes:
+    if record:
+      frames.append(_frame(env, step))
+    obs = {**{k: step[k] for k in keys}, "is_first": step["is_first"]}
+    action, carry = agent.policy_step(state, obs, carry, rng.integers(0, 2**32, 2, dtype=np.uint32),
+                                      "eval")
+    step = env.step(np.asarray(action))
+    score += float(step["reward"][0])
+    length += 1
+    if step["is_last"][0]:
+      results.append({"score": score, "length": length})
+      if record:
+        frames.append(_frame(env, step))
+        videos.append(np.stack(frames))
+      score, length, frames = 0.0, 0, []
+      step = env.step(np.asarray(action))  # the reset step
+  return results, videos
+
+
+def _frame(env, step) -> np.ndarray:
+  try:
+    return np.asarray(env.render()[0])
+  except (RuntimeError, NotImplementedError):
+    images = [k for k, s in env.obs_spec.items() if s.is_image]
+    if not images:
+      raise ValueError("cannot record a video: the environment neither renders rgb_array frames "
+                       "nor has an image observation") from None
+    frame = step[images[0]][0]
+    return np.repeat(frame, 3, -1) if frame.shape[-1] == 1 else frame[..., :3]
+
+
+def write_video(path: str | pathlib.Path, videos: list[np.ndarray], fps: int = 30) -> None:
+  """Writes episodes one after another as .mp4 (needs imageio-ffmpeg) or .gif."""
+  import imageio.v2 as imageio
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  shapes = {v.shape[1:] for v in videos}
+  if len(shapes) > 1:
+    raise ValueError(f"episodes have different frame sizes {shapes}")
+  frames = np.concatenate(videos)
+  if path.suffix == ".gif":
+    imageio.mimsave(path, list(frames), duration=1000 / fps, loop=0)
+  elif path.suffix == ".mp4":
+    try:
+      imageio.mimsave(path, list(frames), fps=fps, macro_block_size=1)
+    except (ImportError, ValueError, RuntimeError) as e:
+      raise RuntimeError(f"writing {path} needs imageio-ffmpeg (pip install 'wmrl[video]'), or "
+                         f"write a .gif: {e}") from None
+  else:
+    raise ValueError(f"video path {path} must end in .mp4 or .gif")
+
+
+def evaluate_logdir(logdir, episodes: int, name: str | None = None, video: str | None = None,
+                    seed: int = 0) -> dict:
+  """Loads a checkpoint of `logdir` and evaluates it; returns the summary."""
+  if episodes < 1:
+    raise ValueError(f"--episodes must be at least 1, got {episodes}")
+  path = checkpoint.find(logdir, name)
+  config = checkpoint.saved_config(path)
+  env = make_env(config, seed=config.run.seed + 20_000 + seed, num_envs=1)
+  try:
+    template = agent.init(jax.random.key(0), env.obs_spec, env.act_spec, config)
+    state = checkpoint.load_agent(path, template)
+    results, videos = run_episodes(state, env, episodes, seed, record=video is not None)
+  finally:
+    env.close()
+  if video is not None:
+    write_video(video, videos)
+  scores = np.array([r["score"] for r in results])
+  return {"checkpoint": path.name, "episodes": len(results), "score_mean": float(scores.mean()),
+          "score_std": float(scores.std()),
+          "length_mean": float(np.mean([r["length"] for r in results])),
+          "scores": scores.tolist()}
+
+
+def main(argv: list[str]) -> int:
+  parser = argparse.ArgumentParser(prog="wmrl eval", description="Evaluate a trained agent.")
+  parser.add_argument("--logdir", required=True)
+  parser.add_argument("--episodes", type=int, default=10)
+  parser.add_argument("--checkpoint", help="checkpoint name (ckpt-...) or step; default: latest")
+  parser.add_argument("--video", help="write the episodes to this .mp4 or .gif")
+  parser.add_argument("--seed", type=int, default=0)
+  args = parser.parse_args(argv)
+  try:
+    summary = evaluate_logdir(args.logdir, args.episodes, args.checkpoint, args.video, args.seed)
+  except (ValueError, RuntimeError) as e:
+    print(f"wmrl eval: error: {e}", file=sys.stderr)
+    return 2
+  for i, score in enumerate(summary.pop("scores")):
+    print(f"episode {i}: score {score:.2f}")
+  if args.video:
+    print(f"video: {args.video}")
+  line = {k: summary[k] for k in ("episodes", "score_mean", "score_std", "length_mean")}
+  line["checkpoint"] = summary["checkpoint"]
+  print(json.dumps(line))
+  return 0
