@@ -102,7 +102,12 @@ def eval_main(argv: list[str]) -> int:
   return evaluate.main(argv)
 
 
-COMMANDS = {"train": train_main, "eval": eval_main, "compare": compare_main}
+def bench_main(argv: list[str]) -> int:
+  from wmrl import bench
+  return bench.main(argv)
+
+
+COMMANDS = {"train": train_main, "eval": eval_main, "bench": bench_main, "compare": compare_main}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     usage = ("usage: wmrl {" + ",".join(COMMANDS) + "} ...\n\n"
              "  train    train an agent on an environment\n"
              "  eval     run a trained agent's eval policy, optionally writing a video\n"
+             "  bench    measure train and policy speed against the machine's matmul peak\n"
              "  compare  put training runs beside the published DreamerV3 curves\n\n"
              "Run `wmrl COMMAND --help` for a command's options.")
     print(usage, file=sys.stdout if argv and argv[0] in ("-h", "--help") else sys.stderr)

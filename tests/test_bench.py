@@ -1,0 +1,71 @@
+"""The speed benchmark: FLOP counting by hand, and one tiny end-to-end run."""
+import importlib.util
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+
+from wmrl import bench
+
+# A model small enough to compile in seconds (the sizes of conftest.tiny_config).
+TINY = {
+    "model.rssm.deter": 32, "model.rssm.hidden": 16, "model.rssm.stoch": 4,
+    "model.rssm.classes": 4, "model.rssm.blocks": 2, "model.encoder.units": 16,
+    "model.encoder.layers": 1, "model.decoder.units": 16, "model.decoder.layers": 1,
+    "model.reward.units": 16, "model.cont.units": 16, "model.actor.units": 16,
+    "model.actor.layers": 1, "model.critic.units": 16, "model.critic.layers": 1,
+    "behavior.imag_horizon": 3,
+}
+
+
+def test_jaxpr_flops_counts_scan_bodies_times_length():
+  def rollout(x, w):
+    y, _ = jax.lax.scan(lambda c, _: (jnp.tanh(c @ w), None), x, None, length=10)
+    return y.sum()
+
+  x, w = jnp.ones((4, 8)), jnp.ones((8, 8))
+  flops, whiles = bench.jaxpr_flops(jax.jit(rollout).trace(x, w).jaxpr.jaxpr)
+  # 10 steps of a [4, 8] @ [8, 8] matmul: 2 * 4 * 8 * 8 each.
+  assert (flops, whiles) == (10 * 2 * 4 * 8 * 8, 0)
+  # The gradient adds the backward scan: one matmul per step for d/dc
+  # ([4, 8] @ [8, 8]^T) and one for d/dw ([8, 4] @ [4, 8]).
+  grad_flops, _ = bench.jaxpr_flops(jax.jit(jax.grad(rollout, 1)).trace(x, w).jaxpr.jaxpr)
+  assert grad_flops == 3 * 10 * 2 * 4 * 8 * 8
+
+
+def test_bad_override_fails_before_measuring(capsys):
+  assert bench.main(["--presets", "debug", "--set", "model.rssm.detr=8"]) == 2
+  assert "model.rssm.deter" in capsys.readouterr().err
+
+
+def test_tiny_benchmark_writes_json_and_table(tmp_path, capsys):
+  out = tmp_path / "speed.json"
+  argv = ["--presets", "debug", "--batch-size", "2", "--batch-length", "8", "--repeats", "2",
+          "--warmup", "1", "--policy-calls", "5", "--peak-size", "256", "--peak-repeats", "2",
+          "--out", str(out)]
+  for name, value in TINY.items():
+    argv += ["--set", f"{name}={value}"]
+  e2e = importlib.util.find_spec("dm_control") is not None
+  if e2e:
+    argv += ["--e2e-steps", "2"]
+  assert bench.main(argv) == 0
+
+  report = json.loads(out.read_text())
+  (row,) = report["presets"]
+  positive = lambda x: math.isfinite(x) and x > 0
+  assert row["batch"] == {"size": 2, "length": 8, "context": 1}
+  assert positive(row["compile"]["total_s"])
+  assert positive(row["flops"]["per_update"]) and positive(row["flops"]["xla_cost_analysis"])
+  assert positive(row["train"]["updates_per_s"])
+  assert positive(report["peak"]["flops_per_s"])
+  assert 0 < row["flops"]["fraction_of_peak"] < 1.5
+  for num_envs in ("1", "16"):
+    assert positive(row["policy"][num_envs]["calls_per_s"])
+  assert positive(row["memory"]["bytes"])
+  assert report["machine"]["platform"] == jax.devices()[0].platform
+  if e2e:
+    assert row["e2e"]["env_steps"] >= 2 and positive(row["e2e"]["env_steps_per_s"])
+
+  table = capsys.readouterr().out
+  assert "upd/s" in table and "debug" in table and str(out) in table
