@@ -6,7 +6,9 @@ A checkpoint is a folder ``LOGDIR/checkpoints/ckpt-<env steps>/`` holding
   critic, return-normaliser statistics, RNG key, update counter), saved with
   orbax and restored into a target built with ``jax.eval_shape``;
 - ``replay/``: the replay buffer (its data, bookkeeping and RNG state);
-- ``run.json``: the config, the loop's counters and the host RNG state.
+- ``run.json``: the config, the loop's counters and the host RNG state;
+- ``pending.npz``: the environment step not yet acted on and the policy's
+  recurrent carry, so the last observation before a restart is kept.
 
 The file ``COMMITTED`` is written last, atomically: a checkpoint without it
 (a kill during the save) is ignored and removed, so the previous one stays
@@ -74,8 +76,8 @@ def latest(logdir) -> pathlib.Path | None:
   return found[-1] if found else None
 
 
-def save(logdir, state: agent.AgentState, replay: Replay, run: dict[str, Any], keep: int = 3
-         ) -> pathlib.Path:
+def save(logdir, state: agent.AgentState, replay: Replay, run: dict[str, Any],
+         pending: dict[str, np.ndarray] | None = None, keep: int = 3) -> pathlib.Path:
   """Writes a checkpoint named by `run["counters"]["env_steps"]`; keeps the newest `keep`."""
   root = checkpoint_dir(logdir)
   root.mkdir(parents=True, exist_ok=True)
@@ -87,6 +89,7 @@ def save(logdir, state: agent.AgentState, replay: Replay, run: dict[str, Any], k
   checkpointer.save((path / "agent").absolute(), _arrays(state))
   checkpointer.wait_until_finished()
   replay.save(path / "replay")
+  np.savez(path / "pending.npz", **(pending or {}))
   (path / "run.json").write_text(json.dumps({"format": FORMAT, **run}, indent=1))
   _commit(path)
   _prune(root, keep)
@@ -165,6 +168,12 @@ def find(logdir, name: str | None = None) -> pathlib.Path:
       return path
   raise CheckpointError(f"no checkpoint '{name}' in {checkpoint_dir(logdir)}; there are: "
                         + ", ".join(p.name for p in found))
+
+
+def load_pending(path: pathlib.Path) -> dict[str, np.ndarray]:
+  """The driver's pending step and policy carry (empty for a run not yet started)."""
+  with np.load(path / "pending.npz", allow_pickle=False) as data:
+    return {k: data[k] for k in data.files}
 
 
 def saved_config(path: pathlib.Path) -> Config:

@@ -87,6 +87,7 @@ class Driver:
     self._obs_keys = sorted(env.obs_spec)
     self._step = None  # the last env step, not yet acted on
     self._carry = None
+    self._restarted = False
     self._scores = np.zeros(env.num_envs)
     self._lengths = np.zeros(env.num_envs, np.int64)
     r = config.run
@@ -113,9 +114,39 @@ class Driver:
     if self.counters.env_steps < self.prefill:
       action = random_actions(self._rng, self.env.act_spec, self.env.num_envs)
     self.replay.add({**step, "action": action})
-    self._step = self.env.step(action)
+    if self._restarted:  # the step came from before a restart: these envs are new
+      self._restarted = False
+      self._step = self.env.reset()
+    else:
+      self._step = self.env.step(action)
     self.counters.env_steps += self.env.num_envs
     self._track_episodes(self._step, on_episode)
+
+  def pending(self) -> dict[str, np.ndarray]:
+    """The step not yet acted on and the policy carry, for checkpoints."""
+    if self._step is None:
+      return {}
+    carry = jax.device_get(self._carry)
+    arrays = {f"step/{k}": np.asarray(v) for k, v in self._step.items()}
+    arrays.update({"carry/deter": carry.latent.deter, "carry/stoch": carry.latent.stoch,
+                   "carry/action": carry.action})
+    return arrays
+
+  def restore_pending(self, arrays: dict[str, np.ndarray]) -> None:
+    """Continues from a checkpoint's pending step in freshly made environments.
+
+    The step is stored and acted on as it would have been; since the
+    environments cannot continue its episodes, they are marked as ended
+    there (a truncation, as by a time limit) and reset on the next step.
+    """
+    if not arrays:
+      return
+    step = {k[5:]: v for k, v in arrays.items() if k.startswith("step/")}
+    step["is_last"] = np.ones_like(step["is_last"])
+    self._step = step
+    self._carry = agent.PolicyCarry(
+        agent.Latent(arrays["carry/deter"], arrays["carry/stoch"]), arrays["carry/action"])
+    self._restarted = True
 
   def _track_episodes(self, step: dict, on_episode) -> None:
     first = step["is_first"]
@@ -264,6 +295,7 @@ def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> d
       state, replay, run = checkpoint.load(latest, state)
       driver = Driver(config, env, state, replay, Counters(**run["counters"]))
       checkpoint.set_rng_state(driver._rng, run["rng"])
+      driver.restore_pending(checkpoint.load_pending(latest))
       _truncate_metrics(logdir / "metrics.jsonl", driver.counters.env_steps)
     else:
       replay = Replay(r.replay_capacity, env.num_envs, seed=r.seed)
@@ -287,7 +319,8 @@ def save(driver: Driver, config: Config, logdir: pathlib.Path) -> pathlib.Path:
   _check_params_finite(driver.state, driver.counters.env_steps)
   run = {"config": config.to_dict(), "counters": dataclasses.asdict(driver.counters),
          "rng": checkpoint.rng_state(driver._rng)}
-  return checkpoint.save(logdir, driver.state, driver.replay, run, keep=config.run.keep_checkpoints)
+  return checkpoint.save(logdir, driver.state, driver.replay, run, driver.pending(),
+                         keep=config.run.keep_checkpoints)
 
 
 def _loop(driver: Driver, config: Config, logger: Logger, eval_env, logdir) -> dict[str, Any]:

@@ -1,0 +1,43 @@
+"""Small deterministic environments for driver, checkpoint and CLI tests.
+
+Importable as `fake_envs:make_counter` (tests/ is on sys.path in the tests
+and in their subprocesses).
+"""
+import gymnasium as gym
+import numpy as np
+
+EPISODE_LENGTH = 20
+
+
+class Counter(gym.Env):
+  """A point on a line; reward for staying near 0; fixed-length episodes.
+
+  Deterministic for a given seed: every reset starts at the same place, so
+  a restarted run sees the same episodes as an uninterrupted one.
+  """
+
+  def __init__(self, length: int = EPISODE_LENGTH, terminate: bool = False):
+    self.observation_space = gym.spaces.Box(-10.0, 10.0, (2,), np.float32)
+    self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    self.length = length
+    self.terminate = terminate
+
+  def reset(self, *, seed=None, options=None):
+    super().reset(seed=seed)
+    self.t = 0
+    self.x = 1.0
+    return self._obs(), {}
+
+  def _obs(self):
+    return np.array([self.x, self.t / self.length], np.float32)
+
+  def step(self, action):
+    self.t += 1
+    self.x = float(np.clip(self.x + 0.5 * float(action[0]), -10, 10))
+    reward = -abs(self.x)
+    end = self.t >= self.length
+    return self._obs(), reward, end and self.terminate, end and not self.terminate, {}
+
+
+def make_counter():
+  return Counter()

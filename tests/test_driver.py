@@ -1,0 +1,213 @@
+"""The training loop: train ratio, metrics, checkpoints, resume and determinism."""
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from wmrl import checkpoint, driver
+from wmrl.logging import read_metrics
+
+TESTS = pathlib.Path(__file__).parent
+
+
+def _config(steps, **overrides):
+  return tiny_config(**{
+      "env.id": "fake_envs:make_counter", "run.steps": steps, "run.train_ratio": 12,
+      "run.log_every": 40, "run.console_every": 1000.0, "run.save_every_minutes": 1000.0,
+      "optim.warmup": 0, **overrides})
+
+
+def test_train_writes_metrics_and_checkpoint(tmp_path):
+  config = _config(100)
+  summary = driver.train(config, tmp_path, console=False)
+  assert summary["env_steps"] == 100
+  records = read_metrics(tmp_path / "metrics.jsonl")
+  assert all("step" in r for r in records)
+  episodes = [r for r in records if "episode/score" in r]
+  assert len(episodes) == summary["episodes"] >= 4
+  assert all(r["episode/length"] == 20 for r in episodes)
+  train = [r for r in records if "loss/rec" in r]
+  assert train and all(np.isfinite(r["loss/rec"]) for r in train)
+  assert {"fps/env", "fps/train", "replay/size"} <= set(records[-1])
+  # Train ratio 12 over batches of 2 x 6 = one update per environment step once training starts.
+  prefill = 2 * 7
+  assert summary["updates"] == 100 - prefill + 1
+  ckpt = checkpoint.latest(tmp_path)
+  assert ckpt is not None and ckpt.name == "ckpt-000000000100"
+
+
+def _params(logdir):
+  config = checkpoint.saved_config(checkpoint.latest(logdir))
+  env = driver.make_env(config, seed=0)
+  from wmrl import agent
+  template = agent.init(jax.random.key(0), env.obs_spec, env.act_spec, config)
+  env.close()
+  state, replay, run = checkpoint.load(checkpoint.latest(logdir), template)
+  return state, replay, run
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+  # 80 steps end right after an episode (episodes of 20 steps, plus the reset step).
+  driver.train(_config(83), tmp_path / "resumed", console=False)
+  driver.train(_config(166), tmp_path / "resumed", console=False)
+  driver.train(_config(166), tmp_path / "straight", console=False)
+  resumed, replay_a, run_a = _params(tmp_path / "resumed")
+  straight, replay_b, run_b = _params(tmp_path / "straight")
+  assert run_a["counters"] == run_b["counters"]
+  for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(straight.params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert replay_a.steps_added == replay_b.steps_added == 166
+  episodes = lambda d: [r for r in read_metrics(d / "metrics.jsonl") if "episode/score" in r]
+  assert episodes(tmp_path / "resumed") == episodes(tmp_path / "straight")
+  # Train records average over log intervals; those before the restart match.
+  train = lambda d: [{k: v for k, v in r.items() if not k.startswith("fps")}
+                     for r in read_metrics(d / "metrics.jsonl") if "loss/rec" in r and r["step"] <= 80]
+  assert len(train(tmp_path / "resumed")) == 2
+  assert train(tmp_path / "resumed") == train(tmp_path / "straight")
+
+
+def test_same_seed_gives_identical_metrics(tmp_path):
+  for name in ("a", "b"):
+    driver.train(_config(120), tmp_path / name, console=False)
+  strip = lambda d: [{k: v for k, v in r.items() if not k.startswith("fps")}
+                     for r in read_metrics(tmp_path / d / "metrics.jsonl")]
+  a, b = strip("a"), strip("b")
+  assert len(a) > 5 and a == b
+
+
+def test_resume_after_sigkill_continues_without_losing_or_doubling_replay(tmp_path):
+  logdir = tmp_path / "run"
+  command = [sys.executable, "-m", "wmrl.cli", "train", "--env", "fake_envs:make_counter",
+             "--logdir", str(logdir), "--steps", "100000", "--quiet"]
+  overrides = {"run.save_every": 60, "run.train_ratio": 12, "optim.warmup": 0, "run.log_every": 40,
+               **{k: v for k, v in _tiny_flags().items()}}
+  for key, value in overrides.items():
+    command += [f"--{key}", str(value)]
+  env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+  process = subprocess.Popen(command, env=env, cwd=tmp_path)
+  try:
+    deadline = time.time() + 240
+    while time.time() < deadline and len(checkpoint.list_checkpoints(logdir)) < 2:
+      assert process.poll() is None, "training exited early"
+      time.sleep(0.5)
+    assert len(checkpoint.list_checkpoints(logdir)) >= 2, "no checkpoint within the deadline"
+  finally:
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+  saved = checkpoint.latest(logdir)
+  saved_steps = checkpoint.read_run(saved)["counters"]["env_steps"]
+  assert saved_steps % 60 == 0
+  # The same command again, now with an end in sight.
+  command[command.index("100000")] = str(saved_steps + 50)
+  subprocess.run(command, env=env, cwd=tmp_path, check=True, timeout=240)
+  state, replay, run = _params(logdir)
+  assert run["counters"]["env_steps"] == saved_steps + 50
+  # Every step collected before the checkpoint, plus exactly the new ones.
+  assert replay.steps_added == saved_steps + 50
+  assert run["counters"]["updates"] > checkpoint.read_run(saved)["counters"]["updates"]
+  steps = [r["step"] for r in read_metrics(logdir / "metrics.jsonl")]
+  assert steps == sorted(steps) and steps[-1] == saved_steps + 50
+
+
+def _tiny_flags():
+  config = tiny_config()
+  flags = {}
+  for name in ("model.rssm.deter", "model.rssm.hidden", "model.rssm.stoch", "model.rssm.classes",
+               "model.rssm.blocks", "model.encoder.units", "model.encoder.layers",
+               "model.decoder.units", "model.decoder.layers", "model.reward.units",
+               "model.cont.units", "model.actor.units", "model.actor.layers", "model.critic.units",
+               "model.critic.layers", "behavior.imag_horizon", "run.batch_size", "run.batch_length"):
+    value = config
+    for part in name.split("."):
+      value = getattr(value, part)
+    flags[name] = value
+  return flags
+
+
+def test_changed_model_field_is_refused_on_resume(tmp_path):
+  driver.train(_config(30), tmp_path, console=False)
+  with pytest.raises(ValueError, match="model.rssm.deter"):
+    driver.train(_config(60, **{"model.rssm.deter": 64}), tmp_path, console=False)
+
+
+def test_changed_run_field_is_reported_and_used(tmp_path, capsys):
+  driver.train(_config(30), tmp_path, console=False)
+  summary = driver.train(_config(50, **{"run.train_ratio": 24}), tmp_path, console=True)
+  assert summary["env_steps"] == 50
+  err = capsys.readouterr().err
+  assert "run.train_ratio changed on resume: 12.0 -> 24.0" in err
+
+
+def test_kill_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
+  driver.train(_config(30), tmp_path, console=False)
+  before = checkpoint.latest(tmp_path)
+
+  def crash(path):
+    raise KeyboardInterrupt("killed while saving")
+
+  monkeypatch.setattr(checkpoint, "_commit", crash)
+  with pytest.raises(KeyboardInterrupt):
+    driver.train(_config(45), tmp_path, console=False)
+  monkeypatch.undo()
+  assert checkpoint.latest(tmp_path) == before
+  summary = driver.train(_config(45), tmp_path, console=False)
+  assert summary["env_steps"] == 45
+
+
+def test_corrupt_checkpoint_gets_clear_error(tmp_path):
+  driver.train(_config(30), tmp_path, console=False)
+  latest = checkpoint.latest(tmp_path)
+  (latest / "run.json").write_text("{not json")
+  with pytest.raises(checkpoint.CheckpointError, match="not a readable wmrl checkpoint"):
+    driver.train(_config(40), tmp_path, console=False)
+
+
+def test_foreign_checkpoint_gets_clear_error(tmp_path):
+  driver.train(_config(30), tmp_path, console=False)
+  latest = checkpoint.latest(tmp_path)
+  (latest / "run.json").write_text(json.dumps({"hello": 1}))
+  with pytest.raises(checkpoint.CheckpointError, match="not a wmrl checkpoint"):
+    driver.train(_config(40), tmp_path, console=False)
+
+
+def test_non_finite_loss_stops_run_naming_metric(tmp_path, monkeypatch):
+  driver.train(_config(30), tmp_path, console=False)
+  good = checkpoint.latest(tmp_path)
+  real = driver.agent.train_step
+
+  def poisoned(state, batch):
+    state, metrics = real(state, batch)
+    metrics = dict(metrics)
+    metrics["loss/rew"] = metrics["loss/rew"] * np.nan
+    return state, metrics
+
+  monkeypatch.setattr(driver.agent, "train_step", poisoned)
+  with pytest.raises(driver.NonFiniteError, match="metric 'loss/rew' became nan at environment step"):
+    driver.train(_config(80), tmp_path, console=False)
+  assert checkpoint.latest(tmp_path) == good
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"run.train_ratio": 0}, "train_ratio must be positive"),
+    ({"run.train_ratio": -3}, "train_ratio must be positive"),
+    ({"env.id": "gym:CartPol-v1"}, "did you mean gym:CartPole-v1"),
+])
+def test_bad_settings_are_refused_before_training(tmp_path, overrides, message):
+  with pytest.raises(ValueError, match=message):
+    driver.train(_config(10, **overrides), tmp_path / "run", console=False)
+  assert not (tmp_path / "run").exists()
+
+
+def test_logdir_that_is_a_file_is_refused(tmp_path):
+  path = tmp_path / "file"
+  path.write_text("x")
+  with pytest.raises(ValueError, match="is a file"):
+    driver.train(_config(10), path, console=False)
