@@ -41,3 +41,26 @@ class Counter(gym.Env):
 
 def make_counter():
   return Counter()
+
+
+IMAGE_SIZE = 16
+
+
+class ImageCounter(Counter):
+  """Counter seen only as a 16x16 RGB picture, drawn with NumPy: a red column
+  where the point is and a green row at the time step."""
+
+  def __init__(self, length: int = EPISODE_LENGTH):
+    super().__init__(length)
+    self.observation_space = gym.spaces.Box(0, 255, (IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+
+  def _obs(self):
+    image = np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+    column = int(round((self.x + 10) / 20 * (IMAGE_SIZE - 1)))  # x lies in [-10, 10]
+    image[:, column, 0] = 255
+    image[self.t % IMAGE_SIZE, :, 1] = 128
+    return image
+
+
+def make_image_counter():
+  return ImageCounter()

@@ -146,6 +146,12 @@ class RunConfig:
   save_every_minutes: float = 10.0  # wall-clock minutes between checkpoints
   save_every: int = 0  # environment steps between checkpoints; 0: by time only
   keep_checkpoints: int = 3
+  # Outputs for watching a run (wmrl/logging.py, wmrl/report.py).
+  tensorboard: bool = True  # event files in LOGDIR/tb (needs tensorboardX)
+  wandb: bool = False  # Weights & Biases (needs wandb)
+  wandb_project: str = "wmrl"
+  report_every: int = 10_000  # environment steps between open-loop videos; 0: never
+  eval_video: bool = True  # film the first episode of each evaluation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,12 +315,23 @@ PRESETS: dict[str, Callable[[Config], Config]] = {
     "size200m": _size(8192, 1024, 64, 1024, 64),
     "size400m": _size(12288, 1536, 96, 1536, 96),
     # Suites, as in the reference configs.
-    "dmc_proprio": _overrides(**{
+    # The reference trains DMC from proprioception with its 1m model.
+    "dmc_proprio": lambda config: _size(512, 64, 4, 64, 4)(config).replace(**{
         "env.action_repeat": 2, "run.steps": 500_000, "run.train_ratio": 512,
         "run.eval_every": 10_000, "run.eval_episodes": 10}),
     "dmc_vision": _overrides(**{
         "env.action_repeat": 2, "env.pixels": True, "run.steps": 1_000_000,
         "run.train_ratio": 512, "run.eval_every": 10_000, "run.eval_episodes": 10}),
+    # Gymnasium MuJoCo v5 (no published DreamerV3 curves): the v5 tasks skip
+    # frames themselves (HalfCheetah 5, Hopper 4), so no action repeat on top.
+    "gym_mujoco": _overrides(**{
+        "env.action_repeat": 1, "run.steps": 1_000_000, "run.train_ratio": 512,
+        "run.eval_every": 10_000, "run.eval_episodes": 10}),
+    # Atari 100k through ALE v5 (gym:ale_py:ALE/Pong-v5), which skips 4 frames
+    # itself: 110k agent steps are 440k frames.
+    "atari100k": _overrides(**{
+        "env.action_repeat": 1, "env.pixels": True, "env.image_size": (64, 64),
+        "env.num_envs": 1, "run.steps": 110_000, "run.train_ratio": 256}),
     # Quick checks: a short batch and a low train ratio.
     "debug": _overrides(**{
         "run.batch_size": 8, "run.batch_length": 32, "run.train_ratio": 64,

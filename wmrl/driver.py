@@ -16,11 +16,16 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from wmrl import agent, checkpoint, envs
-from wmrl.config import Config, diff as cfgdiff
-from wmrl.logging import Logger
+from wmrl import agent, checkpoint, envs, evaluate, report
+from wmrl.config import Config, RunConfig, diff as cfgdiff
+from wmrl.logging import Logger, require_wandb
 from wmrl.replay import Replay
 from wmrl.spaces import ActionSpec
+
+
+# Gymnasium renders MuJoCo at 480x480: logged at full size, one 1000-step
+# episode would add tens of MB of video to the logdir at every evaluation.
+EVAL_VIDEO_SIDE = 256  # largest side of logged eval videos, in pixels
 
 
 @dataclasses.dataclass
@@ -60,10 +65,13 @@ def validate(config: Config, logdir: str | pathlib.Path) -> None:
        f"environment; raise it"),
       (config.behavior.imag_horizon > 0,
        f"behavior.imag_horizon must be positive, got {config.behavior.imag_horizon}"),
+      (r.report_every >= 0, f"run.report_every must be >= 0 (0: never), got {r.report_every}"),
   ]
   for ok, message in checks:
     if not ok:
       raise ValueError(message)
+  if r.wandb:
+    require_wandb()  # the run asked for W&B: fail now, not after setting up
 
 
 def random_actions(rng: np.random.Generator, spec: ActionSpec, num: int) -> np.ndarray:
@@ -172,25 +180,15 @@ class Driver:
     return done
 
 
-def evaluate(state: agent.AgentState, env: envs.Env, episodes: int, seed: int = 0) -> list[dict]:
-  """Runs `episodes` whole episodes with the eval policy; returns their scores and lengths."""
-  rng = np.random.default_rng(seed)
-  keys = sorted(env.obs_spec)
-  step = env.reset()
-  carry = agent.initial_carry(state, env.num_envs)
-  scores = np.zeros(env.num_envs)
-  lengths = np.zeros(env.num_envs, np.int64)
-  results = []
-  while len(results) < episodes:
-    obs = {**{k: step[k] for k in keys}, "is_first": step["is_first"]}
-    action, carry = agent.policy_step(state, obs, carry, rng.integers(0, 2**32, 2, dtype=np.uint32),
-                                      "eval")
-    step = env.step(np.asarray(action))
-    scores = np.where(step["is_first"], 0.0, scores + step["reward"])
-    lengths = np.where(step["is_first"], 0, lengths + 1)
-    for i in np.flatnonzero(step["is_last"]):
-      results.append({"score": float(scores[i]), "length": int(lengths[i])})
-  return results[:episodes]
+def _evaluate(state: agent.AgentState, env: envs.Env, logger: Logger, run: RunConfig,
+              step: int) -> list[dict]:
+  """The run's evaluation episodes; with run.eval_video the first is filmed
+  (where the env renders or sees images) and logged as video "eval"."""
+  film = 1 if run.eval_video and evaluate.can_film(env) else 0
+  results, videos = evaluate.run_episodes(state, env, run.eval_episodes, run.seed + step, film)
+  if videos:
+    logger.video(step, "eval", evaluate.shrink(videos[0], EVAL_VIDEO_SIDE), fps=30)
+  return results
 
 
 class NonFiniteError(RuntimeError):
@@ -300,7 +298,7 @@ def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> d
     else:
       replay = Replay(r.replay_capacity, env.num_envs, seed=r.seed)
       driver = Driver(config, env, state, replay)
-    logger = Logger(logdir, total_steps=r.steps, console=console)
+    logger = Logger.for_run(logdir, config, console=console, start_step=driver.counters.env_steps)
     for note in notes:
       logger.message(note)
     if latest:
@@ -341,15 +339,21 @@ def _loop(driver: Driver, config: Config, logger: Logger, eval_env, logdir) -> d
   steps_at_log, updates_at_log, updates_at_console = c.env_steps, c.updates, c.updates
   next_log = (c.env_steps // r.log_every + 1) * r.log_every
   last_save_step = c.env_steps
+  next_report = (c.env_steps // r.report_every + 1) * r.report_every if r.report_every else None
   while c.env_steps < r.steps:
     driver.collect(on_episode)
     driver.train(on_update)
     done = c.env_steps >= r.steps
     if r.eval_every and c.env_steps - c.last_eval >= r.eval_every:
       c.last_eval = c.env_steps
-      results = evaluate(driver.state, eval_env, r.eval_episodes, seed=r.seed + c.env_steps)
+      results = _evaluate(driver.state, eval_env, logger, r, c.env_steps)
       logger.write(c.env_steps, {"eval/score": np.mean([x["score"] for x in results]),
                                  "eval/length": np.mean([x["length"] for x in results])})
+    if next_report is not None and c.env_steps >= next_report:
+      next_report = (c.env_steps // r.report_every + 1) * r.report_every
+      frames = report.openloop_video(driver.state, driver.replay, seed=r.seed + c.env_steps)
+      if frames is not None:  # None: no image observations, or replay still too short
+        logger.video(c.env_steps, "openloop", frames)
     if c.env_steps >= next_log or done:
       next_log = (c.env_steps // r.log_every + 1) * r.log_every
       now = time.time()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import pathlib
 import sys
 
@@ -10,24 +11,31 @@ import jax
 import numpy as np
 
 from wmrl import agent, checkpoint
-from wmrl.driver import make_env
+
+
+def can_film(env) -> bool:
+  return env.renders or any(spec.is_image for spec in env.obs_spec.values())
 
 
 def run_episodes(state: agent.AgentState, env, episodes: int, seed: int = 0,
-                 record: bool = False) -> tuple[list[dict], list[np.ndarray]]:
-  """Runs `episodes` episodes of env 0 with the eval policy.
+                 film: int = 0) -> tuple[list[dict], list[np.ndarray]]:
+  """Runs `episodes` whole episodes of env 0 with the eval policy.
 
-  Returns per-episode score and length, and with `record` the frames of
-  each episode (from `env.render()`, or the `image` observation where the
-  environment cannot render).
+  Returns each episode's score and length, and the frames uint8 [T, H, W, 3]
+  of the first `film` episodes: rendered where the environment renders
+  rgb_array frames, else its (first) image observation.
   """
+  if film and not can_film(env):
+    raise ValueError("cannot record a video: the environment neither renders rgb_array frames "
+                     "nor has an image observation")
   rng = np.random.default_rng(seed)
   keys = sorted(env.obs_spec)
   step = env.reset()
   carry = agent.initial_carry(state, env.num_envs)
   score, length, results, videos, frames = 0.0, 0, [], [], []
   while len(results) < episodes:
-    if record:
+    filming = len(results) < film
+    if filming:
       frames.append(_frame(env, step))
     obs = {**{k: step[k] for k in keys}, "is_first": step["is_first"]}
     action, carry = agent.policy_step(state, obs, carry, rng.integers(0, 2**32, 2, dtype=np.uint32),
@@ -37,7 +45,7 @@ def run_episodes(state: agent.AgentState, env, episodes: int, seed: int = 0,
     length += 1
     if step["is_last"][0]:
       results.append({"score": score, "length": length})
-      if record:
+      if filming:
         frames.append(_frame(env, step))
         videos.append(np.stack(frames))
       score, length, frames = 0.0, 0, []
@@ -46,15 +54,17 @@ def run_episodes(state: agent.AgentState, env, episodes: int, seed: int = 0,
 
 
 def _frame(env, step) -> np.ndarray:
-  try:
+  if env.renders:
     return np.asarray(env.render()[0])
-  except (RuntimeError, NotImplementedError):
-    images = [k for k, s in env.obs_spec.items() if s.is_image]
-    if not images:
-      raise ValueError("cannot record a video: the environment neither renders rgb_array frames "
-                       "nor has an image observation") from None
-    frame = step[images[0]][0]
-    return np.repeat(frame, 3, -1) if frame.shape[-1] == 1 else frame[..., :3]
+  image = next(k for k, s in sorted(env.obs_spec.items()) if s.is_image)
+  frame = step[image][0]
+  return np.repeat(frame, 3, -1) if frame.shape[-1] == 1 else frame[..., :3]
+
+
+def shrink(frames: np.ndarray, side: int) -> np.ndarray:
+  """Every n-th pixel, so the larger side is at most `side`."""
+  stride = math.ceil(max(frames.shape[1:3]) / side)
+  return frames[:, ::stride, ::stride] if stride > 1 else frames
 
 
 def write_video(path: str | pathlib.Path, videos: list[np.ndarray], fps: int = 30) -> None:
@@ -83,13 +93,14 @@ def evaluate_logdir(logdir, episodes: int, name: str | None = None, video: str |
   """Loads a checkpoint of `logdir` and evaluates it; returns the summary."""
   if episodes < 1:
     raise ValueError(f"--episodes must be at least 1, got {episodes}")
+  from wmrl.driver import make_env  # the driver imports this module
   path = checkpoint.find(logdir, name)
   config = checkpoint.saved_config(path)
   env = make_env(config, seed=config.run.seed + 20_000 + seed, num_envs=1)
   try:
     template = agent.init(jax.random.key(0), env.obs_spec, env.act_spec, config)
     state = checkpoint.load_agent(path, template)
-    results, videos = run_episodes(state, env, episodes, seed, record=video is not None)
+    results, videos = run_episodes(state, env, episodes, seed, film=episodes if video else 0)
   finally:
     env.close()
   if video is not None:

@@ -1,19 +1,37 @@
-"""Metrics to JSONL and a live console line.
+"""Metrics to JSONL, TensorBoard, Weights & Biases and a live console line; videos.
 
 Every record is one JSON object per line in ``LOGDIR/metrics.jsonl`` with
 ``step`` (environment steps) and metric names such as ``episode/score``,
-``loss/rec`` or ``fps/env``.
+``loss/rec`` or ``fps/env``. The same records go, as scalars named by those
+names, to TensorBoard event files in ``LOGDIR/tb`` (with tensorboardX) and to
+Weights & Biases when asked for. Videos land in ``LOGDIR/videos`` and in both.
+
+The JSONL file is the record of a run: the other outputs are optional
+extras, imported only when switched on, so a missing one never stops a run
+(except W&B, which the user asked for by name).
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import pathlib
 import sys
 import time
-from typing import Any
+import uuid
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+  from wmrl.config import Config
+
+
+class MissingPackageError(ImportError, ValueError):
+  """An output the config switched on needs a package that is not installed.
+
+  Also a ValueError, so `wmrl train` reports it as a bad setting.
+  """
 
 
 def _scalar(value) -> float | int:
@@ -24,21 +42,63 @@ def _scalar(value) -> float | int:
 
 
 class Logger:
-  """Writes metric records and keeps the console informed."""
+  """Writes metric records and videos, and keeps the console informed.
 
-  def __init__(self, logdir: str | pathlib.Path, total_steps: int = 0, console: bool = True):
+  `tensorboard` writes event files to LOGDIR/tb; `wandb_project` logs to that
+  Weights & Biases project, with `config` as the run's config. `start_step`
+  is where a resumed run continues: TensorBoard then hides what an earlier,
+  interrupted process logged after it, as the driver does for the JSONL file.
+  """
+
+  def __init__(self, logdir: str | pathlib.Path, total_steps: int = 0, console: bool = True,
+               tensorboard: bool = False, wandb_project: str | None = None,
+               config: dict | None = None, start_step: int = 0):
     self.logdir = pathlib.Path(logdir)
     self.logdir.mkdir(parents=True, exist_ok=True)
-    self._file = open(self.logdir / "metrics.jsonl", "a", buffering=1)
     self.total_steps = total_steps
     self.console = console
     self._start = time.time()
     self._start_step: int | None = None
+    # W&B first: it may raise, and then no file handle is left open.
+    self._sinks: list[Any] = []
+    if wandb_project:
+      self._sinks.append(_WandB(require_wandb(), self.logdir, wandb_project, config))
+    if tensorboard:
+      tensorboard_sink = _TensorBoard.create(self.logdir / "tb", start_step)
+      if tensorboard_sink is None:
+        _warn("run.tensorboard is on but tensorboardX is not installed, so metrics go to "
+              "metrics.jsonl only; install it with `pip install tensorboardX` (or "
+              "`pip install 'wmrl[log]'`), or set run.tensorboard=false to silence this")
+      else:
+        self._sinks.append(tensorboard_sink)
+    self._file = open(self.logdir / "metrics.jsonl", "a", buffering=1)
+
+  @classmethod
+  def for_run(cls, logdir: str | pathlib.Path, config: "Config", console: bool = True,
+              start_step: int = 0) -> "Logger":
+    """The logger that `config.run` asks for."""
+    r = config.run
+    return cls(logdir, total_steps=r.steps, console=console, tensorboard=r.tensorboard,
+               wandb_project=r.wandb_project if r.wandb else None, config=config.to_dict(),
+               start_step=start_step)
 
   def write(self, step: int, metrics: dict[str, Any]) -> None:
-    record = {"step": int(step)}
-    record.update({k: _scalar(v) for k, v in metrics.items()})
-    self._file.write(json.dumps(record) + "\n")
+    values = {k: _scalar(v) for k, v in metrics.items()}
+    self._file.write(json.dumps({"step": int(step), **values}) + "\n")
+    for sink in self._sinks:
+      sink.scalars(int(step), values)
+
+  def video(self, step: int, name: str, frames: np.ndarray, fps: int = 20) -> pathlib.Path:
+    """Writes uint8 frames [T, H, W, 3] to LOGDIR/videos/<name>-<step>.mp4 (with
+    imageio-ffmpeg; else .gif) and to TensorBoard and W&B; returns the file."""
+    # Imported here: wmrl.evaluate imports the driver, which imports this module.
+    from wmrl.evaluate import write_video
+    frames = _check_video(name, frames)
+    path = self.logdir / "videos" / f"{name}-{int(step)}{_video_suffix()}"
+    write_video(path, [frames], fps)
+    for sink in self._sinks:
+      sink.video(int(step), name, frames, path, fps)
+    return path
 
   def progress(self, step: int, fields: dict[str, Any]) -> None:
     """One console line: steps, rates, latest scores and the time left."""
@@ -66,6 +126,119 @@ class Logger:
 
   def close(self) -> None:
     self._file.close()
+    for sink in self._sinks:
+      sink.close()
+    self._sinks = []
+
+
+def _warn(text: str) -> None:
+  # Printed even with console=False: --quiet silences progress, not problems.
+  print(f"wmrl: warning: {text}", file=sys.stderr, flush=True)
+
+
+def _check_video(name: str, frames) -> np.ndarray:
+  frames = np.asarray(frames)
+  ok = frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[-1] in (1, 3)
+  if not ok or not len(frames):
+    raise ValueError(f"video '{name}' must be uint8 frames [T, H, W, 3], got {frames.dtype} "
+                     f"{frames.shape}; convert float frames in [0, 1] with "
+                     "np.clip(x * 255, 0, 255).astype(np.uint8)")
+  return np.repeat(frames, 3, -1) if frames.shape[-1] == 1 else frames
+
+
+def _video_suffix() -> str:
+  return ".mp4" if importlib.util.find_spec("imageio_ffmpeg") else ".gif"
+
+
+def _gif_bytes(frames: np.ndarray, fps: int) -> bytes:
+  import imageio.v3 as iio
+  return iio.imwrite("<bytes>", frames, extension=".gif", duration=1000 / fps, loop=0)
+
+
+class _TensorBoard:
+  """Scalars and videos as TensorBoard event files, written with tensorboardX."""
+
+  def __init__(self, directory: pathlib.Path, start_step: int, tbx):
+    self._summary = tbx.proto.summary_pb2.Summary
+    # Flushed every 30 s, so TensorBoard follows a long run closely.
+    self._writer = tbx.FileWriter(str(directory), flush_secs=30)
+    if start_step:
+      # What tensorboardX's purge_step writes: TensorBoard then drops events
+      # of this logdir from step start_step + 1 on that an earlier process wrote.
+      event_pb2 = tbx.proto.event_pb2
+      purge = int(start_step) + 1
+      self._writer.add_event(event_pb2.Event(step=purge, file_version="brain.Event:2"))
+      self._writer.add_event(event_pb2.Event(
+          step=purge, session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
+
+  @classmethod
+  def create(cls, directory: pathlib.Path, start_step: int) -> "_TensorBoard | None":
+    """The writer, or None where tensorboardX is not installed."""
+    try:
+      import tensorboardX
+      import tensorboardX.proto.event_pb2  # noqa: F401  (makes tensorboardX.proto.* reachable)
+      import tensorboardX.proto.summary_pb2  # noqa: F401
+    except ImportError:
+      return None
+    return cls(directory, start_step, tensorboardX)
+
+  def scalars(self, step: int, values: dict[str, float | int]) -> None:
+    # One event per record: a summary holds many values.
+    summary = self._summary(value=[self._summary.Value(tag=k, simple_value=float(v))
+                                   for k, v in values.items()])
+    self._writer.add_summary(summary, step)
+
+  def video(self, step: int, name: str, frames: np.ndarray, path: pathlib.Path, fps: int) -> None:
+    # TensorBoard plays animated GIFs in its image tab (what tensorboardX's
+    # add_video makes, there with moviepy); reuse the file when it is one.
+    gif = path.read_bytes() if path.suffix == ".gif" else _gif_bytes(frames, fps)
+    _, height, width, channels = frames.shape
+    image = self._summary.Image(height=height, width=width, colorspace=channels,
+                                encoded_image_string=gif)
+    summary = self._summary(value=[self._summary.Value(tag=name, image=image)])
+    self._writer.add_summary(summary, step)
+
+  def close(self) -> None:
+    self._writer.close()
+
+
+def require_wandb():
+  """The wandb module, or a clear error: a run that asks for W&B must not
+  quietly go without it."""
+  try:
+    import wandb
+  except ImportError:
+    raise MissingPackageError(
+        "run.wandb=true needs the wandb package: pip install wandb (then `wandb login`, or set "
+        "WANDB_MODE=offline); or set run.wandb=false") from None
+  return wandb
+
+
+class _WandB:
+  """Scalars and videos to one Weights & Biases run per logdir."""
+
+  def __init__(self, wandb, logdir: pathlib.Path, project: str, config: dict | None):
+    self._wandb = wandb
+    # resume="allow" with an id kept in the logdir: a resumed run continues
+    # the same W&B run instead of starting a new one.
+    self._run = wandb.init(project=project, name=logdir.name, dir=str(logdir), config=config,
+                           id=_wandb_id(logdir), resume="allow")
+
+  def scalars(self, step: int, values: dict[str, float | int]) -> None:
+    self._run.log(values, step=step)
+
+  def video(self, step: int, name: str, frames: np.ndarray, path: pathlib.Path, fps: int) -> None:
+    self._run.log({name: self._wandb.Video(str(path))}, step=step)
+
+  def close(self) -> None:
+    self._run.finish()
+
+
+def _wandb_id(logdir: pathlib.Path) -> str:
+  path = logdir / "wandb-id"
+  if not path.exists():
+    path.write_text(uuid.uuid4().hex[:16])
+  return path.read_text().strip()
 
 
 def _duration(seconds: float) -> str:

@@ -22,14 +22,15 @@ class Env:
   obs_spec: dict[str, ArraySpec]
   act_spec: ActionSpec
   num_envs: int
+  renders: bool  # whether render() gives RGB frames
 
   def __init__(self, builders: Sequence[Builder], parallel: bool = False):
     if not builders:
       raise ValueError("Env needs at least one environment (num_envs >= 1)")
     self._backend = ParallelBackend(builders) if parallel else SerialBackend(builders)
     self._closed = False
-    obs_spec, act_spec = self._backend.specs[0]
-    for i, (other_obs, other_act) in enumerate(self._backend.specs[1:], 1):
+    obs_spec, act_spec, _ = self._backend.specs[0]
+    for i, (other_obs, other_act, _) in enumerate(self._backend.specs[1:], 1):
       if (other_obs, other_act) != (obs_spec, act_spec):
         self.close()
         raise ValueError(f"env {i} has specs {other_obs}, {other_act} but env 0 has {obs_spec}, "
@@ -37,6 +38,9 @@ class Env:
     self.obs_spec = obs_spec
     self.act_spec = act_spec
     self.num_envs = len(builders)
+    # Known up front, so callers never need a render() that fails (in a
+    # parallel worker, a failure leaves the Env unusable).
+    self.renders = all(renders for _, _, renders in self._backend.specs)
 
   def reset(self) -> dict[str, np.ndarray]:
     """Resets every env and returns the first step of each."""

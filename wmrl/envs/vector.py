@@ -25,7 +25,7 @@ class SerialBackend:
     except BaseException:
       self.close()
       raise
-    self.specs = [(env.obs_spec, env.act_spec) for env in self.envs]
+    self.specs = [(env.obs_spec, env.act_spec, env.renders) for env in self.envs]
 
   def call(self, method: str, args: Sequence[tuple] | None = None) -> list[Any]:
     args = args if args is not None else [()] * len(self.envs)
@@ -61,7 +61,7 @@ def _worker(conn, build: Builder) -> None:
   env = None
   try:
     env = build()
-    conn.send(("ok", (env.obs_spec, env.act_spec)))
+    conn.send(("ok", (env.obs_spec, env.act_spec, env.renders)))
     while True:
       method, args = conn.recv()
       if method == "close":

@@ -1,0 +1,149 @@
+"""Logger outputs: JSONL, TensorBoard event files, W&B (faked, no network) and videos."""
+import pathlib
+import struct
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from wmrl import driver
+from wmrl.logging import Logger, MissingPackageError, read_metrics
+
+
+def read_events(directory: pathlib.Path) -> list:
+  """Every Event of the TensorBoard files in `directory`, checking the TFRecord
+  framing: 8-byte length, 4-byte masked CRC of it, payload, masked CRC of it."""
+  pytest.importorskip("tensorboardX")
+  from tensorboardX.proto.event_pb2 import Event
+  from tensorboardX.record_writer import masked_crc32c
+  files = sorted(directory.glob("events.out.tfevents.*"))
+  assert files, f"no event files in {directory}"
+  events = []
+  for path in files:
+    data, offset = path.read_bytes(), 0
+    while offset < len(data):
+      header = data[offset:offset + 8]
+      (length,) = struct.unpack("<Q", header)
+      (header_crc,) = struct.unpack("<I", data[offset + 8:offset + 12])
+      payload = data[offset + 12:offset + 12 + length]
+      (payload_crc,) = struct.unpack("<I", data[offset + 12 + length:offset + 16 + length])
+      assert header_crc == masked_crc32c(header) and payload_crc == masked_crc32c(payload)
+      events.append(Event.FromString(payload))
+      offset += 16 + length
+  return events
+
+
+def scalars(events) -> dict[str, list[tuple[int, float]]]:
+  out = {}
+  for event in events:
+    for value in event.summary.value:
+      if value.HasField("simple_value"):
+        out.setdefault(value.tag, []).append((event.step, value.simple_value))
+  return out
+
+
+FRAMES = np.random.default_rng(0).integers(0, 256, (4, 8, 10, 3), dtype=np.uint8)
+
+
+def test_tensorboard_files_hold_every_scalar_record(tmp_path):
+  pytest.importorskip("tensorboardX")
+  logger = Logger(tmp_path, console=False, tensorboard=True)
+  logger.write(10, {"loss/rec": 1.5, "episode/score": np.float32(3.0)})
+  logger.write(20, {"loss/rec": 0.5, "train/updates": 7})
+  logger.close()
+  found = scalars(read_events(tmp_path / "tb"))
+  assert found == {"loss/rec": [(10, 1.5), (20, 0.5)], "episode/score": [(10, 3.0)],
+                   "train/updates": [(20, 7.0)]}
+  assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [10, 20]
+
+
+def test_video_goes_to_file_and_tensorboard(tmp_path):
+  pytest.importorskip("tensorboardX")
+  logger = Logger(tmp_path, console=False, tensorboard=True)
+  path = logger.video(30, "openloop", FRAMES)
+  logger.close()
+  assert path.parent == tmp_path / "videos" and path.name.startswith("openloop-30.")
+  images = [(e.step, v) for e in read_events(tmp_path / "tb") for v in e.summary.value
+            if v.HasField("image")]
+  (step, value), = images
+  assert step == 30 and value.tag == "openloop"
+  assert (value.image.height, value.image.width, value.image.colorspace) == (8, 10, 3)
+  assert value.image.encoded_image_string.startswith(b"GIF8")
+
+
+def test_resumed_logger_tells_tensorboard_to_drop_later_steps(tmp_path):
+  pytest.importorskip("tensorboardX")
+  Logger(tmp_path, console=False, tensorboard=True, start_step=100).close()
+  starts = [e.step for e in read_events(tmp_path / "tb") if e.HasField("session_log")]
+  assert starts == [101]  # records at the checkpoint's own step stay
+
+
+@pytest.mark.parametrize("frames", [np.zeros((4, 8, 8, 3), np.float32),
+                                    np.zeros((8, 8, 3), np.uint8)], ids=["float", "no-time-axis"])
+def test_bad_video_is_refused_naming_the_fix(tmp_path, frames):
+  logger = Logger(tmp_path, console=False)
+  with pytest.raises(ValueError, match=r"uint8 frames \[T, H, W, 3\]"):
+    logger.video(0, "eval", frames)
+  logger.close()
+
+
+def test_missing_tensorboardx_warns_once_and_keeps_jsonl(tmp_path, monkeypatch, capsys):
+  monkeypatch.setitem(sys.modules, "tensorboardX", None)  # makes `import tensorboardX` fail
+  logger = Logger(tmp_path, console=False, tensorboard=True)
+  logger.write(1, {"loss/rec": 1.0})
+  logger.write(2, {"loss/rec": 2.0})
+  logger.video(2, "eval", FRAMES)
+  logger.close()
+  err = capsys.readouterr().err
+  assert err.count("pip install tensorboardX") == 1 and "warning" in err
+  assert [r["loss/rec"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1.0, 2.0]
+  assert not (tmp_path / "tb").exists()
+  assert list((tmp_path / "videos").iterdir())
+
+
+class FakeWandB:
+  """Records what a Logger asks of wandb."""
+
+  def __init__(self):
+    self.inits, self.logs, self.finished = [], [], 0
+    self.module = types.ModuleType("wandb")
+    self.module.init = self.init
+    self.module.Video = lambda path, **kwargs: ("Video", path)
+
+  def init(self, **kwargs):
+    self.inits.append(kwargs)
+    return types.SimpleNamespace(log=lambda data, step: self.logs.append((step, data)),
+                                 finish=self.finish)
+
+  def finish(self):
+    self.finished += 1
+
+
+def test_wandb_gets_scalars_and_videos(tmp_path, monkeypatch):
+  fake = FakeWandB()
+  monkeypatch.setitem(sys.modules, "wandb", fake.module)
+  config = tiny_config(**{"run.wandb": True, "run.wandb_project": "proj", "run.tensorboard": False})
+  logger = Logger.for_run(tmp_path / "run", config, console=False)
+  logger.write(5, {"loss/rec": 1.5})
+  path = logger.video(5, "eval", FRAMES)
+  logger.close()
+  (init,) = fake.inits
+  assert init["project"] == "proj" and init["name"] == "run" and init["resume"] == "allow"
+  assert init["config"]["run"]["wandb_project"] == "proj"
+  assert fake.logs == [(5, {"loss/rec": 1.5}), (5, {"eval": ("Video", str(path))})]
+  assert fake.finished == 1
+  # A resumed run continues the same W&B run.
+  Logger.for_run(tmp_path / "run", config, console=False).close()
+  assert fake.inits[1]["id"] == init["id"]
+
+
+def test_missing_wandb_is_an_error_before_the_run_starts(tmp_path, monkeypatch):
+  monkeypatch.setitem(sys.modules, "wandb", None)
+  with pytest.raises(MissingPackageError, match="pip install wandb"):
+    Logger(tmp_path / "a", console=False, wandb_project="proj")
+  config = tiny_config(**{"env.id": "fake_envs:make_counter", "run.wandb": True})
+  with pytest.raises(ValueError, match="pip install wandb"):
+    driver.train(config, tmp_path / "run", console=False)
+  assert not (tmp_path / "run").exists()

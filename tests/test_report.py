@@ -1,0 +1,125 @@
+"""Open-loop world-model videos and filmed evaluations, alone and in a tiny run."""
+import jax
+import numpy as np
+import pytest
+
+from conftest import random_batch, tiny_config
+from fake_envs import ImageCounter
+from wmrl import agent, driver, envs, evaluate, report
+from wmrl.logging import read_metrics
+from wmrl.replay import Replay
+from wmrl.spaces import ActionSpec, ArraySpec
+
+IMAGE_OBS = {"image": ArraySpec((16, 16, 3), "uint8")}
+ACT = ActionSpec("continuous", (1,))  # as the fake envs
+
+
+@pytest.fixture(scope="module")
+def image_state():
+  return agent.init(jax.random.key(0), IMAGE_OBS, ACT, tiny_config())
+
+
+def _batch(config, seed=0):
+  r = config.run
+  return random_batch(IMAGE_OBS, ACT, r.batch_size, r.replay_context + r.batch_length, seed)
+
+
+def test_open_loop_shows_real_predicted_and_error(image_state):
+  batch = _batch(image_state.spec.config)
+  frames = np.asarray(report.open_loop(image_state, batch, jax.random.key(1), context=5))
+  # Batch 2 x (1 + 6) steps; the replay context step only supplies the first action.
+  assert frames.shape == (2, 6, 16, 3 * 16, 3) and frames.dtype == np.uint8
+  real, pred, error = np.split(frames.astype(int), 3, axis=3)
+  np.testing.assert_array_equal(real, batch["image"][:, 1:])
+  assert 0 <= pred.min() and pred.max() <= 255
+  assert np.abs(error - np.abs(real - pred)).max() <= 1  # rounding of the [0, 1] predictions
+
+
+def test_open_loop_horizon_and_its_limits(image_state):
+  batch = _batch(image_state.spec.config)
+  key = jax.random.key(0)
+  assert report.open_loop(image_state, batch, key, context=2, horizon=2).shape[1] == 4
+  with pytest.raises(ValueError, match="context=6 must be at least 1 and less than the 6 steps"):
+    report.open_loop(image_state, batch, key, context=6)
+  with pytest.raises(ValueError, match=r"horizon=5 must be in \[1, 4\]"):
+    report.open_loop(image_state, batch, key, context=2, horizon=5)
+
+
+def test_vector_only_models_get_no_open_loop_video():
+  obs = {"obs": ArraySpec((3,), "float32")}
+  state = agent.init(jax.random.key(0), obs, ACT, tiny_config())
+  assert report.openloop_video(state, Replay(100), seed=0) is None
+  with pytest.raises(ValueError, match="needs an image observation"):
+    report.open_loop(state, random_batch(obs, ACT, 2, 7), jax.random.key(0))
+
+
+def test_open_loop_video_leaves_training_batches_unchanged(image_state):
+  def filled():
+    replay = Replay(100, seed=3)
+    for t in range(20):
+      step = {k: v[:, t] for k, v in random_batch(IMAGE_OBS, ACT, 1, 20, seed=t).items()}
+      replay.add(step)
+    return replay
+
+  replay = filled()
+  # Shapes as in the test above: the compiled open loop is reused.
+  video = report.openloop_video(image_state, replay, seed=5, sequences=2)
+  # 2 sequences stacked, each real | predicted | error; 6 steps after the replay context.
+  assert video.shape == (6, 2 * 16, 3 * 16, 3) and video.dtype == np.uint8
+  np.testing.assert_array_equal(replay.sample(2, 7)["image"], filled().sample(2, 7)["image"])
+
+
+class RenderingImageCounter(ImageCounter):
+  """Renders 24x32 frames, a size the 16x16 image observation cannot have."""
+
+  render_mode = "rgb_array"
+
+  def render(self):
+    return np.full((24, 32, 3), 7 * self.t, np.uint8)
+
+
+def make_rendering_image_counter():
+  return RenderingImageCounter()
+
+
+@pytest.mark.parametrize("env_id, frame_shape", [
+    ("test_report:make_rendering_image_counter", (24, 32, 3)),
+    ("fake_envs:make_image_counter", (16, 16, 3)),  # no render(): the observation is filmed
+    ("fake_envs:make_counter", None),  # neither: nothing to film
+])
+def test_film_episode_prefers_rendered_frames(image_state, env_id, frame_shape):
+  with envs.make(env_id, seed=0) as env:
+    if frame_shape is None:
+      assert not evaluate.can_film(env)
+      with pytest.raises(ValueError, match="cannot record a video"):
+        evaluate.run_episodes(image_state, env, 1, seed=0, film=1)
+      return
+    results, videos = evaluate.run_episodes(image_state, env, 1, seed=0, film=1)
+  # Every step of a 20-step episode, its reset included.
+  assert results[0]["length"] == 20 and videos[0].shape == (21, *frame_shape)
+  assert videos[0].dtype == np.uint8
+
+
+def test_big_frames_are_filmed_smaller():
+  frames = np.zeros((2, 480, 600, 3), np.uint8)
+  assert evaluate.shrink(frames, 256).shape == (2, 160, 200, 3)
+  assert evaluate.shrink(frames[:, :200, :200], 256).shape == (2, 200, 200, 3)
+
+
+def test_tiny_image_run_writes_openloop_and_eval_videos(tmp_path):
+  # 12 steps stay inside the prefill (2 x 7 steps), so no train step compiles;
+  # replay holds a sequence of 7 from step 7 on.
+  config = tiny_config(**{
+      "env.id": "fake_envs:make_image_counter", "run.steps": 12, "run.report_every": 5,
+      "run.eval_every": 10, "run.eval_episodes": 2, "run.log_every": 10,
+      "run.console_every": 1000.0, "run.save_every_minutes": 1000.0})
+  driver.train(config, tmp_path, console=False)
+  videos = sorted(p.name for p in (tmp_path / "videos").iterdir())
+  suffix = videos[0].rsplit(".", 1)[1]
+  assert videos == [f"eval-10.{suffix}", f"openloop-10.{suffix}"]  # step 5: replay too short
+  evals = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "eval/score" in r]
+  assert [(r["step"], r["eval/length"]) for r in evals] == [(10, 20)]
+  if (tmp_path / "tb").exists():  # with tensorboardX installed
+    from test_logging import read_events
+    tags = {v.tag for e in read_events(tmp_path / "tb") for v in e.summary.value}
+    assert {"openloop", "eval", "eval/score", "fps/env"} <= tags

@@ -1,0 +1,140 @@
+"""Videos that show what a run has learned: open-loop predictions, filmed evaluations.
+
+Open loop (the reference's `report`): the world model watches the first
+`context` steps of replayed sequences through its posterior, then imagines
+the rest from the replayed actions alone, and decodes both. Put beside the
+real frames and their difference, this shows how far ahead the model
+predicts its environment: the world-model loss alone cannot.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from wmrl import agent
+from wmrl.rssm import Latent, features
+
+OPENLOOP_SEQUENCES = 4  # replayed sequences per open-loop video, stacked top to bottom
+OPENLOOP_CONTEXT = 5  # steps observed before imagining
+
+
+def image_keys(state: agent.AgentState) -> list[str]:
+  return sorted(k for k, spec in state.spec.obs_spec if spec.is_image)
+
+
+# --- open loop --------------------------------------------------------------------
+
+@partial(jax.jit, static_argnames=("context", "horizon"))
+def open_loop(state: agent.AgentState, batch: dict, key, context: int = OPENLOOP_CONTEXT,
+              horizon: int | None = None) -> jax.Array:
+  """Real | predicted | error frames of replayed sequences.
+
+  `batch` is a replay sample [B, run.replay_context + T, ...], as for
+  `train_step`. The model observes the first `context` of the T steps and
+  imagines the next `horizon` (default: the rest) from the replayed actions.
+  Returns uint8 [B, context + horizon, K * H, 3 * W, 3]: for each of the K
+  image keys (top to bottom) the real frame, the decoded prediction
+  (posterior reconstruction over the context, prior imagination after it)
+  and |real - prediction|, left to right.
+  """
+  images = image_keys(state)
+  if not images:
+    raise ValueError("open_loop needs an image observation; this model has only vectors (skip "
+                     "the report for them, as the driver does)")
+  wm, _, _ = agent.modules(state)
+  data, prev_actions = agent.split_batch(batch, state.spec.config.run.replay_context)
+  horizon = _horizon(context, horizon, data["is_first"].shape[1])
+  obs_key, img_key = jax.random.split(key)
+  seen = jax.tree.map(lambda x: x[:, :context], data)
+  start = wm.rssm.initial(seen["is_first"].shape[:1])
+  last, post, _, _ = wm.rssm.observe(start, prev_actions[:, :context], wm.encoder(seen),
+                                     seen["is_first"], obs_key)
+  # Episode starts inside the imagined part are ignored, as in the reference:
+  # the real frames jump there while the prediction carries on.
+  imagined = _imagine(wm.rssm, last, prev_actions[:, context:context + horizon], img_key)
+  latents = jax.tree.map(lambda a, b: jnp.concatenate([a, b], 1), post, imagined)
+  pred = wm.decoder(features(latents))
+  rows = [_side_by_side(data[k][:, :context + horizon], pred[k]) for k in images]
+  return jnp.concatenate(rows, -3)
+
+
+def _horizon(context: int, horizon: int | None, length: int) -> int:
+  if not 1 <= context < length:
+    raise ValueError(f"open_loop context={context} must be at least 1 and less than the {length} "
+                     "steps of the sequences (after the replay context), to leave steps to "
+                     "imagine; lower context or sample longer sequences")
+  rest = length - context
+  if horizon is None:
+    return rest
+  if not 1 <= horizon <= rest:
+    raise ValueError(f"open_loop horizon={horizon} must be in [1, {rest}]: the sequences hold "
+                     f"{length} steps, {context} of them observed; lower horizon or context")
+  return horizon
+
+
+def _imagine(rssm, latent: Latent, actions, key) -> Latent:
+  """Prior steps from `latent` with the given actions [B, H]; latents [B, H]."""
+
+  def step(latent, inputs):
+    action, k = inputs
+    latent, _ = rssm.img_step(latent, action, k)
+    return latent, latent
+
+  keys = jax.random.split(key, actions.shape[1])
+  _, latents = jax.lax.scan(step, latent, (jnp.swapaxes(actions, 0, 1), keys))
+  return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), latents)
+
+
+def _side_by_side(real, pred):
+  """uint8 real [..., H, W, C] and predicted [0, 1] frames -> [..., H, 3W, 3]."""
+  pred = jnp.clip(pred, 0.0, 1.0)
+  error = jnp.abs(real.astype(jnp.float32) / 255.0 - pred)
+  to_uint8 = lambda x: jnp.round(x * 255.0).astype(jnp.uint8)
+  return _rgb(jnp.concatenate([real, to_uint8(pred), to_uint8(error)], -2))
+
+
+def _rgb(frames):
+  # RGB(A) keeps its colours; other channel counts show their first channel in grey.
+  return frames[..., :3] if frames.shape[-1] >= 3 else jnp.repeat(frames[..., :1], 3, -1)
+
+
+def tile(frames: np.ndarray) -> np.ndarray:
+  """Sequences [B, T, H, W, 3] -> one video [T, B * H, W, 3], stacked top to bottom."""
+  return np.concatenate(list(np.asarray(frames)), axis=1)
+
+
+def openloop_video(state: agent.AgentState, replay, seed: int,
+                   sequences: int = OPENLOOP_SEQUENCES) -> np.ndarray | None:
+  """Open-loop frames of a few replayed sequences as one video [T, H', W', 3].
+
+  None where the model sees no images or replay cannot yet give a training
+  sequence. Sequences have the training length, so the model is asked to
+  predict as far as it learns to.
+  """
+  if not image_keys(state):
+    return None
+  r = state.spec.config.run
+  length = r.replay_context + r.batch_length
+  if not replay.can_sample(length):
+    return None
+  seed = int(seed) % 2**31
+  batch = _sample_aside(replay, sequences, length, seed)
+  context = min(OPENLOOP_CONTEXT, r.batch_length - 1)
+  return tile(jax.device_get(open_loop(state, batch, jax.random.key(seed), context=context)))
+
+
+def _sample_aside(replay, batch_size: int, length: int, seed: int) -> dict:
+  """A replay sample from an RNG of its own: a report must not change which
+  batches training sees (the replay's RNG is part of a run's checkpoint)."""
+  own = replay._rng
+  replay._rng = np.random.default_rng(seed)
+  try:
+    return replay.sample(batch_size, length)
+  finally:
+    replay._rng = own
+
+
+# --- filmed evaluation ------------------------------------------------------------
