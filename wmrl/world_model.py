@@ -127,6 +127,19 @@ class WorldModel(nnx.Module):
     return jax.nn.sigmoid(self.cont(feat)[..., 0])
 
 
+def kl_losses(post, prior, free_nats: float):
+  """KL balancing with free nats, for latent logits [..., S, C].
+
+  The dynamics loss trains the prior towards the posterior, the
+  representation loss (scaled down by its loss scale) the reverse; each is
+  the KL summed over the S latents, clipped from below at `free_nats`, so
+  below that neither has a gradient. Returns (dyn, rep, the KL itself).
+  """
+  dyn = dists.categorical_kl(sg(post), prior).sum(-1)
+  rep = dists.categorical_kl(post, sg(prior)).sum(-1)
+  return jnp.maximum(dyn, free_nats), jnp.maximum(rep, free_nats), dyn
+
+
 def world_model_loss(wm: WorldModel, latent: Latent, data: dict, prev_actions, key,
                      free_nats: float, cont_target_scale: float):
   """Per-step world-model losses [B, T] and the posterior latents.
@@ -144,13 +157,7 @@ def world_model_loss(wm: WorldModel, latent: Latent, data: dict, prev_actions, k
   losses["rew"] = dists.symexp_twohot_loss(wm.reward(feat), data["reward"], bins)
   cont = (1.0 - data["is_terminal"].astype(jnp.float32)) * cont_target_scale
   losses["con"] = dists.binary_loss(wm.cont(feat)[..., 0], cont)
-  # KL balancing with free nats: the dynamics loss trains the prior towards
-  # the posterior, the representation loss (scaled down) the reverse; below
-  # `free_nats` of KL (summed over latents) neither has a gradient.
-  dyn = dists.categorical_kl(sg(post), prior).sum(-1)
-  rep = dists.categorical_kl(post, sg(prior)).sum(-1)
-  losses["dyn"] = jnp.maximum(dyn, free_nats)
-  losses["rep"] = jnp.maximum(rep, free_nats)
-  metrics = {"kl": dyn.mean(), "post_entropy": dists.categorical_entropy(post).sum(-1).mean(),
+  losses["dyn"], losses["rep"], kl = kl_losses(post, prior, free_nats)
+  metrics = {"kl": kl.mean(), "post_entropy": dists.categorical_entropy(post).sum(-1).mean(),
              "prior_entropy": dists.categorical_entropy(prior).sum(-1).mean()}
   return losses, post_latents, metrics
