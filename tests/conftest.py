@@ -1,7 +1,7 @@
 """Shared test helpers: tiny configs and batches that compile in seconds."""
-import numpy as np
 import pytest
 
+from wmrl import bench
 from wmrl.config import Config
 
 
@@ -21,24 +21,9 @@ def tiny_config(**overrides) -> Config:
 
 
 def random_batch(obs_spec, act_spec, batch_size, length, seed=0):
-  """A replay-shaped batch of random observations and valid actions."""
-  rng = np.random.default_rng(seed)
-  batch = {}
-  for key, spec in obs_spec.items():
-    if spec.dtype == "uint8":
-      batch[key] = rng.integers(0, 256, (batch_size, length, *spec.shape), dtype=np.uint8)
-    else:
-      batch[key] = rng.normal(size=(batch_size, length, *spec.shape)).astype(spec.dtype)
-  if act_spec.discrete:
-    choices = np.stack([rng.integers(0, n, (batch_size, length)) for n in act_spec.sizes], -1)
-    batch["action"] = act_spec.from_indices(choices)
-  else:
-    batch["action"] = rng.uniform(-1, 1, (batch_size, length, act_spec.dim)).astype(np.float32)
-  batch["reward"] = rng.normal(size=(batch_size, length)).astype(np.float32)
-  batch["is_first"] = np.zeros((batch_size, length), bool)
-  batch["is_first"][:, 0] = True
-  batch["is_last"] = np.zeros((batch_size, length), bool)
-  batch["is_terminal"] = np.zeros((batch_size, length), bool)
+  """A replay-shaped batch of random observations and valid actions, with
+  an episode that ends (terminally) in the middle of the first sequence."""
+  batch = bench.random_batch(obs_spec, act_spec, batch_size, length, seed)
   batch["is_last"][0, length // 2] = batch["is_terminal"][0, length // 2] = True
   batch["is_first"][0, length // 2 + 1] = True
   return batch

@@ -37,7 +37,7 @@ import jax.extend.core as jex
 import jax.numpy as jnp
 import numpy as np
 
-from wmrl import agent
+from wmrl import agent, driver
 from wmrl import config as cfg
 from wmrl.spaces import ActionSpec, ArraySpec
 
@@ -120,8 +120,7 @@ def task_spaces(config: cfg.Config, env_id: str | None):
   """Walker's proprio spaces as constants (no simulator needed), else the env's own."""
   if env_id is None and not config.env.pixels:
     return WALKER_OBS, WALKER_ACT
-  from wmrl.driver import make_env
-  env = make_env(config, seed=0, num_envs=1)
+  env = driver.make_env(config, seed=0, num_envs=1)
   try:
     return env.obs_spec, env.act_spec
   finally:
@@ -143,11 +142,8 @@ def random_batch(obs_spec, act_spec: ActionSpec, batch_size: int, length: int, s
   """A replay-shaped batch; its values do not change the speed, only its shapes."""
   rng = np.random.default_rng(seed)
   batch = random_obs(rng, obs_spec, (batch_size, length))
-  if act_spec.discrete:
-    choices = np.stack([rng.integers(0, n, (batch_size, length)) for n in act_spec.sizes], -1)
-    batch["action"] = act_spec.from_indices(choices)
-  else:
-    batch["action"] = rng.uniform(-1, 1, (batch_size, length, act_spec.dim)).astype(np.float32)
+  actions = driver.random_actions(rng, act_spec, batch_size * length)
+  batch["action"] = actions.reshape(batch_size, length, act_spec.dim)
   batch["reward"] = rng.normal(size=(batch_size, length)).astype(np.float32)
   batch["is_first"] = np.zeros((batch_size, length), bool)
   batch["is_first"][:, 0] = True
@@ -297,7 +293,6 @@ def time_policy(state, obs_spec, num_envs: int, calls: int, blocks: int) -> dict
 
 def run_e2e(config: cfg.Config, state, steps: int) -> dict:
   """The real collect/train loop for `steps` env steps after prefill and warm-up."""
-  from wmrl import driver
   from wmrl.replay import Replay
   r = config.run
   env = driver.make_env(config, seed=r.seed, num_envs=1)
