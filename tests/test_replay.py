@@ -301,3 +301,17 @@ def test_sample_before_enough_data():
 def test_constructor_rejects_bad_arguments(kwargs, message):
   with pytest.raises(ValueError, match=message):
     Replay(**kwargs)
+
+
+def test_sampling_with_own_rng_leaves_the_replays_draws_unchanged():
+  a, b = Replay(capacity=100, num_envs=2, seed=3), Replay(capacity=100, num_envs=2, seed=3)
+  fill(a, 30)
+  fill(b, 30)
+  aside = a.sample(4, 5, rng=np.random.default_rng(99))
+  again = a.sample(4, 5, rng=np.random.default_rng(99))
+  for key in aside:
+    np.testing.assert_array_equal(aside[key], again[key])
+  # `a` drew with other generators only, so its own draws match `b`'s.
+  mine, theirs = a.sample(4, 5), b.sample(4, 5)
+  for key in mine:
+    np.testing.assert_array_equal(mine[key], theirs[key])

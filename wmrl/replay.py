@@ -136,11 +136,14 @@ class Replay:
   def can_sample(self, length: int) -> bool:
     return length >= 1 and self._stored() >= length
 
-  def sample(self, batch_size: int, length: int) -> dict[str, np.ndarray]:
+  def sample(self, batch_size: int, length: int,
+             rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
     """``batch_size`` windows of ``length`` consecutive steps, each from one stream.
 
     Start positions are uniform over all windows stored. Windows may cross
     episode boundaries; ``is_first`` marks where the model resets its state.
+    ``rng`` draws instead of the replay's own generator, for samples (like
+    reports) that must not change which batches training sees.
     """
     if batch_size < 1 or length < 1:
       raise ValueError(f"Replay.sample needs batch_size >= 1 and length >= 1, got {batch_size}, {length}")
@@ -153,7 +156,8 @@ class Replay:
       raise ValueError(f"Replay.sample: no stream holds {length} steps yet (each holds {stored}); "
                        f"add more steps first (see can_sample){hint}")
     windows = stored - length + 1  # per stream, all streams alike
-    envs, offsets = np.divmod(self._rng.integers(self.num_envs * windows, size=batch_size), windows)
+    rng = self._rng if rng is None else rng
+    envs, offsets = np.divmod(rng.integers(self.num_envs * windows, size=batch_size), windows)
     starts = self._time - stored + offsets
     out = {key: np.empty((batch_size, length) + shape, dtype) for key, (shape, dtype) in self._spec.items()}
     for b in range(batch_size):

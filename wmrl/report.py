@@ -121,20 +121,7 @@ def openloop_video(state: agent.AgentState, replay, seed: int,
   if not replay.can_sample(length):
     return None
   seed = int(seed) % 2**31
-  batch = _sample_aside(replay, sequences, length, seed)
+  # An RNG of its own: a report must not change which batches training sees.
+  batch = replay.sample(sequences, length, rng=np.random.default_rng(seed))
   context = min(OPENLOOP_CONTEXT, r.batch_length - 1)
   return tile(jax.device_get(open_loop(state, batch, jax.random.key(seed), context=context)))
-
-
-def _sample_aside(replay, batch_size: int, length: int, seed: int) -> dict:
-  """A replay sample from an RNG of its own: a report must not change which
-  batches training sees (the replay's RNG is part of a run's checkpoint)."""
-  own = replay._rng
-  replay._rng = np.random.default_rng(seed)
-  try:
-    return replay.sample(batch_size, length)
-  finally:
-    replay._rng = own
-
-
-# --- filmed evaluation ------------------------------------------------------------
