@@ -318,7 +318,13 @@ def test_ctrl_c_stops_the_runs_and_reports_them(stop_signal, tiny_registered, tm
       assert line, "runner exited early:\n" + "".join(lines)
       lines.append(line)
     child = int(re.search(r"pid (\d+)", lines[-1]).group(1))
-    time.sleep(3)
+    # Wait until the run trains (its train step compiled): a signal that
+    # arrives during XLA's compile is only handled once the compile is done.
+    metrics = tmp_path / "counter" / "seed0" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and "loss/rec" not in (metrics.read_text() if metrics.exists() else ""):
+      time.sleep(0.5)
+    assert "loss/rec" in metrics.read_text(), "the run did not start training"
     runner.send_signal(stop_signal)  # Ctrl-C, or a batch system's stop
     stopped = time.time()
     rest, _ = runner.communicate(timeout=90)
