@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx, struct
 
@@ -124,6 +125,17 @@ def initial_carry(state: AgentState, batch_size: int) -> PolicyCarry:
       Latent(jnp.zeros((batch_size, c.deter), jnp.float32),
              jnp.zeros((batch_size, c.stoch, c.classes), jnp.float32)),
       jnp.zeros((batch_size, state.spec.act_spec.dim), jnp.float32))
+
+
+def policy_inputs(state: AgentState, step: dict) -> dict:
+  """What `policy_step` reads from an environment step: the observation keys
+  and `is_first` (not the reward or the other flags)."""
+  return {**{key: step[key] for key, _ in state.spec.obs_spec}, "is_first": step["is_first"]}
+
+
+def host_key(rng: np.random.Generator) -> np.ndarray:
+  """Raw uint32 key data drawn on the host: no device work per env step."""
+  return rng.integers(0, 2**32, 2, dtype=np.uint32)
 
 
 @partial(jax.jit, static_argnames=("mode",))

@@ -91,8 +91,7 @@ class Driver:
     self.state = state
     self.replay = replay
     self.counters = counters or Counters()
-    self._rng = np.random.default_rng(config.run.seed)
-    self._obs_keys = sorted(env.obs_spec)
+    self.rng = np.random.default_rng(config.run.seed)  # host draws; saved in checkpoints
     self._step = None  # the last env step, not yet acted on
     self._carry = None
     self._restarted = False
@@ -103,24 +102,17 @@ class Driver:
     self.prefill = max(r.prefill, r.batch_size * self.sequence)
     self.updates_per_step = r.train_ratio / (r.batch_size * r.batch_length)
 
-  def _key(self) -> np.ndarray:
-    # Raw uint32 key data made on the host: no device work per env step.
-    return self._rng.integers(0, 2**32, 2, dtype=np.uint32)
-
-  def _policy_inputs(self, step: dict) -> dict:
-    return {**{k: step[k] for k in self._obs_keys}, "is_first": step["is_first"]}
-
   def collect(self, on_episode: Callable[[dict], None]) -> None:
     """One step of every environment with the training policy."""
     if self._step is None:
       self._step = self.env.reset()
       self._carry = agent.initial_carry(self.state, self.env.num_envs)
     step = self._step
-    action, self._carry = agent.policy_step(self.state, self._policy_inputs(step), self._carry,
-                                            self._key(), "train")
+    action, self._carry = agent.policy_step(self.state, agent.policy_inputs(self.state, step),
+                                            self._carry, agent.host_key(self.rng), "train")
     action = np.asarray(action)
     if self.counters.env_steps < self.prefill:
-      action = random_actions(self._rng, self.env.act_spec, self.env.num_envs)
+      action = random_actions(self.rng, self.env.act_spec, self.env.num_envs)
     self.replay.add({**step, "action": action})
     if self._restarted:  # the step came from before a restart: these envs are new
       self._restarted = False
@@ -292,7 +284,7 @@ def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> d
     if latest:
       state, replay, run = checkpoint.load(latest, state)
       driver = Driver(config, env, state, replay, Counters(**run["counters"]))
-      checkpoint.set_rng_state(driver._rng, run["rng"])
+      checkpoint.set_rng_state(driver.rng, run["rng"])
       driver.restore_pending(checkpoint.load_pending(latest))
       _truncate_metrics(logdir / "metrics.jsonl", driver.counters.env_steps)
     else:
@@ -316,7 +308,7 @@ def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> d
 def save(driver: Driver, config: Config, logdir: pathlib.Path) -> pathlib.Path:
   _check_params_finite(driver.state, driver.counters.env_steps)
   run = {"config": config.to_dict(), "counters": dataclasses.asdict(driver.counters),
-         "rng": checkpoint.rng_state(driver._rng)}
+         "rng": checkpoint.rng_state(driver.rng)}
   return checkpoint.save(logdir, driver.state, driver.replay, run, driver.pending(),
                          keep=config.run.keep_checkpoints)
 

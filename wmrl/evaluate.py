@@ -29,7 +29,6 @@ def run_episodes(state: agent.AgentState, env, episodes: int, seed: int = 0,
     raise ValueError("cannot record a video: the environment neither renders rgb_array frames "
                      "nor has an image observation")
   rng = np.random.default_rng(seed)
-  keys = sorted(env.obs_spec)
   step = env.reset()
   carry = agent.initial_carry(state, env.num_envs)
   score, length, results, videos, frames = 0.0, 0, [], [], []
@@ -37,9 +36,8 @@ def run_episodes(state: agent.AgentState, env, episodes: int, seed: int = 0,
     filming = len(results) < film
     if filming:
       frames.append(_frame(env, step))
-    obs = {**{k: step[k] for k in keys}, "is_first": step["is_first"]}
-    action, carry = agent.policy_step(state, obs, carry, rng.integers(0, 2**32, 2, dtype=np.uint32),
-                                      "eval")
+    action, carry = agent.policy_step(state, agent.policy_inputs(state, step), carry,
+                                      agent.host_key(rng), "eval")
     step = env.step(np.asarray(action))
     score += float(step["reward"][0])
     length += 1
