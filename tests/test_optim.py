@@ -141,6 +141,34 @@ def test_make_optimizer_without_agc_is_identity_clip():
   np.testing.assert_allclose(updates, [-1.0, 1.0], rtol=1e-5)
 
 
+def test_actor_and_critic_learning_rates_scale_their_updates_only():
+  # First update of the normalised chain is -lr * sign(g) (no AGC): each part
+  # moves by its own rate, on the shared warmup schedule.
+  tx = make_optimizer(OptimConfig(agc=0.0, warmup=0, lr=1e-3, actor_lr=1e-4, critic_lr=5e-4))
+  params = {name: {"w": jnp.ones(2)} for name in ("wm", "actor", "critic")}
+  grads = {name: {"w": jnp.array([0.5, -2.0])} for name in params}
+  updates, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(updates["wm"]["w"], [-1e-3, 1e-3], rtol=1e-5)
+  np.testing.assert_allclose(updates["actor"]["w"], [-1e-4, 1e-4], rtol=1e-5)
+  np.testing.assert_allclose(updates["critic"]["w"], [-5e-4, 5e-4], rtol=1e-5)
+
+
+def test_part_learning_rates_unset_leave_the_chain_as_one_rate():
+  plain = make_optimizer(OptimConfig(warmup=0, lr=1e-3))
+  params = {"actor": {"w": jnp.ones(3)}}
+  grads = {"actor": {"w": jnp.array([1.0, -1.0, 0.1])}}
+  updates, _ = plain.update(grads, plain.init(params), params)
+  np.testing.assert_allclose(updates["actor"]["w"], [-1e-3, 1e-3, -1e-3], rtol=1e-5)
+
+
+def test_part_learning_rates_keep_the_optimizer_state_layout():
+  # Checkpoints restore into this layout: setting actor_lr must not change it.
+  params = {name: {"w": jnp.ones(2)} for name in ("wm", "actor", "critic")}
+  plain = make_optimizer(OptimConfig()).init(params)
+  split = make_optimizer(OptimConfig(actor_lr=1e-5, critic_lr=2e-5)).init(params)
+  assert jax.tree.structure(plain) == jax.tree.structure(split)
+
+
 def test_make_optimizer_minimises_quadratic():
   """Loss 0.5 |A w - b|^2, whose minimum is 0 at w* = A^-1 b."""
   a = jnp.array([[2.0, 0.5, 0.0], [0.0, 1.0, 0.3], [0.1, 0.0, 3.0]])

@@ -69,10 +69,30 @@ def learning_rate(config: OptimConfig) -> optax.Schedule:
   return optax.linear_schedule(0.0, config.lr, config.warmup)
 
 
+def scale_by_learning_rates(schedule: optax.Schedule,
+                            factors: dict[str, float]) -> optax.GradientTransformation:
+  """The learning-rate step, with the updates of named top-level parts (e.g.
+  "actor") multiplied by a constant: per-network rates on one schedule. Its
+  state is that of optax.scale_by_learning_rate, so checkpoints stay loadable
+  whatever the factors."""
+  base = optax.scale_by_learning_rate(schedule)
+
+  def update(updates, state, params=None):
+    updates, state = base.update(updates, state, params)
+    if factors:
+      updates = {name: jax.tree.map(lambda u, f=factors.get(name, 1.0): u * f, part)
+                 for name, part in updates.items()}
+    return updates, state
+
+  return optax.GradientTransformation(base.init, update)
+
+
 def make_optimizer(config: OptimConfig) -> optax.GradientTransformation:
+  factors = {name: lr / config.lr for name, lr in (("actor", config.actor_lr),
+                                                   ("critic", config.critic_lr)) if lr and config.lr}
   return optax.chain(
       clip_by_agc(config.agc, config.agc_min) if config.agc else optax.identity(),
       scale_by_rms(config.beta2, config.eps),
       scale_by_momentum(config.beta1),
-      optax.scale_by_learning_rate(learning_rate(config)),
+      scale_by_learning_rates(learning_rate(config), factors),
   )
