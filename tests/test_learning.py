@@ -1,8 +1,9 @@
 """End-to-end learning on classic-control tasks, small enough for a CPU.
 
-Each test trains with the `small` preset and a fixed seed, then runs 10
+Each test trains with the `small` preset (CartPole with a few changes, given
+beside its test) and a fixed seed, checks the training episodes, then runs 10
 episodes with the eval policy (the actor's mode) from the final checkpoint
-and checks their mean return. On a 2-core CPU each takes a few minutes.
+and checks their mean return. On a 2-core CPU each takes about 4 minutes.
 """
 import numpy as np
 import pytest
