@@ -1,8 +1,19 @@
-"""FLOPs of the parts of one train step, counted from the jaxpr (tracing only, no compile).
+"""FLOPs, and with --time seconds, of the parts of one train step.
 
-  python benchmarks/flops_breakdown.py size12m
+  python benchmarks/flops_breakdown.py size12m           # FLOPs from the jaxpr (tracing only)
+  python benchmarks/flops_breakdown.py size1m --time     # also compile and time each part
+
+Parts, on DMC walker-walk proprio spaces and a batch of 16 x 64 (+1 context):
+the whole loss (forward and backward, no optimiser), the world-model loss
+alone (forward and backward), and the imagination rollout alone (forward);
+"the rest" is the whole minus the two. With --time each part is jitted on its
+own and timed (median of --repeats calls after a warm-up), and a large matmul
+in the same run gives the machine's peak, so each part's share of the time
+and of the peak can be read side by side.
 """
-import sys
+import argparse
+import statistics
+import time
 
 import jax
 from flax import nnx
@@ -12,25 +23,73 @@ from wmrl.config import Config, apply_presets
 from wmrl.rssm import features
 from wmrl.world_model import world_model_loss
 
-preset = sys.argv[1] if len(sys.argv) > 1 else "size1m"
-config = apply_presets(Config(), preset)
-obs, act = bench.task_spaces(config, None)
-state = agent.init(jax.random.key(0), obs, act, config)
-batch = bench.random_batch(obs, act, 16, 65)
-data, prev = agent.split_batch(batch, 1)
-def total(params): return jax.grad(agent.loss, has_aux=True)(params, state, data, prev, jax.random.key(0))
-def wm_only(params):
-  def f(p):
-    wm = nnx.merge(state.spec.graphs[0], p)
-    losses, post, _ = world_model_loss(wm, wm.rssm.initial((16,)), data, prev, jax.random.key(0), 1.0, 1.0)
-    return sum(v.mean() for v in losses.values())
-  return jax.grad(f)(params["wm"])
-def imagine_only(params):
-  wm = nnx.merge(state.spec.graphs[0], params["wm"]); actor = nnx.merge(state.spec.graphs[1], params["actor"])
-  starts = wm.rssm.initial((16 * 64,))
-  policy = lambda latent, k: actor(features(latent)).sample(k)
-  return wm.rssm.imagine(starts, policy, 15, jax.random.key(0))
-for name, fn in [("total (fwd+bwd)", total), ("world model (fwd+bwd)", wm_only), ("imagination rollout (fwd)", imagine_only)]:
-  jaxpr = jax.make_jaxpr(fn)(state.params)
-  flops, _ = bench.jaxpr_flops(jaxpr.jaxpr)
-  print(f"{preset} {name}: {flops / 1e9:.1f} GFLOP")
+
+def parts(state, batch_size: int, length: int):
+  batch = bench.random_batch(*bench.task_spaces(state.spec.config, None), batch_size, length + 1)
+  data, prev = agent.split_batch(batch, 1)
+
+  def whole(params):
+    return jax.grad(agent.loss, has_aux=True)(params, state, data, prev, jax.random.key(0))
+
+  def world_model(params):
+    def f(p):
+      wm = nnx.merge(state.spec.graphs[0], p)
+      losses, _, _ = world_model_loss(wm, wm.rssm.initial((batch_size,)), data, prev,
+                                      jax.random.key(0), 1.0, 1.0)
+      return sum(v.mean() for v in losses.values())
+    return jax.grad(f)(params["wm"])
+
+  def imagination(params):
+    wm = nnx.merge(state.spec.graphs[0], params["wm"])
+    actor = nnx.merge(state.spec.graphs[1], params["actor"])
+    starts = wm.rssm.initial((batch_size * length,))
+    policy = lambda latent, k: actor(features(latent)).sample(k)
+    return wm.rssm.imagine(starts, policy, state.spec.config.behavior.imag_horizon, jax.random.key(0))
+
+  return {"whole loss (fwd+bwd)": whole, "world model (fwd+bwd)": world_model,
+          "imagination rollout (fwd)": imagination}
+
+
+def seconds(fn, params, repeats: int) -> float:
+  jitted = jax.jit(fn)
+  jax.block_until_ready(jitted(params))
+  jax.block_until_ready(jitted(params))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(jitted(params))
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("preset", nargs="?", default="size1m")
+  parser.add_argument("--time", action="store_true", help="compile and time each part")
+  parser.add_argument("--repeats", type=int, default=5)
+  args = parser.parse_args()
+  config = apply_presets(Config(), args.preset)
+  obs, act = bench.task_spaces(config, None)
+  state = agent.init(jax.random.key(0), obs, act, config)
+  peak = bench.measure_peak(4096, "float32", 3)["flops_per_s"] if args.time else None
+  rows = {}
+  for name, fn in parts(state, 16, 64).items():
+    flops, _ = bench.jaxpr_flops(jax.make_jaxpr(fn)(state.params).jaxpr)
+    rows[name] = (flops, seconds(fn, state.params, args.repeats) if args.time else None)
+  whole_flops, whole_s = rows["whole loss (fwd+bwd)"]
+  rest_flops = whole_flops - sum(f for n, (f, _) in rows.items() if n != "whole loss (fwd+bwd)")
+  rest_s = (whole_s - sum(s for n, (_, s) in rows.items() if n != "whole loss (fwd+bwd)")
+            if args.time else None)
+  rows["the rest: actor-critic on imagined states (fwd+bwd)"] = (rest_flops, rest_s)
+  if peak:
+    print(f"matmul peak (4096^2 float32): {peak / 1e9:.0f} GFLOP/s")
+  for name, (flops, secs) in rows.items():
+    line = f"{args.preset} {name}: {flops / 1e9:.1f} GFLOP"
+    if secs is not None:
+      line += (f", {secs:.3f} s ({100 * secs / whole_s:.0f}% of the whole), "
+               f"{flops / secs / 1e9:.0f} GFLOP/s = {100 * flops / secs / peak:.0f}% of peak")
+    print(line)
+
+
+if __name__ == "__main__":
+  main()
