@@ -169,6 +169,12 @@ def test_part_learning_rates_keep_the_optimizer_state_layout():
   assert jax.tree.structure(plain) == jax.tree.structure(split)
 
 
+@pytest.mark.parametrize("field", ["lr", "actor_lr", "critic_lr"])
+def test_negative_learning_rate_is_refused_naming_the_field(field):
+  with pytest.raises(ValueError, match=f"optim.{field}"):
+    make_optimizer(OptimConfig(**{field: -1e-4}))
+
+
 def test_make_optimizer_minimises_quadratic():
   """Loss 0.5 |A w - b|^2, whose minimum is 0 at w* = A^-1 b."""
   a = jnp.array([[2.0, 0.5, 0.0], [0.0, 1.0, 0.3], [0.1, 0.0, 3.0]])

@@ -88,6 +88,9 @@ def scale_by_learning_rates(schedule: optax.Schedule,
 
 
 def make_optimizer(config: OptimConfig) -> optax.GradientTransformation:
+  for name in ("lr", "actor_lr", "critic_lr"):
+    if getattr(config, name) < 0:
+      raise ValueError(f"optim.{name} must not be negative, got {getattr(config, name)}")
   factors = {name: lr / config.lr for name, lr in (("actor", config.actor_lr),
                                                    ("critic", config.critic_lr)) if lr and config.lr}
   return optax.chain(
