@@ -24,6 +24,9 @@ from wmrl.rssm import features
 from wmrl.world_model import world_model_loss
 
 
+WHOLE = "whole loss (fwd+bwd)"
+
+
 def parts(state, batch_size: int, length: int):
   batch = bench.random_batch(*bench.task_spaces(state.spec.config, None), batch_size, length + 1)
   data, prev = agent.split_batch(batch, 1)
@@ -46,7 +49,7 @@ def parts(state, batch_size: int, length: int):
     policy = lambda latent, k: actor(features(latent)).sample(k)
     return wm.rssm.imagine(starts, policy, state.spec.config.behavior.imag_horizon, jax.random.key(0))
 
-  return {"whole loss (fwd+bwd)": whole, "world model (fwd+bwd)": world_model,
+  return {WHOLE: whole, "world model (fwd+bwd)": world_model,
           "imagination rollout (fwd)": imagination}
 
 
@@ -76,10 +79,10 @@ def main():
   for name, fn in parts(state, 16, 64).items():
     flops, _ = bench.jaxpr_flops(jax.make_jaxpr(fn)(state.params).jaxpr)
     rows[name] = (flops, seconds(fn, state.params, args.repeats) if args.time else None)
-  whole_flops, whole_s = rows["whole loss (fwd+bwd)"]
-  rest_flops = whole_flops - sum(f for n, (f, _) in rows.items() if n != "whole loss (fwd+bwd)")
-  rest_s = (whole_s - sum(s for n, (_, s) in rows.items() if n != "whole loss (fwd+bwd)")
-            if args.time else None)
+  whole_flops, whole_s = rows[WHOLE]
+  pieces = [row for name, row in rows.items() if name != WHOLE]
+  rest_flops = whole_flops - sum(f for f, _ in pieces)
+  rest_s = whole_s - sum(s for _, s in pieces) if args.time else None
   rows["the rest: actor-critic on imagined states (fwd+bwd)"] = (rest_flops, rest_s)
   if peak:
     print(f"matmul peak (4096^2 float32): {peak / 1e9:.0f} GFLOP/s")
