@@ -6,7 +6,6 @@ episodes with the eval policy (the actor's mode) from the final checkpoint
 and checks their mean return. On a 2-core CPU each takes about 4 minutes.
 """
 import numpy as np
-import pytest
 
 import wmrl
 from wmrl.evaluate import evaluate_logdir
@@ -41,7 +40,7 @@ def test_learns_cartpole(tmp_path):
   assert np.mean(summary["scores"][:5]) < 100  # it did start from scratch
   assert last10 >= 400, summary["scores"][-10:]
   assert result["episodes"] == 10
-  assert result["score_mean"] >= 300, result
+  assert result["score_mean"] >= 400, result
 
 
 def test_learns_pendulum(tmp_path):
