@@ -38,7 +38,15 @@ class BlockLinear(nnx.Module):
   """A block-diagonal linear layer: `blocks` independent linears side by side.
 
   The RSSM's GRU uses it so that a large recurrent state costs blocks-times
-  fewer weights and FLOPs than a dense layer would.
+  fewer weights and FLOPs than a dense layer would. It works on block-major
+  tensors [blocks, ..., features per block]: one batched matmul with the
+  block axis leading, which on CPU runs about 2.5x faster than the same
+  matmul over row-major [..., blocks, features] (10.9 ms against 27.7 ms for
+  1024 rows of 8 blocks of 1024 -> 256, `benchmarks/README.md`).
+
+  Each block's kernel reads its own inputs first and then, optionally,
+  `shared` inputs that every block sees: the same as concatenating `shared`
+  to every block's inputs, without copying it once per block.
   """
 
   def __init__(self, din: int, dout: int, blocks: int, *, rngs: nnx.Rngs, dtype=jnp.float32):
@@ -51,10 +59,29 @@ class BlockLinear(nnx.Module):
     self.blocks = blocks
     self.dtype = dtype
 
-  def __call__(self, x):
-    x = x.astype(self.dtype).reshape(*x.shape[:-1], self.blocks, -1)
-    y = jnp.einsum("...gi,gio->...go", x, self.kernel[...].astype(self.dtype))
-    return y.reshape(*y.shape[:-2], -1) + self.bias[...].astype(self.dtype)
+  def __call__(self, x, shared=None):
+    """[blocks, ..., own] (and [..., shared]) -> [blocks, ..., dout / blocks]."""
+    kernel = self.kernel[...].astype(self.dtype)
+    own = x.shape[-1]
+    # [blocks, rows, own] @ [blocks, own, out]: a batched matmul.
+    rows = x.reshape(self.blocks, -1, own).astype(self.dtype)
+    y = jnp.matmul(rows, kernel[:, :own])
+    if shared is not None:
+      shared = shared.reshape(-1, shared.shape[-1]).astype(self.dtype)
+      y = y + jnp.einsum("ri,gio->gro", shared, kernel[:, own:])
+    y = y + self.bias[...].astype(self.dtype).reshape(self.blocks, 1, -1)
+    return y.reshape(*x.shape[:-1], y.shape[-1])
+
+
+def to_blocks(x, blocks: int):
+  """[..., blocks * n] -> block-major [blocks, ..., n]."""
+  return jnp.moveaxis(x.reshape(*x.shape[:-1], blocks, -1), -2, 0)
+
+
+def from_blocks(x):
+  """Block-major [blocks, ..., n] -> [..., blocks * n]."""
+  x = jnp.moveaxis(x, 0, -2)
+  return x.reshape(*x.shape[:-2], -1)
 
 
 class RMSNorm(nnx.Module):
@@ -67,6 +94,14 @@ class RMSNorm(nnx.Module):
     x = x.astype(jnp.float32)
     x = x * jax.lax.rsqrt((x * x).mean(-1, keepdims=True) + self.eps) * self.scale[...]
     return x.astype(dtype)
+
+  def blocks(self, x):
+    """The same norm over a block-major [blocks, ..., n]: over all blocks' features together."""
+    dtype = x.dtype
+    x = x.astype(jnp.float32)
+    mean_square = (x * x).mean(-1, keepdims=True).mean(0, keepdims=True)
+    scale = self.scale[...].reshape(x.shape[0], *[1] * (x.ndim - 2), -1)
+    return (x * jax.lax.rsqrt(mean_square + self.eps) * scale).astype(dtype)
 
 
 class Dense(nnx.Module):

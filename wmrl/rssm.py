@@ -14,7 +14,7 @@ from flax import nnx
 
 from wmrl import dists
 from wmrl.config import RSSMConfig
-from wmrl.nets import BlockLinear, Dense, Linear, MLP, RMSNorm
+from wmrl.nets import BlockLinear, Dense, Linear, MLP, RMSNorm, from_blocks, to_blocks
 
 sg = jax.lax.stop_gradient
 
@@ -42,6 +42,7 @@ class RSSM(nnx.Module):
     self.in_deter = Dense(c.deter, c.hidden, rngs=rngs, dtype=dtype)
     self.in_stoch = Dense(stoch_dim, c.hidden, rngs=rngs, dtype=dtype)
     self.in_action = Dense(action_dim, c.hidden, rngs=rngs, dtype=dtype)
+    # Each block's first layer reads its slice of deter and the three shared inputs.
     block_in = c.deter + 3 * c.hidden * c.blocks
     self.hidden_layers = nnx.List()
     for _ in range(c.dyn_layers):
@@ -62,28 +63,31 @@ class RSSM(nnx.Module):
                   jnp.zeros((*batch_shape, c.stoch, c.classes), jnp.float32))
 
   def core(self, latent: Latent, action) -> jax.Array:
-    """One block-GRU update of the deterministic state."""
-    c = self.config
-    g = c.blocks
+    """One block-GRU update of the deterministic state.
+
+    Every block sees its own slice of deter and the shared inputs (deter,
+    stoch and action, each through its own layer). The blocks compute
+    block-major ([blocks, ..., n], see `BlockLinear`); deter goes back to
+    [..., deter] at the end.
+    """
     deter = latent.deter
     stoch = latent.stoch.reshape(*latent.stoch.shape[:-2], -1)
     # Bound the action's scale, so unclipped continuous samples stay in range.
     action = action / sg(jnp.maximum(1.0, jnp.abs(action)))
-    x = jnp.concatenate([self.in_deter(deter), self.in_stoch(stoch), self.in_action(action)], -1)
-    # Every block sees the shared inputs and its own slice of deter.
-    x = jnp.broadcast_to(x[..., None, :], (*x.shape[:-1], g, x.shape[-1]))
-    x = jnp.concatenate([deter.reshape(*deter.shape[:-1], g, -1).astype(x.dtype), x], -1)
-    x = x.reshape(*x.shape[:-2], -1)
+    shared = jnp.concatenate(
+        [self.in_deter(deter), self.in_stoch(stoch), self.in_action(action)], -1)
+    old = to_blocks(deter, self.config.blocks)
+    x, inputs = old, shared
     for layer, norm in zip(self.hidden_layers, self.hidden_norms):
-      x = jax.nn.silu(norm(layer(x)))
-    x = self.gru(x).astype(jnp.float32)
-    x = x.reshape(*x.shape[:-1], g, 3, -1)
-    reset, cand, update = [x[..., i, :].reshape(*x.shape[:-3], -1) for i in range(3)]
+      x = jax.nn.silu(norm.blocks(layer(x, inputs)))
+      inputs = None  # only the first layer reads the shared inputs
+    x = self.gru(x, inputs).astype(jnp.float32)
+    reset, cand, update = jnp.split(x, 3, -1)
     reset = jax.nn.sigmoid(reset)
     cand = jnp.tanh(reset * cand)
     # The -1 bias makes the state keep its value by default at the start.
     update = jax.nn.sigmoid(update - 1)
-    return update * cand + (1 - update) * deter
+    return from_blocks(update * cand + (1 - update) * old)
 
   def prior_logits(self, deter) -> jax.Array:
     return self._logits(self.prior_out(self.prior_mlp(deter)))

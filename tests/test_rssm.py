@@ -1,0 +1,89 @@
+"""The RSSM's block-GRU step checked against a NumPy computation of the formula."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from wmrl.config import RSSMConfig
+from wmrl.nets import BlockLinear, from_blocks, to_blocks
+from wmrl.rssm import RSSM, Latent
+
+
+def block_diagonal(kernel):
+  """[g, i, o] -> the dense [g*i, g*o] matrix the blocks stand for."""
+  g, i, o = kernel.shape
+  dense = np.zeros((g * i, g * o))
+  for b in range(g):
+    dense[b * i:(b + 1) * i, b * o:(b + 1) * o] = kernel[b]
+  return dense
+
+
+def silu(x):
+  return x / (1 + np.exp(-x))
+
+
+def sigmoid(x):
+  return 1 / (1 + np.exp(-x))
+
+
+def rms_norm(x, scale, eps):
+  return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * scale
+
+
+def dense(layer, x):
+  """Linear -> RMS norm -> SiLU in NumPy."""
+  y = x @ np.asarray(layer.linear.kernel[...]) + np.asarray(layer.linear.bias[...])
+  return silu(rms_norm(y, np.asarray(layer.norm.scale[...]), layer.norm.eps))
+
+
+def numpy_core(rssm, deter, stoch, action):
+  """The reference's block GRU, written flat: every block's inputs are its
+  slice of deter followed by the shared inputs, then a block-diagonal layer."""
+  g = rssm.config.blocks
+  action = action / np.maximum(1.0, np.abs(action))
+  shared = np.concatenate([dense(rssm.in_deter, deter), dense(rssm.in_stoch, stoch.reshape(len(stoch), -1)),
+                           dense(rssm.in_action, action)], -1)
+  x = np.concatenate([np.concatenate([d, shared], -1) for d in np.split(deter, g, -1)], -1)
+  for layer, norm in zip(rssm.hidden_layers, rssm.hidden_norms):
+    y = x @ block_diagonal(np.asarray(layer.kernel[...])) + np.asarray(layer.bias[...])
+    x = silu(rms_norm(y, np.asarray(norm.scale[...]), norm.eps))
+  x = x @ block_diagonal(np.asarray(rssm.gru.kernel[...])) + np.asarray(rssm.gru.bias[...])
+  # Each block's outputs are its reset, candidate and update parts, in that order.
+  parts = [np.split(block, 3, -1) for block in np.split(x, g, -1)]
+  reset, cand, update = [np.concatenate([p[i] for p in parts], -1) for i in range(3)]
+  cand = np.tanh(sigmoid(reset) * cand)
+  update = sigmoid(update - 1)
+  return update * cand + (1 - update) * deter
+
+
+def test_block_gru_step_matches_the_flat_formula():
+  config = RSSMConfig(deter=24, hidden=8, stoch=3, classes=4, blocks=4, dyn_layers=2)
+  rssm = RSSM(config, embed_dim=5, action_dim=2, rngs=nnx.Rngs(0))
+  # Non-zero biases and norm scales, so a mix-up of their block layout shows.
+  for module in (rssm.hidden_layers[0], rssm.hidden_layers[1], rssm.gru):
+    module.bias[...] = jax.random.normal(jax.random.key(1), module.bias.shape)
+  for norm in rssm.hidden_norms:
+    norm.scale[...] = jax.random.uniform(jax.random.key(2), norm.scale.shape, minval=0.5, maxval=1.5)
+  rng = np.random.default_rng(0)
+  deter = rng.normal(size=(5, 24)).astype(np.float32)
+  stoch = np.eye(4, dtype=np.float32)[rng.integers(0, 4, (5, 3))]
+  action = rng.normal(scale=2.0, size=(5, 2)).astype(np.float32)
+  got = rssm.core(Latent(jnp.asarray(deter), jnp.asarray(stoch)), jnp.asarray(action))
+  want = numpy_core(rssm, deter.astype(np.float64), stoch, action.astype(np.float64))
+  assert got.shape == (5, 24)
+  np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-5)
+
+
+def test_block_linear_keeps_extra_batch_axes_and_refuses_uneven_blocks():
+  layer = BlockLinear(6, 4, 2, rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(0), (3, 5, 6))
+  y = from_blocks(layer(to_blocks(x, 2)))
+  want = np.asarray(x) @ block_diagonal(np.asarray(layer.kernel[...]))
+  assert y.shape == (3, 5, 4)
+  np.testing.assert_allclose(np.asarray(y), want, rtol=1e-5, atol=1e-5)
+  try:
+    BlockLinear(6, 5, 2, rngs=nnx.Rngs(0))
+  except ValueError as error:
+    assert "divide into 2 blocks" in str(error)
+  else:
+    raise AssertionError("uneven blocks were accepted")
