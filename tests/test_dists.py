@@ -251,6 +251,25 @@ def test_onehot_sample_st_frequencies_follow_probs():
   np.testing.assert_allclose(samples.mean(0), [0.1, 0.2, 0.7], atol=0.03)
 
 
+def test_categorical_sample_frequencies_follow_probs_over_many_classes():
+  probs = jnp.array([0.05, 0.0, 0.3, 0.15, 0.0, 0.4, 0.1])
+  draws = np.asarray(dists.categorical_sample(jax.random.PRNGKey(6), jnp.broadcast_to(probs, (20000, 7))))
+  counts = np.bincount(draws, minlength=7)
+  assert counts[1] == counts[4] == 0  # classes of probability 0 never come up
+  expected = 20000 * np.asarray(probs)
+  seen = expected > 0
+  # Chi-square with 4 degrees of freedom: 18.5 is its 0.999 quantile.
+  assert ((counts[seen] - expected[seen]) ** 2 / expected[seen]).sum() < 18.5
+
+
+def test_categorical_sample_stays_in_range_when_probs_sum_below_one():
+  # A CDF that rounds to less than 1 must not let a draw run past the last class,
+  # nor onto a last class of probability 0.
+  probs = jnp.array([[0.3, 0.3, 0.3, 0.0]])  # sums to 0.9: a tenth of unscaled draws would overrun
+  draws = dists.categorical_sample(jax.random.PRNGKey(7), jnp.broadcast_to(probs, (5000, 4)))
+  assert int(draws.max()) == 2 and int(draws.min()) == 0
+
+
 def test_onehot_sample_st_gradient_is_softmax_gradient():
   # d/dlogit_i sum_k p_k w_k = p_i (w_i - sum_k p_k w_k).
   logits = np.array([0.3, -1.0, 0.8, 0.1])
