@@ -73,7 +73,8 @@ class BlockLinear(nnx.Module):
     y = jnp.matmul(rows, kernel[:, :own])
     if shared is not None:
       shared = shared.reshape(-1, shared.shape[-1]).astype(self.dtype)
-      y = y + jnp.einsum("ri,gio->gro", shared, kernel[:, own:])
+      dense = jnp.moveaxis(kernel[:, own:], 0, 1).reshape(shared.shape[-1], -1)
+      y = y + to_blocks(shared @ dense, self.blocks)
     y = y + self.bias[...].astype(self.dtype).reshape(self.blocks, 1, -1)
     return y.reshape(*x.shape[:-1], y.shape[-1])
 
