@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from wmrl.config import RSSMConfig
@@ -16,6 +17,17 @@ def block_diagonal(kernel):
   for b in range(g):
     dense[b * i:(b + 1) * i, b * o:(b + 1) * o] = kernel[b]
   return dense
+
+
+def full_kernel(layer):
+  """A block layer's kernel [g, own + shared, o]: each block's own weights
+  followed by its columns of the dense shared-input matrix."""
+  kernel = np.asarray(layer.kernel[...])
+  if layer.shared_kernel is None:
+    return kernel
+  g, _, o = kernel.shape
+  shared = np.asarray(layer.shared_kernel[...])
+  return np.concatenate([kernel, np.stack([shared[:, b * o:(b + 1) * o] for b in range(g)])], 1)
 
 
 def silu(x):
@@ -45,9 +57,9 @@ def numpy_core(rssm, deter, stoch, action):
                            dense(rssm.in_action, action)], -1)
   x = np.concatenate([np.concatenate([d, shared], -1) for d in np.split(deter, g, -1)], -1)
   for layer, norm in zip(rssm.hidden_layers, rssm.hidden_norms):
-    y = x @ block_diagonal(np.asarray(layer.kernel[...])) + np.asarray(layer.bias[...])
+    y = x @ block_diagonal(full_kernel(layer)) + np.asarray(layer.bias[...])
     x = silu(rms_norm(y, np.asarray(norm.scale[...]), norm.eps))
-  x = x @ block_diagonal(np.asarray(rssm.gru.kernel[...])) + np.asarray(rssm.gru.bias[...])
+  x = x @ block_diagonal(full_kernel(rssm.gru)) + np.asarray(rssm.gru.bias[...])
   # Each block's outputs are its reset, candidate and update parts, in that order.
   parts = [np.split(block, 3, -1) for block in np.split(x, g, -1)]
   reset, cand, update = [np.concatenate([p[i] for p in parts], -1) for i in range(3)]
@@ -74,6 +86,31 @@ def test_block_gru_step_matches_the_flat_formula():
   np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("dyn_layers", [0, 1])
+def test_shared_inputs_go_to_the_first_block_layer(dyn_layers):
+  config = RSSMConfig(deter=8, hidden=4, stoch=2, classes=3, blocks=2, dyn_layers=dyn_layers)
+  rssm = RSSM(config, embed_dim=3, action_dim=1, rngs=nnx.Rngs(0))
+  first = rssm.hidden_layers[0] if dyn_layers else rssm.gru
+  assert first.shared_kernel[...].shape == (3 * 4, first.bias.shape[0])
+  assert rssm.gru.shared_kernel is None or not dyn_layers
+  rng = np.random.default_rng(1)
+  deter = rng.normal(size=(3, 8)).astype(np.float32)
+  stoch = np.eye(3, dtype=np.float32)[rng.integers(0, 3, (3, 2))]
+  action = rng.normal(size=(3, 1)).astype(np.float32)
+  got = rssm.core(Latent(jnp.asarray(deter), jnp.asarray(stoch)), jnp.asarray(action))
+  want = numpy_core(rssm, deter.astype(np.float64), stoch, action.astype(np.float64))
+  np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-5)
+
+
+def test_block_linear_init_scales_by_the_whole_fan_in():
+  # Own and shared inputs together are each block's fan-in: std about 1/sqrt(64 + 192)
+  # (the truncated normal's std is rescaled to the variance asked).
+  layer = BlockLinear(256, 256, 4, shared=192, rngs=nnx.Rngs(0))
+  weights = np.concatenate([np.asarray(layer.kernel[...]).ravel(),
+                            np.asarray(layer.shared_kernel[...]).ravel()])
+  assert np.std(weights) == pytest.approx(1 / 16, rel=0.03)
+
+
 def test_block_linear_keeps_extra_batch_axes_and_refuses_uneven_blocks():
   layer = BlockLinear(6, 4, 2, rngs=nnx.Rngs(0))
   x = jax.random.normal(jax.random.key(0), (3, 5, 6))
@@ -81,9 +118,7 @@ def test_block_linear_keeps_extra_batch_axes_and_refuses_uneven_blocks():
   want = np.asarray(x) @ block_diagonal(np.asarray(layer.kernel[...]))
   assert y.shape == (3, 5, 4)
   np.testing.assert_allclose(np.asarray(y), want, rtol=1e-5, atol=1e-5)
-  try:
+  with pytest.raises(ValueError, match="divide into 2 blocks"):
     BlockLinear(6, 5, 2, rngs=nnx.Rngs(0))
-  except ValueError as error:
-    assert "divide into 2 blocks" in str(error)
-  else:
-    raise AssertionError("uneven blocks were accepted")
+  with pytest.raises(ValueError, match="shared inputs"):
+    layer(to_blocks(x, 2), shared=x)

@@ -32,7 +32,7 @@ from wmrl.config import Config
 from wmrl.replay import Replay
 
 COMMITTED = "COMMITTED"
-FORMAT = 1
+FORMAT = 2  # 2: the RSSM keeps its shared-input weights as a dense matrix
 
 
 class CheckpointError(ValueError):

@@ -46,35 +46,42 @@ class BlockLinear(nnx.Module):
   fewer weights and FLOPs than a dense layer would. It works on block-major
   tensors [blocks, ..., features per block]: one batched matmul with the
   block axis leading, which on CPU runs about 2.5x faster than the same
-  matmul over row-major [..., blocks, features] (10.9 ms against 27.7 ms for
-  1024 rows of 8 blocks of 1024 -> 256, `benchmarks/README.md`).
+  matmul over row-major [..., blocks, features] (`benchmarks/layouts.py`).
 
-  Each block's kernel reads its own inputs first and then, optionally,
-  `shared` inputs that every block sees: the same as concatenating `shared`
-  to every block's inputs, without copying it once per block.
+  With `shared > 0`, every block also reads `shared` inputs that all blocks
+  see: the same as concatenating them to every block's own inputs, computed
+  as one dense row-major matmul into all blocks' outputs instead of copying
+  the inputs once per block. Its weights are kept as that dense matrix
+  [shared, dout], so no call has to rearrange them.
   """
 
-  def __init__(self, din: int, dout: int, blocks: int, *, rngs: nnx.Rngs, dtype=jnp.float32):
+  def __init__(self, din: int, dout: int, blocks: int, *, shared: int = 0, rngs: nnx.Rngs,
+               dtype=jnp.float32):
     if din % blocks or dout % blocks:
       raise ValueError(f"BlockLinear sizes {din}->{dout} must divide into {blocks} blocks")
+    own, out = din // blocks, dout // blocks
+    # Each block's fan-in is its own inputs plus the shared ones.
     init = nnx.initializers.variance_scaling(1.0, "fan_in", "truncated_normal", in_axis=-2,
                                              out_axis=-1, batch_axis=(0,))
-    self.kernel = nnx.Param(init(rngs.params(), (blocks, din // blocks, dout // blocks), jnp.float32))
+    kernel = init(rngs.params(), (blocks, own + shared, out), jnp.float32)
+    self.kernel = nnx.Param(kernel[:, :own])
+    # Column b * out + j of the dense matrix is output j of block b.
+    self.shared_kernel = (nnx.Param(jnp.moveaxis(kernel[:, own:], 0, 1).reshape(shared, dout))
+                          if shared else None)
     self.bias = nnx.Param(jnp.zeros((dout,), jnp.float32))
     self.blocks = blocks
     self.dtype = dtype
 
   def __call__(self, x, shared=None):
     """[blocks, ..., own] (and [..., shared]) -> [blocks, ..., dout / blocks]."""
-    kernel = self.kernel[...].astype(self.dtype)
-    own = x.shape[-1]
+    if (shared is None) != (self.shared_kernel is None):
+      raise ValueError("BlockLinear: pass shared inputs exactly when built with shared > 0")
     # [blocks, rows, own] @ [blocks, own, out]: a batched matmul.
-    rows = x.reshape(self.blocks, -1, own).astype(self.dtype)
-    y = jnp.matmul(rows, kernel[:, :own])
+    rows = x.reshape(self.blocks, -1, x.shape[-1]).astype(self.dtype)
+    y = jnp.matmul(rows, self.kernel[...].astype(self.dtype))
     if shared is not None:
       shared = shared.reshape(-1, shared.shape[-1]).astype(self.dtype)
-      dense = jnp.moveaxis(kernel[:, own:], 0, 1).reshape(shared.shape[-1], -1)
-      y = y + to_blocks(shared @ dense, self.blocks)
+      y = y + to_blocks(shared @ self.shared_kernel[...].astype(self.dtype), self.blocks)
     y = y + self.bias[...].astype(self.dtype).reshape(self.blocks, 1, -1)
     return y.reshape(*x.shape[:-1], y.shape[-1])
 

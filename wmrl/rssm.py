@@ -42,14 +42,16 @@ class RSSM(nnx.Module):
     self.in_deter = Dense(c.deter, c.hidden, rngs=rngs, dtype=dtype)
     self.in_stoch = Dense(stoch_dim, c.hidden, rngs=rngs, dtype=dtype)
     self.in_action = Dense(action_dim, c.hidden, rngs=rngs, dtype=dtype)
-    # Each block's first layer reads its slice of deter and the three shared inputs.
-    block_in = c.deter + 3 * c.hidden * c.blocks
+    # The first block layer reads each block's slice of deter and, shared by
+    # all blocks, the three input layers' outputs.
+    shared = 3 * c.hidden
     self.hidden_layers = nnx.List()
     for _ in range(c.dyn_layers):
-      self.hidden_layers.append(BlockLinear(block_in, c.deter, c.blocks, rngs=rngs, dtype=dtype))
-      block_in = c.deter
+      self.hidden_layers.append(BlockLinear(c.deter, c.deter, c.blocks, shared=shared,
+                                            rngs=rngs, dtype=dtype))
+      shared = 0
     self.hidden_norms = nnx.List([RMSNorm(c.deter) for _ in range(c.dyn_layers)])
-    self.gru = BlockLinear(block_in, 3 * c.deter, c.blocks, rngs=rngs, dtype=dtype)
+    self.gru = BlockLinear(c.deter, 3 * c.deter, c.blocks, shared=shared, rngs=rngs, dtype=dtype)
     self.prior_mlp = MLP(c.deter, c.hidden, c.img_layers, rngs=rngs, dtype=dtype)
     self.prior_out = Linear(c.hidden, stoch_dim, rngs=rngs, dtype=dtype)
     self.post_mlp = MLP(c.deter + embed_dim, c.hidden, c.obs_layers, rngs=rngs, dtype=dtype)
