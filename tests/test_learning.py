@@ -31,8 +31,14 @@ CARTPOLE = {"behavior.horizon": 333, "behavior.entropy": 3e-3, "optim.actor_lr":
             "optim.critic_lr": 1e-3, "run.train_ratio": 64}
 
 
+# Step counts: CartPole 15,000 and Pendulum 8,000 pass at seeds 0 and 1
+# (CartPole last 10 training episodes 414 and 434, eval 446 and 464;
+# Pendulum eval -191 and -179); at 10,000 and 5,000 steps seed 0 gave 250
+# and -498 with the same code, so the shorter runs sat on the edge.
+
+
 def test_learns_cartpole(tmp_path):
-  summary, result = _train_and_evaluate("gym:CartPole-v1", 10_000, tmp_path, **CARTPOLE)
+  summary, result = _train_and_evaluate("gym:CartPole-v1", 15_000, tmp_path, **CARTPOLE)
   last10 = float(np.mean(summary["scores"][-10:]))
   print("CartPole-v1 last 10 training episodes", summary["scores"][-10:], "mean", last10,
         "eval scores", result["scores"])
@@ -44,7 +50,7 @@ def test_learns_cartpole(tmp_path):
 
 
 def test_learns_pendulum(tmp_path):
-  summary, result = _train_and_evaluate("gym:Pendulum-v1", 5000, tmp_path)
+  summary, result = _train_and_evaluate("gym:Pendulum-v1", 8000, tmp_path)
   print("Pendulum-v1 eval scores", result["scores"], "last training episodes",
         summary["scores"][-10:])
   # Random play scores about -1200; a swung-up, balanced pendulum about -150.
