@@ -3,8 +3,9 @@
   python benchmarks/layouts.py            # size12m shapes, 1024 imagined rows
   python benchmarks/layouts.py --rows 16  # the posterior scan's 16 rows
 
-Each pair computes the same values (checked) two ways, jitted, and prints the
-median time of each and the ratio:
+Each pair computes the same values (checked) two ways, from inputs laid out
+as the old and the new code hold them, jitted, and prints the median time of
+each and the ratio:
 - block matmul: [rows, blocks, in] row-major einsum against block-major
   [blocks, rows, in] (what `BlockLinear` computes);
 - shared inputs: an einsum of the shared inputs with the block kernels against
@@ -58,22 +59,21 @@ def pairs(rows: int, blocks: int, deter: int, hidden: int, stoch: int, classes: 
   def weight_grad_2d(x):
     return jax.grad(lambda w: jnp.sum(jnp.tanh(x.reshape(-1, x.shape[-1]) @ w)))(weight)
 
-  def shared_dense(s, k):
-    dense = jnp.moveaxis(k, 0, 1).reshape(s.shape[-1], -1)
-    return to_blocks(s @ dense, blocks)
+  # BlockLinear keeps the shared-input weights as one dense [shared, blocks * out] matrix.
+  dense_kernel = jnp.moveaxis(shared_kernel, 0, 1).reshape(3 * hidden, -1)
 
   return [
-      ("block matmul", (rowmajor, kernel),
-       lambda x, k: jnp.einsum("rgi,gio->rgo", x, k),
-       lambda x, k: jnp.matmul(x.transpose(1, 0, 2), k),
+      # In the model the block layers' inputs and outputs stay block-major.
+      ("block matmul", (rowmajor, kernel), (rowmajor.transpose(1, 0, 2), kernel),
+       lambda x, k: jnp.einsum("rgi,gio->rgo", x, k), jnp.matmul,
        2 * rows * blocks * own_in * out, lambda y: y.transpose(1, 0, 2)),
-      ("shared inputs", (shared, shared_kernel),
-       lambda s, k: jnp.einsum("ri,gio->gro", s, k), shared_dense,
+      ("shared inputs", (shared, shared_kernel), (shared, dense_kernel),
+       lambda s, k: jnp.einsum("ri,gio->gro", s, k), lambda s, k: to_blocks(s @ k, blocks),
        2 * rows * 3 * hidden * deter, lambda y: y),
-      ("weight gradient", (feat,), weight_grad, weight_grad_2d,
+      ("weight gradient", (feat,), (feat,), weight_grad, weight_grad_2d,
        4 * feat.size * hidden, lambda y: y),
       # Different draws from the same distribution: only the speed is compared.
-      ("categorical draw", (jax.random.key(1), logits),
+      ("categorical draw", (jax.random.key(1), logits), (jax.random.key(1), logits),
        lambda k, l: jax.random.categorical(k, l, -1),
        lambda k, l: dists.categorical_sample(k, jax.nn.softmax(l, -1)), None, None),
   ]
@@ -87,11 +87,13 @@ def main():
   # size12m: deter 2048 in 8 blocks, hidden 256, 32 latents of 16 classes.
   print(f"rows {args.rows}, size12m shapes, {jax.devices()[0].platform}")
   print(f"{'':18s} {'old ms':>8s} {'new ms':>8s} {'old/new':>8s}  GFLOP/s old, new")
-  for name, inputs, old, new, flops, old_as_new in pairs(args.rows, 8, 2048, 256, 32, 16):
+  for name, old_inputs, new_inputs, old, new, flops, old_as_new in pairs(
+      args.rows, 8, 2048, 256, 32, 16):
     if old_as_new:  # the same values, in the new layout
-      np.testing.assert_allclose(np.asarray(old_as_new(old(*inputs))), np.asarray(new(*inputs)),
-                                 rtol=2e-3, atol=2e-3)
-    t_old, t_new = seconds(old, inputs, args.repeats), seconds(new, inputs, args.repeats)
+      np.testing.assert_allclose(np.asarray(old_as_new(old(*old_inputs))),
+                                 np.asarray(new(*new_inputs)), rtol=2e-3, atol=2e-3)
+    t_old = seconds(old, old_inputs, args.repeats)
+    t_new = seconds(new, new_inputs, args.repeats)
     rates = f"{flops / t_old / 1e9:.0f}, {flops / t_new / 1e9:.0f}" if flops else "-"
     print(f"{name:18s} {t_old * 1e3:8.2f} {t_new * 1e3:8.2f} {t_old / t_new:8.2f}  {rates}")
 

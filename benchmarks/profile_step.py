@@ -6,7 +6,7 @@
 The trace (jax.profiler, viewable in TensorBoard or Perfetto) goes to --trace-dir.
 Reading it here needs the `xprof` package (`pip install xprof`): the table
 sums each XLA op's time over the traced steps, per step, and groups ops by
-how often they ran in one step — 1 for ops outside loops, the scan lengths
+how often they ran in one step: 1 for ops outside loops, the scan lengths
 for ops inside the posterior and imagination scans. On a CPU several ops run
 at once, so the sums add up to more than the step's wall time; the table also
 gives the time no op was running. Op names match the HLO written by --hlo.
@@ -50,7 +50,20 @@ def op_events(trace_dir: str) -> list[dict]:
   path = sorted(glob.glob(f"{trace_dir}/plugins/profile/*/*.xplane.pb"))[-1]
   data, _ = raw_to_tool_data.xspace_to_tool_data([path], "trace_viewer", {})
   events = json.loads(data if isinstance(data, str) else data.decode())["traceEvents"]
-  return [e for e in events if e.get("ph") == "X" and not e["name"].startswith(NOT_OPS)]
+  ops = [e for e in events if e.get("ph") == "X" and not e["name"].startswith(NOT_OPS)]
+  # Ops the thunk executor runs asynchronously (Eigen dots) show as a launch
+  # and a later "end: NAME" marker: their time runs from the one to the other.
+  launched = {}
+  timed = []
+  for e in sorted(ops, key=lambda e: e["ts"]):
+    if e["name"].startswith("end: "):
+      start = launched.pop(e["name"][5:], None)
+      if start is not None:
+        start["dur"] = max(start["dur"], e["ts"] + e["dur"] - start["ts"])
+    else:
+      launched[e["name"]] = e
+      timed.append(e)
+  return timed
 
 
 def busy_time(events: list[dict]) -> float:
@@ -83,6 +96,14 @@ def main():
     print("reading the trace needs xprof: pip install xprof (or open the trace in TensorBoard)")
     return
   per_step = lambda us: us / args.steps / 1e3
+  # A while loop (a scan) is timed as a whole besides the ops inside it.
+  loops = collections.Counter()
+  for e in events:
+    if e["name"].startswith("while"):
+      loops[e["name"]] += e["dur"]
+  events = [e for e in events if not e["name"].startswith("while")]
+  print("scans, whole, ms per step: " + ", ".join(
+      f"{name} {per_step(us):.0f}" for name, us in loops.most_common()))
   total = collections.Counter()
   runs = collections.Counter()
   for e in events:
