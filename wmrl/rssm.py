@@ -78,8 +78,8 @@ class RSSM(nnx.Module):
     action = action / sg(jnp.maximum(1.0, jnp.abs(action)))
     shared = jnp.concatenate(
         [self.in_deter(deter), self.in_stoch(stoch), self.in_action(action)], -1)
-    old = to_blocks(deter, self.config.blocks)
-    x, inputs = old, shared
+    deter_blocks = to_blocks(deter, self.config.blocks)
+    x, inputs = deter_blocks, shared
     for layer, norm in zip(self.hidden_layers, self.hidden_norms):
       x = jax.nn.silu(norm.blocks(layer(x, inputs)))
       inputs = None  # only the first layer reads the shared inputs
@@ -89,7 +89,7 @@ class RSSM(nnx.Module):
     cand = jnp.tanh(reset * cand)
     # The -1 bias makes the state keep its value by default at the start.
     update = jax.nn.sigmoid(update - 1)
-    return from_blocks(update * cand + (1 - update) * old)
+    return from_blocks(update * cand + (1 - update) * deter_blocks)
 
   def prior_logits(self, deter) -> jax.Array:
     return self._logits(self.prior_out(self.prior_mlp(deter)))
