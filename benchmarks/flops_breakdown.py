@@ -12,8 +12,6 @@ in the same run gives the machine's peak, so each part's share of the time
 and of the peak can be read side by side.
 """
 import argparse
-import statistics
-import time
 
 import jax
 from flax import nnx
@@ -53,18 +51,6 @@ def parts(state, batch_size: int, length: int):
           "imagination rollout (fwd)": imagination}
 
 
-def seconds(fn, params, repeats: int) -> float:
-  jitted = jax.jit(fn)
-  jax.block_until_ready(jitted(params))
-  jax.block_until_ready(jitted(params))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(jitted(params))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("preset", nargs="?", default="size1m")
@@ -78,7 +64,8 @@ def main():
   rows = {}
   for name, fn in parts(state, 16, 64).items():
     flops, _ = bench.jaxpr_flops(jax.make_jaxpr(fn)(state.params).jaxpr)
-    rows[name] = (flops, seconds(fn, state.params, args.repeats) if args.time else None)
+    secs = bench.median_seconds(fn, (state.params,), args.repeats) if args.time else None
+    rows[name] = (flops, secs)
   whole_flops, whole_s = rows[WHOLE]
   pieces = [row for name, row in rows.items() if name != WHOLE]
   rest_flops = whole_flops - sum(f for f, _ in pieces)

@@ -17,27 +17,13 @@ each and the ratio:
   CDF (`dists.categorical_sample`).
 """
 import argparse
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wmrl import dists
+from wmrl import bench, dists
 from wmrl.nets import to_blocks
-
-
-def seconds(fn, args, repeats: int) -> float:
-  jitted = jax.jit(fn)
-  jax.block_until_ready(jitted(*args))
-  jax.block_until_ready(jitted(*args))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(jitted(*args))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def pairs(rows: int, blocks: int, deter: int, hidden: int, stoch: int, classes: int):
@@ -92,8 +78,8 @@ def main():
     if old_as_new:  # the same values, in the new layout
       np.testing.assert_allclose(np.asarray(old_as_new(old(*old_inputs))),
                                  np.asarray(new(*new_inputs)), rtol=2e-3, atol=2e-3)
-    t_old = seconds(old, old_inputs, args.repeats)
-    t_new = seconds(new, new_inputs, args.repeats)
+    t_old = bench.median_seconds(old, old_inputs, args.repeats)
+    t_new = bench.median_seconds(new, new_inputs, args.repeats)
     rates = f"{flops / t_old / 1e9:.0f}, {flops / t_new / 1e9:.0f}" if flops else "-"
     print(f"{name:18s} {t_old * 1e3:8.2f} {t_new * 1e3:8.2f} {t_old / t_new:8.2f}  {rates}")
 

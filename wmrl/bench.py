@@ -229,6 +229,21 @@ def _summary(seconds: list[float]) -> dict:
           "all": seconds}
 
 
+def median_seconds(fn, args: tuple, repeats: int) -> float:
+  """Median seconds of `jax.jit(fn)(*args)` over `repeats` calls, after two
+  untimed calls (the compile and a warm-up). The benchmark scripts time their
+  parts with it."""
+  jitted = jax.jit(fn)
+  for _ in range(2):
+    jax.block_until_ready(jitted(*args))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(jitted(*args))
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
 def compile_train_step(state, batch) -> tuple[dict, object]:
   """Traces, lowers and compiles `agent.train_step`; the jaxpr is kept for FLOPs."""
   start = time.perf_counter()
