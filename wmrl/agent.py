@@ -214,7 +214,7 @@ def loss(params: dict, state: AgentState, data: dict, prev_actions, key):
   actions = jnp.concatenate([actions, last_action[:, None]], 1)
   reward = frozen_wm.predict_reward(feat)
   cont = frozen_wm.predict_cont(feat)
-  ac_losses, returns, retnorm, ac_metrics = behavior.imagination_loss(
+  ac_losses, returns, retnorm, ac_metrics = behavior.actor_critic_loss(
       actor, critic, slow_critic, feat, actions, reward, cont, state.retnorm, b)
   losses.update(ac_losses)
   metrics.update(ac_metrics)

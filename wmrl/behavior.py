@@ -143,7 +143,7 @@ class ReturnNorm(NamedTuple):
 
 # --- losses --------------------------------------------------------------------
 
-def imagination_loss(actor: Actor, critic: Critic, slow_critic: Critic, feat, actions,
+def actor_critic_loss(actor: Actor, critic: Critic, slow_critic: Critic, feat, actions,
                      reward, cont, retnorm: ReturnNorm, config: BehaviorConfig):
   """Actor and critic losses on imagined trajectories [N, H + 1].
 
