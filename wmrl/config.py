@@ -71,6 +71,8 @@ class ModelConfig:
   actor_unimix: float = 0.01
   # "float32" or "bfloat16"; parameters stay float32 either way.
   compute_dtype: str = "float32"
+  # The sequence model of the world model (wmrl/world_model.py, DYNAMICS).
+  dynamics: str = "rssm"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +107,22 @@ class BehaviorConfig:
   # The replay value loss also trains the world model's representations
   # (reference: repval_grad=True).
   repval_grad: bool = True
+
+  @property
+  def discount(self) -> float:
+    """The discount of real and replayed returns."""
+    return 1.0 - 1.0 / self.horizon
+
+  @property
+  def cont_target(self) -> float:
+    """What the continue head learns for a step that does not terminate: with
+    `contdisc` the discount itself, so predicted continues discount imagination."""
+    return self.discount if self.contdisc else 1.0
+
+  @property
+  def imag_discount(self) -> float:
+    """The discount applied on top of the predicted continues in imagination."""
+    return 1.0 if self.contdisc else self.discount
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +179,7 @@ class RunConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+  algorithm: str = "dreamerv3"  # wmrl/algorithms.py lists the choices
   model: ModelConfig = ModelConfig()
   behavior: BehaviorConfig = BehaviorConfig()
   optim: OptimConfig = OptimConfig()
