@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from wmrl import driver
+from wmrl import run
 from wmrl.logging import Logger, MissingPackageError, read_metrics
 
 
@@ -145,5 +145,5 @@ def test_missing_wandb_is_an_error_before_the_run_starts(tmp_path, monkeypatch):
     Logger(tmp_path / "a", console=False, wandb_project="proj")
   config = tiny_config(**{"env.id": "fake_envs:make_counter", "run.wandb": True})
   with pytest.raises(ValueError, match="pip install wandb"):
-    driver.train(config, tmp_path / "run", console=False)
+    run.train(config, tmp_path / "run", console=False)
   assert not (tmp_path / "run").exists()

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import random_batch, tiny_config
 from fake_envs import ImageCounter
-from wmrl import agent, driver, envs, evaluate, report
+from wmrl import agent, envs, evaluate, report, run, video
 from wmrl.logging import read_metrics
 from wmrl.replay import Replay
 from wmrl.spaces import ActionSpec, ArraySpec
@@ -19,14 +19,18 @@ def image_state():
   return agent.init(jax.random.key(0), IMAGE_OBS, ACT, tiny_config())
 
 
-def _batch(config, seed=0):
+def _batch(config=tiny_config(), seed=0):
   r = config.run
   return random_batch(IMAGE_OBS, ACT, r.batch_size, r.replay_context + r.batch_length, seed)
 
 
+def open_loop(state, batch, key, context=None, horizon=None):
+  return agent.report(state, batch, key, context=context, horizon=horizon)["openloop"]
+
+
 def test_open_loop_shows_real_predicted_and_error(image_state):
-  batch = _batch(image_state.spec.config)
-  frames = np.asarray(report.open_loop(image_state, batch, jax.random.key(1), context=5))
+  batch = _batch()
+  frames = np.asarray(open_loop(image_state, batch, jax.random.key(1), context=5))
   # Batch 2 x (1 + 6) steps; the replay context step only supplies the first action.
   assert frames.shape == (2, 6, 16, 3 * 16, 3) and frames.dtype == np.uint8
   real, pred, error = np.split(frames.astype(int), 3, axis=3)
@@ -36,21 +40,23 @@ def test_open_loop_shows_real_predicted_and_error(image_state):
 
 
 def test_open_loop_horizon_and_its_limits(image_state):
-  batch = _batch(image_state.spec.config)
+  batch = _batch()
   key = jax.random.key(0)
-  assert report.open_loop(image_state, batch, key, context=2, horizon=2).shape[1] == 4
+  assert open_loop(image_state, batch, key, context=2, horizon=2).shape[1] == 4
   with pytest.raises(ValueError, match="context=6 must be at least 1 and less than the 6 steps"):
-    report.open_loop(image_state, batch, key, context=6)
+    open_loop(image_state, batch, key, context=6)
   with pytest.raises(ValueError, match=r"horizon=5 must be in \[1, 4\]"):
-    report.open_loop(image_state, batch, key, context=2, horizon=5)
+    open_loop(image_state, batch, key, context=2, horizon=5)
 
 
 def test_vector_only_models_get_no_open_loop_video():
   obs = {"obs": ArraySpec((3,), "float32")}
   state = agent.init(jax.random.key(0), obs, ACT, tiny_config())
-  assert report.openloop_video(state, Replay(100), seed=0) is None
+  assert agent.report(state, random_batch(obs, ACT, 2, 7), jax.random.key(0)) == {}
   with pytest.raises(ValueError, match="needs an image observation"):
-    report.open_loop(state, random_batch(obs, ACT, 2, 7), jax.random.key(0))
+    wm, _, _ = agent.modules(state.spec, state.params)
+    report.open_loop(wm, random_batch(obs, ACT, 2, 6), random_batch(obs, ACT, 2, 6)["action"], [],
+                     jax.random.key(0))
 
 
 def test_open_loop_video_leaves_training_batches_unchanged(image_state):
@@ -63,9 +69,11 @@ def test_open_loop_video_leaves_training_batches_unchanged(image_state):
 
   replay = filled()
   # Shapes as in the test above: the compiled open loop is reused.
-  video = report.openloop_video(image_state, replay, seed=5, sequences=2)
+  videos = report.openloop_video(agent.DREAMERV3, image_state, replay, 7, seed=5, sequences=2)
   # 2 sequences stacked, each real | predicted | error; 6 steps after the replay context.
-  assert video.shape == (6, 2 * 16, 3 * 16, 3) and video.dtype == np.uint8
+  assert videos["openloop"].shape == (6, 2 * 16, 3 * 16, 3)
+  assert videos["openloop"].dtype == np.uint8
+  assert report.openloop_video(agent.DREAMERV3, image_state, Replay(100), 7, seed=0) == {}
   np.testing.assert_array_equal(replay.sample(2, 7)["image"], filled().sample(2, 7)["image"])
 
 
@@ -92,9 +100,9 @@ def test_film_episode_prefers_rendered_frames(image_state, env_id, frame_shape):
     if frame_shape is None:
       assert not evaluate.can_film(env)
       with pytest.raises(ValueError, match="cannot record a video"):
-        evaluate.run_episodes(image_state, env, 1, seed=0, film=1)
+        evaluate.run_episodes(agent.DREAMERV3, image_state, env, 1, seed=0, film=1)
       return
-    results, videos = evaluate.run_episodes(image_state, env, 1, seed=0, film=1)
+    results, videos = evaluate.run_episodes(agent.DREAMERV3, image_state, env, 1, seed=0, film=1)
   # Every step of a 20-step episode, its reset included.
   assert results[0]["length"] == 20 and videos[0].shape == (21, *frame_shape)
   assert videos[0].dtype == np.uint8
@@ -102,8 +110,8 @@ def test_film_episode_prefers_rendered_frames(image_state, env_id, frame_shape):
 
 def test_big_frames_are_filmed_smaller():
   frames = np.zeros((2, 480, 600, 3), np.uint8)
-  assert evaluate.shrink(frames, 256).shape == (2, 160, 200, 3)
-  assert evaluate.shrink(frames[:, :200, :200], 256).shape == (2, 200, 200, 3)
+  assert video.shrink(frames, 256).shape == (2, 160, 200, 3)
+  assert video.shrink(frames[:, :200, :200], 256).shape == (2, 200, 200, 3)
 
 
 def test_tiny_image_run_writes_openloop_and_eval_videos(tmp_path):
@@ -113,7 +121,7 @@ def test_tiny_image_run_writes_openloop_and_eval_videos(tmp_path):
       "env.id": "fake_envs:make_image_counter", "run.steps": 12, "run.report_every": 5,
       "run.eval_every": 10, "run.eval_episodes": 2, "run.log_every": 10,
       "run.console_every": 1000.0, "run.save_every_minutes": 1000.0})
-  driver.train(config, tmp_path, console=False)
+  run.train(config, tmp_path, console=False)
   videos = sorted(p.name for p in (tmp_path / "videos").iterdir())
   suffix = videos[0].rsplit(".", 1)[1]
   assert videos == [f"eval-10.{suffix}", f"openloop-10.{suffix}"]  # step 5: replay too short

@@ -16,9 +16,9 @@ def make_config(env: str | None = None, presets: str = "", overrides: dict | Non
 
 
 def train(config: Config, logdir: str, console: bool = True) -> dict:
-  """Trains as `config` says, writing to `logdir`; see `wmrl.driver.train`."""
-  from wmrl import driver
-  return driver.train(config, logdir, console=console)
+  """Trains as `config` says, writing to `logdir`; see `wmrl.run.train`."""
+  from wmrl import run  # JAX and the agent load only for training
+  return run.train(config, logdir, console=console)
 
 
 __all__ = ["Config", "apply_presets", "make_config", "train"]

@@ -1,11 +1,13 @@
-"""The DreamerV3 agent: `init`, `policy_step` and `train_step`.
+"""DreamerV3 as an algorithm (`wmrl/algorithm.py`): its state, `init`, `policy_step`,
+`train_step` and `report`, bundled as `DREAMERV3`.
 
-All three are pure functions over an `AgentState` pytree; `policy_step` and
+All are pure functions over an `AgentState` pytree; `policy_step` and
 `train_step` are jit-compiled, and one train step is one XLA program: world
 model, imagination and actor-critic in a single forward and backward pass.
-Static facts (config, spaces, network graph definitions) travel in the
-state's non-pytree fields, so they key the compile cache instead of being
-traced.
+What the compiled code reads besides arrays (model, behaviour, optimiser and
+loss settings, spaces, network graph definitions) is the state's static
+`AgentSpec`; it holds no run settings, so states that differ only in seed
+have the same tree structure and stack for `jax.vmap`.
 """
 from __future__ import annotations
 
@@ -15,16 +17,15 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx, struct
 
-from wmrl import behavior
+from wmrl import behavior, report as reports
+from wmrl.algorithm import Algorithm
 from wmrl.behavior import Actor, Critic, ReturnNorm
-from wmrl.config import Config
+from wmrl.config import BehaviorConfig, Config, LossScales, ModelConfig, OptimConfig
 from wmrl.nets import count_params
 from wmrl.optim import learning_rate, make_optimizer
-from wmrl.rssm import Latent, features
 from wmrl.spaces import ActionSpec, ArraySpec, STEP_KEYS
 from wmrl.world_model import WorldModel, world_model_loss
 
@@ -33,9 +34,13 @@ sg = jax.lax.stop_gradient
 
 @dataclasses.dataclass(frozen=True)
 class AgentSpec:
-  """What the jitted functions need besides arrays; hashable."""
+  """What the jitted functions read besides arrays; hashable."""
 
-  config: Config
+  model: ModelConfig
+  behavior: BehaviorConfig
+  optim: OptimConfig
+  loss_scales: LossScales
+  context: int  # replayed steps before each training window (run.replay_context)
   obs_spec: tuple[tuple[str, ArraySpec], ...]
   act_spec: ActionSpec
   graphs: tuple[Any, Any, Any]  # nnx graph definitions: world model, actor, critic
@@ -55,28 +60,26 @@ class AgentState:
 class PolicyCarry(NamedTuple):
   """What the policy remembers between environment steps."""
 
-  latent: Latent
+  latent: Any  # the dynamics model's carry
   action: jax.Array  # the previous action, model format
-
-
-def _networks(obs_spec, act_spec: ActionSpec, config: Config, key):
-  rngs = nnx.Rngs(params=key)
-  wm = WorldModel(obs_spec, act_spec.dim, config.model, rngs=rngs)
-  actor = Actor(wm.feat_dim, act_spec, config.model, rngs=rngs)
-  critic = Critic(wm.feat_dim, config.model, rngs=rngs)
-  return wm, actor, critic
 
 
 def init(key, obs_spec: dict[str, ArraySpec], act_spec: ActionSpec, config: Config) -> AgentState:
   """Builds the networks and the optimiser state for the given spaces."""
   _check_spaces(obs_spec, act_spec)
   key, net_key = jax.random.split(key)
+  rngs = nnx.Rngs(params=net_key)
+  wm = WorldModel(obs_spec, act_spec.dim, config.model, rngs=rngs)
+  actor = Actor(wm.feat_dim, act_spec, config.model, rngs=rngs)
+  critic = Critic(wm.feat_dim, config.model, rngs=rngs)
   graphs, params = [], {}
-  for name, module in zip(("wm", "actor", "critic"), _networks(obs_spec, act_spec, config, net_key)):
+  for name, module in (("wm", wm), ("actor", actor), ("critic", critic)):
     graph, state = nnx.split(module)
     graphs.append(graph)
     params[name] = nnx.to_pure_dict(state)
-  spec = AgentSpec(config, tuple(sorted(obs_spec.items())), act_spec, tuple(graphs))
+  spec = AgentSpec(config.model, config.behavior, config.optim, config.loss_scales,
+                   config.run.replay_context, tuple(sorted(obs_spec.items())), act_spec,
+                   tuple(graphs))
   return AgentState(
       params=params,
       slow_critic=jax.tree.map(jnp.copy, params["critic"]),
@@ -100,17 +103,17 @@ def _check_spaces(obs_spec, act_spec):
       raise TypeError(f"obs_spec['{key}'] must be an ArraySpec, got {type(spec).__name__}")
 
 
-def modules(state: AgentState):
-  """The live modules of a state: (world model, actor, critic)."""
-  wm_graph, actor_graph, critic_graph = state.spec.graphs
-  return (nnx.merge(wm_graph, state.params["wm"]), nnx.merge(actor_graph, state.params["actor"]),
-          nnx.merge(critic_graph, state.params["critic"]))
+def modules(spec: AgentSpec, params: dict):
+  """The live modules of some parameters: (world model, actor, critic)."""
+  wm_graph, actor_graph, critic_graph = spec.graphs
+  return (nnx.merge(wm_graph, params["wm"]), nnx.merge(actor_graph, params["actor"]),
+          nnx.merge(critic_graph, params["critic"]))
 
 
 def param_counts(state: AgentState) -> dict[str, int]:
   """Parameter counts by part, named as in the reference's report."""
   wm = state.params["wm"]
-  return {"encoder": count_params(wm["encoder"]), "dynamics": count_params(wm["rssm"]),
+  return {"encoder": count_params(wm["encoder"]), "dynamics": count_params(wm["dynamics"]),
           "decoder": count_params(wm["decoder"]), "reward": count_params(wm["reward"]),
           "continue": count_params(wm["cont"]), "actor": count_params(state.params["actor"]),
           "critic": count_params(state.params["critic"]),
@@ -119,45 +122,50 @@ def param_counts(state: AgentState) -> dict[str, int]:
 
 # --- acting ---------------------------------------------------------------------
 
-def initial_carry(state: AgentState, batch_size: int) -> PolicyCarry:
-  c = state.spec.config.model.rssm
-  return PolicyCarry(
-      Latent(jnp.zeros((batch_size, c.deter), jnp.float32),
-             jnp.zeros((batch_size, c.stoch, c.classes), jnp.float32)),
-      jnp.zeros((batch_size, state.spec.act_spec.dim), jnp.float32))
+def initial_carry(state: AgentState, num_envs: int) -> PolicyCarry:
+  wm, _, _ = modules(state.spec, state.params)
+  return PolicyCarry(wm.dynamics.initial((num_envs,)),
+                     jnp.zeros((num_envs, state.spec.act_spec.dim), jnp.float32))
 
 
-def policy_inputs(state: AgentState, step: dict) -> dict:
-  """What `policy_step` reads from an environment step: the observation keys
-  and `is_first` (not the reward or the other flags)."""
-  return {**{key: step[key] for key, _ in state.spec.obs_spec}, "is_first": step["is_first"]}
+def record_action(carry: PolicyCarry, action) -> PolicyCarry:
+  return carry._replace(action=jnp.asarray(action, jnp.float32))
 
 
-def host_key(rng: np.random.Generator) -> np.ndarray:
-  """Raw uint32 key data drawn on the host: no device work per env step."""
-  return rng.integers(0, 2**32, 2, dtype=np.uint32)
-
-
-@partial(jax.jit, static_argnames=("mode",))
 def policy_step(state: AgentState, obs: dict, carry: PolicyCarry, key, mode: str = "train"):
   """One action for each of N environments.
 
   `obs` holds the observation keys and `is_first` [N]; where `is_first`, the
   carry is reset. `mode` "train" samples, "eval" takes the mode. Returns the
-  model-format action [N, dim] and the next carry.
+  model-format action [N, dim] and the next carry. Only the world model's and
+  the actor's parameters cross the jit boundary.
   """
-  wm, actor, _ = modules(state)
-  obs_key, act_key = jax.random.split(key)
-  embed = wm.encoder(obs)
-  latent, _ = wm.rssm.obs_step(carry.latent, carry.action, embed, obs["is_first"], obs_key)
-  policy = actor(features(latent))
-  if mode == "train":
-    action = policy.sample(act_key)
-  elif mode == "eval":
-    action = policy.mode()
-  else:
+  params = PolicyParams(state.params["wm"], state.params["actor"], state.spec)
+  return _policy_step(params, obs, carry, key, mode)
+
+
+@struct.dataclass
+class PolicyParams:
+  """What the policy reads: the world model's and the actor's parameters."""
+
+  wm: dict
+  actor: dict
+  spec: AgentSpec = struct.field(pytree_node=False)
+
+
+@partial(jax.jit, static_argnames=("mode",))
+def _policy_step(params: PolicyParams, obs, carry: PolicyCarry, key, mode):
+  if mode not in ("train", "eval"):
     raise ValueError(f"policy_step mode must be 'train' or 'eval', got {mode!r}")
-  if state.spec.act_spec.kind == "continuous":
+  spec = params.spec
+  wm_graph, actor_graph, _ = spec.graphs
+  wm, actor = nnx.merge(wm_graph, params.wm), nnx.merge(actor_graph, params.actor)
+  obs_key, act_key = jax.random.split(key)
+  latent = wm.dynamics.obs_step(carry.latent, carry.action, wm.encoder(obs), obs["is_first"],
+                                obs_key)
+  policy = actor(wm.dynamics.features(latent))
+  action = policy.sample(act_key) if mode == "train" else policy.mode()
+  if spec.act_spec.kind == "continuous":
     action = jnp.clip(action, -1.0, 1.0)
   action = sg(action)
   return action, PolicyCarry(latent, action)
@@ -178,80 +186,115 @@ def split_batch(batch: dict, context: int):
 
 
 def loss(params: dict, state: AgentState, data: dict, prev_actions, key):
-  """The total loss of one train step and its parts.
+  """The total loss of one train step, in four stages, and its metrics.
 
   Stop-gradients make each term train only its own networks: imagination
-  runs on frozen copies of the world model and actor, so the actor-critic
-  losses never reach the world model, and the world-model losses never
-  reach the actor or critic. The replay value loss alone reaches both the
-  critic and, by the reference's choice (`behavior.repval_grad`), the
-  world model's representations.
+  runs on frozen copies of the world model and actor from stopped starts,
+  so the actor-critic losses never reach the world model, and the
+  world-model losses never reach the actor or critic. The replay value loss
+  alone reaches both the critic and, by the reference's choice
+  (`behavior.repval_grad`), the world model's representations.
   """
-  config = state.spec.config
-  b = config.behavior
-  wm_graph, actor_graph, critic_graph = state.spec.graphs
-  wm = nnx.merge(wm_graph, params["wm"])
-  critic = nnx.merge(critic_graph, params["critic"])
-  actor = nnx.merge(actor_graph, params["actor"])
-  slow_critic = nnx.merge(critic_graph, state.slow_critic)
-  frozen_wm = nnx.merge(wm_graph, sg(params["wm"]))
-  frozen_actor = nnx.merge(actor_graph, sg(params["actor"]))
-  obs_key, img_key, last_key = jax.random.split(key, 3)
-
+  spec, b = state.spec, state.spec.behavior
+  wm, actor, critic = modules(spec, params)
+  frozen_wm, frozen_actor, _ = modules(spec, sg(params))
+  slow_critic = nnx.merge(spec.graphs[2], state.slow_critic)
+  wm_key, imag_key = jax.random.split(key)
   batch_size, length = data["reward"].shape
-  cont_scale = 1.0 - 1.0 / b.horizon if b.contdisc else 1.0
-  start = wm.rssm.initial((batch_size,))
-  losses, post, metrics = world_model_loss(
-      wm, start, data, prev_actions, obs_key, config.model.rssm.free_nats, cont_scale)
 
-  # Imagine from every replayed posterior state.
-  starts = jax.tree.map(lambda x: sg(x).reshape(batch_size * length, *x.shape[2:]), post)
-  policy = lambda latent, k: sg(frozen_actor(features(latent)).sample(k))
-  imagined, actions = frozen_wm.rssm.imagine(starts, policy, b.imag_horizon, img_key)
-  trajectory = jax.tree.map(lambda s, x: jnp.concatenate([s[:, None], x], 1), starts, imagined)
-  feat = sg(features(trajectory))
-  last_action = policy(jax.tree.map(lambda x: x[:, -1], trajectory), last_key)
-  actions = jnp.concatenate([actions, last_action[:, None]], 1)
-  reward = frozen_wm.predict_reward(feat)
-  cont = frozen_wm.predict_cont(feat)
-  ac_losses, returns, retnorm, ac_metrics = behavior.actor_critic_loss(
-      actor, critic, slow_critic, feat, actions, reward, cont, state.retnorm, b)
-  losses.update(ac_losses)
-  metrics.update(ac_metrics)
-
+  # 1. World model: posterior over the replayed steps, reconstruction, reward, continue, KL.
+  start = wm.dynamics.initial((batch_size,))
+  wm_losses, post, wm_metrics = world_model_loss(wm, start, data, prev_actions, wm_key,
+                                                 b.cont_target)
+  # 2. Imagination from every replayed posterior state.
+  _, trajectory, imag_metrics = behavior.imagine(frozen_wm, frozen_actor,
+                                                 frozen_wm.dynamics.starts(post), b.imag_horizon,
+                                                 imag_key)
+  # 3. Actor and critic on the imagined trajectories.
+  ac_losses, ac_out, ac_metrics = behavior.actor_critic_loss(
+      actor, critic, slow_critic, trajectory, state.retnorm, b)
+  losses = {**wm_losses, **{k: v.reshape(batch_size, length) for k, v in ac_losses.items()}}
+  # 4. The critic on the replayed steps, bootstrapped from the imagined returns.
+  replay_metrics = {}
   if b.repval_loss:
-    rep_feat = features(post)
-    rep_feat = rep_feat if b.repval_grad else sg(rep_feat)
-    bootstrap = sg(returns[:, 0].reshape(batch_size, length))
-    losses["repval"], repval_metrics = behavior.replay_value_loss(
-        critic, slow_critic, rep_feat, data, bootstrap, b)
-    metrics.update(repval_metrics)
+    feat = wm.dynamics.features(post)
+    bootstrap = sg(ac_out["ret"][:, 0].reshape(batch_size, length))
+    replay_losses, _, replay_metrics = behavior.replay_value_loss(
+        critic, slow_critic, feat if b.repval_grad else sg(feat), data, bootstrap, b)
+    losses.update(replay_losses)
 
-  scales = dataclasses.asdict(config.loss_scales)
-  means = {name: value.mean() for name, value in losses.items()}
+  means = check_losses(losses, spec.loss_scales, b, batch_size, length)
+  scales = dataclasses.asdict(spec.loss_scales)
   total = sum(scales[name] * value for name, value in means.items())
-  metrics.update({f"loss/{name}": value for name, value in means.items()})
-  return total, (metrics, retnorm)
+  metrics = {**_prefixed("wm", wm_metrics), **_prefixed("ac", {**imag_metrics, **ac_metrics}),
+             **_prefixed("replay", replay_metrics), **_prefixed("loss", means)}
+  return total, (metrics, ac_out["retnorm"])
 
 
-@jax.jit
+def check_losses(losses: dict, scales: LossScales, b: BehaviorConfig, batch_size: int,
+                 length: int) -> dict[str, jax.Array]:
+  """Means of the losses, after checking (at trace time) that their names are
+  the loss scales' names and each has one value per replayed step [B, T].
+
+  The replay value loss is [B, T - 1]: the last replayed step has no next
+  step to form its return from (as in the reference's `repl_loss`).
+  """
+  expected = {n for n in dataclasses.asdict(scales) if n != "repval" or b.repval_loss}
+  if set(losses) != expected:
+    raise ValueError(f"the losses {sorted(losses)} are not the loss scales {sorted(expected)}")
+  for name, value in losses.items():
+    shape = (batch_size, length - 1) if name == "repval" else (batch_size, length)
+    if value.shape != shape:
+      raise ValueError(f"loss '{name}' has shape {value.shape}, expected {shape}")
+  return {name: value.mean() for name, value in losses.items()}
+
+
+def _prefixed(part: str, metrics: dict) -> dict:
+  return {f"{part}/{name}": value for name, value in metrics.items()}
+
+
+@partial(jax.jit, donate_argnums=0)
 def train_step(state: AgentState, batch: dict):
   """One update of all networks from a replayed batch [B, context + T, ...]."""
-  config = state.spec.config
+  spec = state.spec
   key, loss_key = jax.random.split(state.key)
-  data, prev_actions = split_batch(batch, config.run.replay_context)
+  data, prev_actions = split_batch(batch, spec.context)
   grads, (metrics, retnorm) = jax.grad(loss, has_aux=True)(
       state.params, state, data, prev_actions, loss_key)
-  optimizer = make_optimizer(config.optim)
+  optimizer = make_optimizer(spec.optim)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  rate = config.behavior.slow_critic_rate
+  rate = spec.behavior.slow_critic_rate
   slow_critic = jax.tree.map(lambda s, p: (1 - rate) * s + rate * p, state.slow_critic,
                              params["critic"])
   metrics["opt/grad_norm"] = optax.tree.norm(grads)
   metrics["opt/update_norm"] = optax.tree.norm(updates)
-  metrics["opt/lr"] = learning_rate(config.optim)(state.step)
+  metrics["opt/lr"] = learning_rate(spec.optim)(state.step)
   new_state = state.replace(params=params, slow_critic=slow_critic, opt_state=opt_state,
                             retnorm=retnorm, key=key, step=state.step + 1)
   return new_state, metrics
 
+
+# --- reports --------------------------------------------------------------------
+
+@partial(jax.jit, static_argnames=("context", "horizon"))
+def report(state: AgentState, batch: dict, key, context: int | None = None,
+           horizon: int | None = None) -> dict[str, jax.Array]:
+  """The open-loop video of replayed sequences (`wmrl/report.py`); {} without image keys.
+
+  The model observes `context` steps (default: 5, or all but one of shorter
+  sequences) and imagines `horizon` (default: the rest).
+  """
+  images = [k for k, s in state.spec.obs_spec if s.is_image]
+  if not images:
+    return {}
+  wm, _, _ = modules(state.spec, state.params)
+  data, prev_actions = split_batch(batch, state.spec.context)
+  if context is None:
+    context = min(reports.OPENLOOP_CONTEXT, data["is_first"].shape[1] - 1)
+  return {"openloop": reports.open_loop(wm, data, prev_actions, images, key, context, horizon)}
+
+
+DREAMERV3 = Algorithm(name="dreamerv3", init=init, initial_carry=initial_carry,
+                      policy_step=policy_step, record_action=record_action, train_step=train_step,
+                      report=report, param_counts=param_counts)

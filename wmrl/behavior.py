@@ -141,17 +141,49 @@ class ReturnNorm(NamedTuple):
     return jnp.maximum(config.retnorm_limit, self.high - self.low)
 
 
+# --- imagination -----------------------------------------------------------------
+
+class Trajectory(NamedTuple):
+  """Imagined trajectories [N, H + 1]: the start state and H imagined states."""
+
+  feat: jax.Array  # [N, H + 1, F] the states' features, without gradient
+  action: jax.Array  # [N, H + 1, A] the action the actor took at each state
+  reward: jax.Array  # [N, H + 1] the world model's predicted reward
+  cont: jax.Array  # [N, H + 1] its predicted continue probability
+
+
+def imagine(wm, actor: Actor, starts, horizon: int, key):
+  """Rolls the world model `horizon` steps from `starts` [N] with the actor.
+
+  `wm` and `actor` are frozen copies (their parameters stopped), so nothing
+  learns through imagination except the actor's log-probabilities, which
+  `actor_critic_loss` evaluates again. Returns `({}, trajectory, metrics)`:
+  the shape of the loss stages, with no loss of its own.
+  """
+  rollout_key, last_key = jax.random.split(key)
+  policy = lambda latent, k: sg(actor(wm.dynamics.features(latent)).sample(k))
+  imagined, actions = wm.dynamics.imagine(starts, policy, horizon, rollout_key)
+  states = jax.tree.map(lambda s, x: jnp.concatenate([s[:, None], x], 1), starts, imagined)
+  feat = sg(wm.dynamics.features(states))
+  last_action = policy(jax.tree.map(lambda x: x[:, -1], states), last_key)
+  actions = jnp.concatenate([actions, last_action[:, None]], 1)
+  reward, cont = wm.predict_reward(feat), wm.predict_cont(feat)
+  return {}, Trajectory(feat, actions, reward, cont), {"reward": reward.mean(),
+                                                     "cont": cont.mean()}
+
+
 # --- losses --------------------------------------------------------------------
 
-def actor_critic_loss(actor: Actor, critic: Critic, slow_critic: Critic, feat, actions,
-                     reward, cont, retnorm: ReturnNorm, config: BehaviorConfig):
+def actor_critic_loss(actor: Actor, critic: Critic, slow_critic: Critic, trajectory: Trajectory,
+                      retnorm: ReturnNorm, config: BehaviorConfig):
   """Actor and critic losses on imagined trajectories [N, H + 1].
 
-  `feat` are the (stop-gradient) features of the start state and the H
-  imagined states, `actions` the action taken at each of them, `reward` and
-  `cont` the world model's predictions for them.
+  Returns `(losses, out, metrics)`: the losses `policy` and `value` [N] (a
+  mean over the horizon per start state), and in `out` the lambda-returns
+  `ret` [N, H] and the updated return normaliser `retnorm`.
   """
-  discount = 1.0 if config.contdisc else 1.0 - 1.0 / config.horizon
+  feat, actions, reward, cont = trajectory
+  discount = config.imag_discount
   # Trajectories fade out after a predicted termination: the weight of step t
   # is the chance the episode is still running there.
   weight = sg(jnp.cumprod(discount * cont, 1) / discount)
@@ -170,24 +202,26 @@ def actor_critic_loss(actor: Actor, critic: Critic, slow_critic: Critic, feat, a
                                  + config.slow_reg * critic.loss(logits[:, :-1], sg(slow_value[:, :-1])))
   metrics = {"ret": ret.mean(), "advantage": advantage.mean(), "entropy": entropy.mean(),
              "retnorm_scale": retnorm.scale(config), "value": value.mean(),
-             "imag_reward": reward.mean(), "imag_weight": weight.mean()}
-  return {"policy": policy_loss.mean(1), "value": value_loss.mean(1)}, ret, retnorm, metrics
+             "weight": weight.mean()}
+  losses = {"policy": policy_loss.mean(1), "value": value_loss.mean(1)}
+  return losses, {"ret": ret, "retnorm": retnorm}, metrics
 
 
 def replay_value_loss(critic: Critic, slow_critic: Critic, feat, data, bootstrap,
                       config: BehaviorConfig):
-  """The critic's loss [B, T - 1] on replayed sequences [B, T], bootstrapped from imagination.
+  """The critic's loss on replayed sequences [B, T], bootstrapped from imagination.
 
   Returns follow the real rewards and terminations of the data and bootstrap
   from `bootstrap`, the imagined lambda-return of each replayed state.
+  Returns `(losses, out, metrics)`: the loss `repval` [B, T - 1] (the last
+  step has no next step to form a return from) and in `out` the returns.
   """
-  discount = 1.0 - 1.0 / config.horizon
   logits = critic(feat)
   value = critic.value(logits)
   ret = lambda_return(data["is_last"], data["is_terminal"], data["reward"], value,
-                      bootstrap, discount, config.lam)
+                      bootstrap, config.discount, config.lam)
   slow_value = slow_critic.value(slow_critic(feat[:, :-1]))
   weight = 1.0 - data["is_last"][:, :-1].astype(jnp.float32)
   loss = weight * (critic.loss(logits[:, :-1], sg(ret))
                    + config.slow_reg * critic.loss(logits[:, :-1], sg(slow_value)))
-  return loss, {"repval_ret": ret.mean()}
+  return {"repval": loss}, {"ret": ret}, {"ret": ret.mean()}

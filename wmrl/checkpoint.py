@@ -2,13 +2,14 @@
 
 A checkpoint is a folder ``LOGDIR/checkpoints/ckpt-<env steps>/`` holding
 
-- ``agent/``: the agent state's arrays (parameters, optimiser state, slow
-  critic, return-normaliser statistics, RNG key, update counter), saved with
-  orbax and restored into a target built with ``jax.eval_shape``;
+- ``agent/``: the algorithm's state pytree as it is, every array named by its
+  tree path (typed RNG keys as their key data), saved with orbax and restored
+  into the shapes of a template state (``jax.eval_shape`` builds one without
+  computing it), so a new state field is saved without anyone listing it;
 - ``replay/``: the replay buffer (its data, bookkeeping and RNG state);
 - ``run.json``: the config, the loop's counters and the host RNG state;
 - ``pending.npz``: the environment step not yet acted on and the policy's
-  recurrent carry, so the last observation before a restart is kept.
+  recurrent carry (by tree path), so the last observation before a restart is kept.
 
 The file ``COMMITTED`` is written last, atomically: a checkpoint without it
 (a kill during the save) is ignored and removed, so the previous one stays
@@ -27,28 +28,39 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from wmrl import agent
 from wmrl.config import Config
 from wmrl.replay import Replay
+from wmrl.trees import arrays_tree, tree_arrays, tree_shapes
 
 COMMITTED = "COMMITTED"
-FORMAT = 2  # 2: the RSSM keeps its shared-input weights as a dense matrix
+# 2: the RSSM keeps its shared-input weights as a dense matrix.
+# 3: the state is saved by tree path, whatever its fields.
+FORMAT = 3
+STATE = "state"  # the prefix of the state's array names
 
 
 class CheckpointError(ValueError):
   """A checkpoint that cannot be used: corrupt, foreign or for another config."""
 
 
-def _arrays(state: agent.AgentState) -> dict[str, Any]:
-  """The state's arrays as a plain pytree (typed RNG keys as raw key data)."""
-  return {"params": state.params, "slow_critic": state.slow_critic, "opt_state": state.opt_state,
-          "retnorm": state.retnorm, "key": jax.random.key_data(state.key), "step": state.step}
+def _nested(arrays: dict[str, Any]) -> dict[str, Any]:
+  """Names `a/b/c` as nested dicts {a: {b: {c: ...}}}, the form orbax saves."""
+  root: dict[str, Any] = {}
+  for name, value in arrays.items():
+    *parents, leaf = name.split("/")
+    node = root
+    for part in parents:
+      node = node.setdefault(part, {})
+    node[leaf] = value
+  return root
 
 
-def _with_arrays(template: agent.AgentState, arrays: dict[str, Any]) -> agent.AgentState:
-  return template.replace(params=arrays["params"], slow_critic=arrays["slow_critic"],
-                          opt_state=arrays["opt_state"], retnorm=arrays["retnorm"],
-                          key=jax.random.wrap_key_data(arrays["key"]), step=arrays["step"])
+def _flat(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for key, value in nested.items():
+    name = f"{prefix}/{key}" if prefix else key
+    out.update(_flat(value, name) if isinstance(value, dict) else {name: value})
+  return out
 
 
 def checkpoint_dir(logdir: str | pathlib.Path) -> pathlib.Path:
@@ -76,7 +88,7 @@ def latest(logdir) -> pathlib.Path | None:
   return found[-1] if found else None
 
 
-def save(logdir, state: agent.AgentState, replay: Replay, run: dict[str, Any],
+def save(logdir, state, replay: Replay, run: dict[str, Any],
          pending: dict[str, np.ndarray] | None = None, keep: int = 3) -> pathlib.Path:
   """Writes a checkpoint named by `run["counters"]["env_steps"]`; keeps the newest `keep`."""
   root = checkpoint_dir(logdir)
@@ -86,7 +98,7 @@ def save(logdir, state: agent.AgentState, replay: Replay, run: dict[str, Any],
     shutil.rmtree(path)
   path.mkdir()
   checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save((path / "agent").absolute(), _arrays(state))
+  checkpointer.save((path / "agent").absolute(), _nested(tree_arrays(state, STATE)))
   checkpointer.wait_until_finished()
   replay.save(path / "replay")
   np.savez(path / "pending.npz", **(pending or {}))
@@ -132,19 +144,20 @@ def read_run(path: pathlib.Path) -> dict[str, Any]:
   return run
 
 
-def load_agent(path: pathlib.Path, template: agent.AgentState) -> agent.AgentState:
-  """Restores the agent state of a checkpoint into the shapes of `template`."""
+def load_agent(path: pathlib.Path, template):
+  """Restores the algorithm state of a checkpoint into the structure and shapes
+  of `template` (a state, or its `jax.eval_shape`)."""
   read_run(path)
-  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), _arrays(template))
+  shapes = tree_shapes(template, STATE)
   try:
-    arrays = ocp.StandardCheckpointer().restore((path / "agent").absolute(), target)
+    arrays = ocp.StandardCheckpointer().restore((path / "agent").absolute(), _nested(shapes))
+    return arrays_tree(template, _flat(arrays), STATE)
   except Exception as e:  # orbax raises many types; all mean the same here
     raise CheckpointError(f"cannot restore the agent from {path / 'agent'}: {e}. The checkpoint "
                           "is corrupt or was made with another model config") from None
-  return _with_arrays(template, arrays)
 
 
-def load(path: pathlib.Path, template: agent.AgentState) -> tuple[agent.AgentState, Replay, dict]:
+def load(path: pathlib.Path, template) -> tuple[Any, Replay, dict]:
   """Restores the agent state (into the shapes of `template`), replay and run info."""
   run = read_run(path)
   state = load_agent(path, template)

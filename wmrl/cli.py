@@ -79,9 +79,9 @@ def parse_train_args(argv: list[str]) -> tuple[argparse.Namespace, cfg.Config]:
 
 def train_main(argv: list[str]) -> int:
   args, config = parse_train_args(argv)
-  from wmrl import driver
+  from wmrl import run  # JAX and the agent load only for training
   try:
-    summary = driver.train(config, args.logdir, console=not args.quiet)
+    summary = run.train(config, args.logdir, console=not args.quiet)
   except ValueError as e:
     print(f"wmrl train: error: {e}", file=sys.stderr)
     return 2

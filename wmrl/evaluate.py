@@ -3,21 +3,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import pathlib
 import sys
 
 import jax
 import numpy as np
 
-from wmrl import agent, checkpoint
+from wmrl import algorithms, checkpoint, envs
+from wmrl.algorithm import Algorithm
+from wmrl.driver import host_key, policy_inputs
+from wmrl.video import write_video
 
 
 def can_film(env) -> bool:
   return env.renders or any(spec.is_image for spec in env.obs_spec.values())
 
 
-def run_episodes(state: agent.AgentState, env, episodes: int, seed: int = 0,
+def run_episodes(algo: Algorithm, state, env, episodes: int, seed: int = 0,
                  film: int = 0) -> tuple[list[dict], list[np.ndarray]]:
   """Runs `episodes` whole episodes of env 0 with the eval policy.
 
@@ -30,14 +31,14 @@ def run_episodes(state: agent.AgentState, env, episodes: int, seed: int = 0,
                      "nor has an image observation")
   rng = np.random.default_rng(seed)
   step = env.reset()
-  carry = agent.initial_carry(state, env.num_envs)
+  carry = algo.initial_carry(state, env.num_envs)
   score, length, results, videos, frames = 0.0, 0, [], [], []
   while len(results) < episodes:
     filming = len(results) < film
     if filming:
       frames.append(_frame(env, step))
-    action, carry = agent.policy_step(state, agent.policy_inputs(state, step), carry,
-                                      agent.host_key(rng), "eval")
+    action, carry = algo.policy_step(state, policy_inputs(env.obs_spec, step), carry,
+                                     host_key(rng), "eval")
     step = env.step(np.asarray(action))
     score += float(step["reward"][0])
     length += 1
@@ -59,46 +60,20 @@ def _frame(env, step) -> np.ndarray:
   return np.repeat(frame, 3, -1) if frame.shape[-1] == 1 else frame[..., :3]
 
 
-def shrink(frames: np.ndarray, side: int) -> np.ndarray:
-  """Every n-th pixel, so the larger side is at most `side`."""
-  stride = math.ceil(max(frames.shape[1:3]) / side)
-  return frames[:, ::stride, ::stride] if stride > 1 else frames
-
-
-def write_video(path: str | pathlib.Path, videos: list[np.ndarray], fps: int = 30) -> None:
-  """Writes episodes one after another as .mp4 (needs imageio-ffmpeg) or .gif."""
-  import imageio.v2 as imageio
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  shapes = {v.shape[1:] for v in videos}
-  if len(shapes) > 1:
-    raise ValueError(f"episodes have different frame sizes {shapes}")
-  frames = np.concatenate(videos)
-  if path.suffix == ".gif":
-    imageio.mimsave(path, list(frames), duration=1000 / fps, loop=0)
-  elif path.suffix == ".mp4":
-    try:
-      imageio.mimsave(path, list(frames), fps=fps, macro_block_size=1)
-    except (ImportError, ValueError, RuntimeError) as e:
-      raise RuntimeError(f"writing {path} needs imageio-ffmpeg (pip install 'wmrl[video]'), or "
-                         f"write a .gif: {e}") from None
-  else:
-    raise ValueError(f"video path {path} must end in .mp4 or .gif")
-
-
 def evaluate_logdir(logdir, episodes: int, name: str | None = None, video: str | None = None,
                     seed: int = 0) -> dict:
   """Loads a checkpoint of `logdir` and evaluates it; returns the summary."""
   if episodes < 1:
     raise ValueError(f"--episodes must be at least 1, got {episodes}")
-  from wmrl.driver import make_env  # the driver imports this module
   path = checkpoint.find(logdir, name)
   config = checkpoint.saved_config(path)
-  env = make_env(config, seed=config.run.seed + 20_000 + seed, num_envs=1)
+  algo = algorithms.get(config.algorithm)
+  env = envs.from_config(config.env, seed=config.run.seed + 20_000 + seed, num_envs=1)
   try:
-    template = agent.init(jax.random.key(0), env.obs_spec, env.act_spec, config)
+    template = jax.eval_shape(lambda k: algo.init(k, env.obs_spec, env.act_spec, config),
+                              jax.random.key(0))
     state = checkpoint.load_agent(path, template)
-    results, videos = run_episodes(state, env, episodes, seed, film=episodes if video else 0)
+    results, videos = run_episodes(algo, state, env, episodes, seed, film=episodes if video else 0)
   finally:
     env.close()
   if video is not None:

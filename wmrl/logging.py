@@ -12,9 +12,9 @@ extras, imported only when switched on, so a missing one never stops a run
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
+import os
 import pathlib
 import sys
 import time
@@ -22,6 +22,8 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from wmrl import video
 
 if TYPE_CHECKING:
   from wmrl.config import Config
@@ -46,8 +48,9 @@ class Logger:
 
   `tensorboard` writes event files to LOGDIR/tb; `wandb_project` logs to that
   Weights & Biases project, with `config` as the run's config. `start_step`
-  is where a resumed run continues: TensorBoard then hides what an earlier,
-  interrupted process logged after it, as the driver does for the JSONL file.
+  is where a resumed run continues: what an earlier, interrupted process
+  logged after it is dropped from metrics.jsonl and hidden in TensorBoard,
+  so both read as one uninterrupted run.
   """
 
   def __init__(self, logdir: str | pathlib.Path, total_steps: int = 0, console: bool = True,
@@ -71,6 +74,8 @@ class Logger:
               "`pip install 'wmrl[log]'`), or set run.tensorboard=false to silence this")
       else:
         self._sinks.append(tensorboard_sink)
+    if start_step:
+      _truncate_records(self.logdir / "metrics.jsonl", start_step)
     self._file = open(self.logdir / "metrics.jsonl", "a", buffering=1)
 
   @classmethod
@@ -91,11 +96,9 @@ class Logger:
   def video(self, step: int, name: str, frames: np.ndarray, fps: int = 20) -> pathlib.Path:
     """Writes uint8 frames [T, H, W, 3] to LOGDIR/videos/<name>-<step>.mp4 (with
     imageio-ffmpeg; else .gif) and to TensorBoard and W&B; returns the file."""
-    # Imported here: wmrl.evaluate imports the driver, which imports this module.
-    from wmrl.evaluate import write_video
-    frames = _check_video(name, frames)
-    path = self.logdir / "videos" / f"{name}-{int(step)}{_video_suffix()}"
-    write_video(path, [frames], fps)
+    frames = video.check_frames(name, frames)
+    path = self.logdir / "videos" / f"{name}-{int(step)}{video.default_suffix()}"
+    video.write_video(path, [frames], fps)
     for sink in self._sinks:
       sink.video(int(step), name, frames, path, fps)
     return path
@@ -136,23 +139,22 @@ def _warn(text: str) -> None:
   print(f"wmrl: warning: {text}", file=sys.stderr, flush=True)
 
 
-def _check_video(name: str, frames) -> np.ndarray:
-  frames = np.asarray(frames)
-  ok = frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[-1] in (1, 3)
-  if not ok or not len(frames):
-    raise ValueError(f"video '{name}' must be uint8 frames [T, H, W, 3], got {frames.dtype} "
-                     f"{frames.shape}; convert float frames in [0, 1] with "
-                     "np.clip(x * 255, 0, 255).astype(np.uint8)")
-  return np.repeat(frames, 3, -1) if frames.shape[-1] == 1 else frames
+def _truncate_records(path: pathlib.Path, last_step: int) -> None:
+  """Drops records written after `last_step`, where a resumed run continues."""
+  if not path.exists():
+    return
+  kept = [line for line in path.read_text().splitlines(keepends=True)
+          if _record_step(line) is not None and _record_step(line) <= last_step]
+  tmp = path.with_suffix(".tmp")
+  tmp.write_text("".join(kept))
+  os.replace(tmp, path)
 
 
-def _video_suffix() -> str:
-  return ".mp4" if importlib.util.find_spec("imageio_ffmpeg") else ".gif"
-
-
-def _gif_bytes(frames: np.ndarray, fps: int) -> bytes:
-  import imageio.v3 as iio
-  return iio.imwrite("<bytes>", frames, extension=".gif", duration=1000 / fps, loop=0)
+def _record_step(line: str) -> int | None:
+  try:
+    return int(json.loads(line)["step"])
+  except (ValueError, KeyError, TypeError):
+    return None
 
 
 class _TensorBoard:
@@ -160,24 +162,18 @@ class _TensorBoard:
 
   def __init__(self, directory: pathlib.Path, start_step: int, tbx):
     self._summary = tbx.proto.summary_pb2.Summary
-    # Flushed every 30 s, so TensorBoard follows a long run closely.
-    self._writer = tbx.FileWriter(str(directory), flush_secs=30)
-    if start_step:
-      # What tensorboardX's purge_step writes: TensorBoard then drops events
-      # of this logdir from step start_step + 1 on that an earlier process wrote.
-      event_pb2 = tbx.proto.event_pb2
-      purge = int(start_step) + 1
-      self._writer.add_event(event_pb2.Event(step=purge, file_version="brain.Event:2"))
-      self._writer.add_event(event_pb2.Event(
-          step=purge, session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
+    # Flushed every 30 s, so TensorBoard follows a long run closely. A purge
+    # step makes TensorBoard drop the events an earlier process wrote from
+    # there on.
+    self._writer = tbx.SummaryWriter(str(directory), flush_secs=30,
+                                     purge_step=int(start_step) + 1 if start_step else None)
 
   @classmethod
   def create(cls, directory: pathlib.Path, start_step: int) -> "_TensorBoard | None":
     """The writer, or None where tensorboardX is not installed."""
     try:
       import tensorboardX
-      import tensorboardX.proto.event_pb2  # noqa: F401  (makes tensorboardX.proto.* reachable)
-      import tensorboardX.proto.summary_pb2  # noqa: F401
+      import tensorboardX.proto.summary_pb2  # noqa: F401  (makes tensorboardX.proto.* reachable)
     except ImportError:
       return None
     return cls(directory, start_step, tensorboardX)
@@ -186,17 +182,17 @@ class _TensorBoard:
     # One event per record: a summary holds many values.
     summary = self._summary(value=[self._summary.Value(tag=k, simple_value=float(v))
                                    for k, v in values.items()])
-    self._writer.add_summary(summary, step)
+    self._writer.file_writer.add_summary(summary, step)
 
   def video(self, step: int, name: str, frames: np.ndarray, path: pathlib.Path, fps: int) -> None:
     # TensorBoard plays animated GIFs in its image tab (what tensorboardX's
     # add_video makes, there with moviepy); reuse the file when it is one.
-    gif = path.read_bytes() if path.suffix == ".gif" else _gif_bytes(frames, fps)
+    gif = path.read_bytes() if path.suffix == ".gif" else video.gif_bytes(frames, fps)
     _, height, width, channels = frames.shape
     image = self._summary.Image(height=height, width=width, colorspace=channels,
                                 encoded_image_string=gif)
     summary = self._summary(value=[self._summary.Value(tag=name, image=image)])
-    self._writer.add_summary(summary, step)
+    self._writer.file_writer.add_summary(summary, step)
 
   def close(self) -> None:
     self._writer.close()

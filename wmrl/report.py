@@ -8,55 +8,46 @@ predicts its environment: the world-model loss alone cannot.
 """
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wmrl import agent
-from wmrl.rssm import Latent, features
+from wmrl.algorithm import Algorithm
 
 OPENLOOP_SEQUENCES = 4  # replayed sequences per open-loop video, stacked top to bottom
 OPENLOOP_CONTEXT = 5  # steps observed before imagining
 
 
-def image_keys(state: agent.AgentState) -> list[str]:
-  return sorted(k for k, spec in state.spec.obs_spec if spec.is_image)
-
-
 # --- open loop --------------------------------------------------------------------
 
-@partial(jax.jit, static_argnames=("context", "horizon"))
-def open_loop(state: agent.AgentState, batch: dict, key, context: int = OPENLOOP_CONTEXT,
-              horizon: int | None = None) -> jax.Array:
+def open_loop(wm, data: dict, prev_actions, images: list[str], key,
+              context: int = OPENLOOP_CONTEXT, horizon: int | None = None) -> jax.Array:
   """Real | predicted | error frames of replayed sequences.
 
-  `batch` is a replay sample [B, run.replay_context + T, ...], as for
-  `train_step`. The model observes the first `context` of the T steps and
+  `data` holds T replayed steps [B, T, ...] and `prev_actions` the action
+  before each; `wm` is a world model (an encoder, a dynamics model and a
+  decoder). The model observes the first `context` of the T steps and
   imagines the next `horizon` (default: the rest) from the replayed actions.
   Returns uint8 [B, context + horizon, K * H, 3 * W, 3]: for each of the K
-  image keys (top to bottom) the real frame, the decoded prediction
+  `images` keys (top to bottom) the real frame, the decoded prediction
   (posterior reconstruction over the context, prior imagination after it)
   and |real - prediction|, left to right.
   """
-  images = image_keys(state)
   if not images:
     raise ValueError("open_loop needs an image observation; this model has only vectors (skip "
                      "the report for them, as the driver does)")
-  wm, _, _ = agent.modules(state)
-  data, prev_actions = agent.split_batch(batch, state.spec.config.run.replay_context)
   horizon = _horizon(context, horizon, data["is_first"].shape[1])
   obs_key, img_key = jax.random.split(key)
   seen = jax.tree.map(lambda x: x[:, :context], data)
-  start = wm.rssm.initial(seen["is_first"].shape[:1])
-  last, post, _, _ = wm.rssm.observe(start, prev_actions[:, :context], wm.encoder(seen),
-                                     seen["is_first"], obs_key)
+  dynamics = wm.dynamics
+  start = dynamics.initial(seen["is_first"].shape[:1])
+  last, post, _, _ = dynamics.observe(start, prev_actions[:, :context], wm.encoder(seen),
+                                      seen["is_first"], obs_key)
   # Episode starts inside the imagined part are ignored, as in the reference:
   # the real frames jump there while the prediction carries on.
-  imagined = _imagine(wm.rssm, last, prev_actions[:, context:context + horizon], img_key)
+  imagined, _ = dynamics.imagine(last, prev_actions[:, context:context + horizon], None, img_key)
   latents = jax.tree.map(lambda a, b: jnp.concatenate([a, b], 1), post, imagined)
-  pred = wm.decoder(features(latents))
+  pred = wm.decoder(dynamics.features(latents))
   rows = [_side_by_side(data[k][:, :context + horizon], pred[k]) for k in images]
   return jnp.concatenate(rows, -3)
 
@@ -73,19 +64,6 @@ def _horizon(context: int, horizon: int | None, length: int) -> int:
     raise ValueError(f"open_loop horizon={horizon} must be in [1, {rest}]: the sequences hold "
                      f"{length} steps, {context} of them observed; lower horizon or context")
   return horizon
-
-
-def _imagine(rssm, latent: Latent, actions, key) -> Latent:
-  """Prior steps from `latent` with the given actions [B, H]; latents [B, H]."""
-
-  def step(latent, inputs):
-    action, k = inputs
-    latent, _ = rssm.img_step(latent, action, k)
-    return latent, latent
-
-  keys = jax.random.split(key, actions.shape[1])
-  _, latents = jax.lax.scan(step, latent, (jnp.swapaxes(actions, 0, 1), keys))
-  return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), latents)
 
 
 def _side_by_side(real, pred):
@@ -106,22 +84,19 @@ def tile(frames: np.ndarray) -> np.ndarray:
   return np.concatenate(list(np.asarray(frames)), axis=1)
 
 
-def openloop_video(state: agent.AgentState, replay, seed: int,
-                   sequences: int = OPENLOOP_SEQUENCES) -> np.ndarray | None:
-  """Open-loop frames of a few replayed sequences as one video [T, H', W', 3].
+def openloop_video(algo: Algorithm, state, replay, length: int, seed: int,
+                   sequences: int = OPENLOOP_SEQUENCES) -> dict[str, np.ndarray]:
+  """The algorithm's report videos of a few replayed sequences, each tiled
+  into one video [T, H', W', 3]: {name: video}.
 
-  None where the model sees no images or replay cannot yet give a training
-  sequence. Sequences have the training length, so the model is asked to
-  predict as far as it learns to.
+  Sequences have the training `length` (replay context included), so the
+  model is asked to predict as far as it learns to. {} where replay cannot
+  yet give such a sequence or the algorithm has nothing to show.
   """
-  if not image_keys(state):
-    return None
-  r = state.spec.config.run
-  length = r.replay_context + r.batch_length
   if not replay.can_sample(length):
-    return None
+    return {}
   seed = int(seed) % 2**31
   # An RNG of its own: a report must not change which batches training sees.
   batch = replay.sample(sequences, length, rng=np.random.default_rng(seed))
-  context = min(OPENLOOP_CONTEXT, r.batch_length - 1)
-  return tile(jax.device_get(open_loop(state, batch, jax.random.key(seed), context=context)))
+  videos = jax.device_get(algo.report(state, batch, jax.random.key(seed)))
+  return {name: tile(frames) for name, frames in videos.items()}

@@ -1,12 +1,15 @@
 """The recurrent state-space model: a block GRU with categorical latents.
 
-State ("carry"): `deter` [..., D] float, `stoch` [..., S, C] one-hot.
-`observe` runs the posterior over a replayed sequence, `imagine` rolls the
-prior forward under a policy; both are `lax.scan`s over time.
+It implements the dynamics contract (`wmrl/dynamics.py`). Its carry is a
+`Latent`: `deter` [..., D] float and `stoch` [..., S, C] one-hot; nothing
+outside this module reads their fields. `observe` runs the posterior over a
+replayed sequence and returns its KL losses, `imagine` rolls the prior
+forward under a policy or a given action sequence; both are `lax.scan`s over
+time.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,10 +27,21 @@ class Latent(NamedTuple):
   stoch: jax.Array  # [..., S, C]
 
 
-def features(latent: Latent) -> jax.Array:
-  """The model features every head reads: deter and flattened stoch."""
-  stoch = latent.stoch.reshape(*latent.stoch.shape[:-2], -1)
-  return jnp.concatenate([latent.deter, stoch.astype(latent.deter.dtype)], -1)
+def kl_losses(post, prior, free_nats: float):
+  """KL balancing with free nats, for latent logits [..., S, C].
+
+  The dynamics loss trains the prior towards the posterior, the
+  representation loss (scaled down by its loss scale) the reverse; each is
+  the KL summed over the S latents, clipped from below at `free_nats`, so
+  below that neither has a gradient. Returns (dyn, rep, the KL itself).
+  """
+  dyn = dists.categorical_kl(sg(post), prior).sum(-1)
+  rep = dists.categorical_kl(post, sg(prior)).sum(-1)
+  return jnp.maximum(dyn, free_nats), jnp.maximum(rep, free_nats), dyn
+
+
+def _time_major(x):
+  return jnp.swapaxes(x, 0, 1)
 
 
 class RSSM(nnx.Module):
@@ -56,6 +70,16 @@ class RSSM(nnx.Module):
     self.prior_out = Linear(c.hidden, stoch_dim, rngs=rngs, dtype=dtype)
     self.post_mlp = MLP(c.deter + embed_dim, c.hidden, c.obs_layers, rngs=rngs, dtype=dtype)
     self.post_out = Linear(c.hidden, stoch_dim, rngs=rngs, dtype=dtype)
+    self.feat_dim = c.deter + stoch_dim
+
+  def features(self, latent: Latent) -> jax.Array:
+    """The model features every head reads: deter and flattened stoch."""
+    stoch = latent.stoch.reshape(*latent.stoch.shape[:-2], -1)
+    return jnp.concatenate([latent.deter, stoch.astype(latent.deter.dtype)], -1)
+
+  def starts(self, latents: Latent) -> Latent:
+    """Every replayed step [B, T] as a start of imagination [B * T], without gradient."""
+    return jax.tree.map(lambda x: sg(x).reshape(-1, *x.shape[2:]), latents)
 
   # --- single steps -------------------------------------------------------
 
@@ -103,8 +127,11 @@ class RSSM(nnx.Module):
     x = x.astype(jnp.float32).reshape(*x.shape[:-1], c.stoch, c.classes)
     return dists.unimix_logits(x, c.unimix)
 
-  def obs_step(self, latent: Latent, prev_action, embed, is_first, key):
+  def obs_step(self, latent: Latent, prev_action, embed, is_first, key) -> Latent:
     """Posterior step: resets where `is_first`, then conditions on the embedding."""
+    return self._posterior_step(latent, prev_action, embed, is_first, key)[0]
+
+  def _posterior_step(self, latent: Latent, prev_action, embed, is_first, key):
     keep = (1.0 - is_first.astype(jnp.float32))[..., None]
     latent = Latent(latent.deter * keep, latent.stoch * keep[..., None])
     prev_action = prev_action * keep
@@ -121,38 +148,51 @@ class RSSM(nnx.Module):
   # --- sequences ----------------------------------------------------------
 
   def observe(self, latent: Latent, prev_actions, embeds, is_first, key):
-    """Posterior over a sequence [B, T, ...].
+    """Posterior over a sequence [B, T] from `latent`, the state before its first step.
 
-    Returns the posterior latents [B, T], their logits and the prior logits
-    of the same steps (computed from the same deter, for the KL losses).
+    Returns the last latent, the posterior latents [B, T], the KL losses
+    `dyn` and `rep` [B, T] (the prior logits come from the same deter as
+    the posterior's) and metrics.
     """
     keys = jax.random.split(key, embeds.shape[1])
 
     def step(latent, inputs):
       action, embed, first, k = inputs
-      latent, post = self.obs_step(latent, action, embed, first, k)
+      latent, post = self._posterior_step(latent, action, embed, first, k)
       return latent, (latent, post)
 
-    time_major = lambda x: jnp.swapaxes(x, 0, 1)
-    inputs = (time_major(prev_actions), time_major(embeds), time_major(is_first), keys)
+    inputs = (_time_major(prev_actions), _time_major(embeds), _time_major(is_first), keys)
     last, (latents, post) = jax.lax.scan(step, latent, inputs)
-    latents, post = jax.tree.map(time_major, (latents, post))
+    latents, post = jax.tree.map(_time_major, (latents, post))
     prior = self.prior_logits(latents.deter)
-    return last, latents, post, prior
+    dyn, rep, kl = kl_losses(post, prior, self.config.free_nats)
+    metrics = {"kl": kl.mean(), "post_entropy": dists.categorical_entropy(post).sum(-1).mean(),
+               "prior_entropy": dists.categorical_entropy(prior).sum(-1).mean()}
+    return last, latents, {"dyn": dyn, "rep": rep}, metrics
 
-  def imagine(self, latent: Latent, policy: Callable, horizon: int, key):
-    """Rolls the prior `horizon` steps from `latent` [N], acting with `policy`.
+  def imagine(self, latent: Latent, policy, horizon: int | None, key):
+    """Rolls the prior from `latent` [N], acting with `policy`.
 
-    `policy(latent, key) -> action`. Returns the imagined latents [N, H] and
-    the actions [N, H] taken at the states before them.
+    `policy(latent, key) -> action`, or actions [N, H] to take in turn (then
+    `horizon` is None or H). Returns the imagined latents [N, H] and the
+    actions [N, H] taken at the states before them.
     """
+    if callable(policy):
+      if horizon is None:
+        raise ValueError("imagine with a policy function needs a horizon")
+      xs = (jax.random.split(key, horizon), None)
+    else:
+      if horizon not in (None, policy.shape[1]):
+        raise ValueError(f"imagine got actions for {policy.shape[1]} steps and horizon={horizon}")
+      xs = (jax.random.split(key, policy.shape[1]), _time_major(policy))
 
-    def step(latent, k):
+    def step(latent, inputs):
+      k, action = inputs  # action: None where the policy chooses
       k_act, k_img = jax.random.split(k)
-      action = policy(latent, k_act)
+      if action is None:
+        action = policy(latent, k_act)
       latent, _ = self.img_step(latent, action, k_img)
       return latent, (latent, action)
 
-    _, (latents, actions) = jax.lax.scan(step, latent, jax.random.split(key, horizon))
-    return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), (latents, actions))
-
+    _, (latents, actions) = jax.lax.scan(step, latent, xs)
+    return jax.tree.map(_time_major, (latents, actions))

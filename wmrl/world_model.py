@@ -1,4 +1,8 @@
-"""Encoder, RSSM, decoder and reward/continue heads, and the world-model loss."""
+"""Encoder, sequence model, decoder and reward/continue heads, and the world-model loss.
+
+The sequence model is chosen by `model.dynamics` from `DYNAMICS` and used only
+through the dynamics contract (`wmrl/dynamics.py`).
+"""
 from __future__ import annotations
 
 import jax
@@ -8,7 +12,7 @@ from flax import nnx
 from wmrl import dists
 from wmrl.config import ModelConfig
 from wmrl.nets import ConvDecoder, ConvEncoder, Head, Linear, MLP
-from wmrl.rssm import RSSM, Latent, features
+from wmrl.rssm import RSSM
 from wmrl.spaces import ArraySpec
 
 sg = jax.lax.stop_gradient
@@ -105,14 +109,24 @@ def _offsets(sizes):
   return offsets
 
 
+# Sequence models by `model.dynamics` name: (class, the ModelConfig field of its settings).
+DYNAMICS = {"rssm": (RSSM, "rssm")}
+
+
+def make_dynamics(config: ModelConfig, embed_dim: int, action_dim: int, *, rngs, dtype):
+  if config.dynamics not in DYNAMICS:
+    raise ValueError(f"unknown model.dynamics '{config.dynamics}'; known: {', '.join(DYNAMICS)}")
+  cls, field = DYNAMICS[config.dynamics]
+  return cls(getattr(config, field), embed_dim, action_dim, rngs=rngs, dtype=dtype)
+
+
 class WorldModel(nnx.Module):
 
   def __init__(self, obs_spec, action_dim: int, config: ModelConfig, *, rngs: nnx.Rngs):
     dtype = jnp.dtype(config.compute_dtype)
-    r = config.rssm
     self.encoder = Encoder(obs_spec, config, rngs=rngs, dtype=dtype)
-    self.rssm = RSSM(r, self.encoder.out_dim, action_dim, rngs=rngs, dtype=dtype)
-    self.feat_dim = r.deter + r.stoch * r.classes
+    self.dynamics = make_dynamics(config, self.encoder.out_dim, action_dim, rngs=rngs, dtype=dtype)
+    self.feat_dim = self.dynamics.feat_dim
     self.decoder = Decoder(obs_spec, self.feat_dim, config, rngs=rngs, dtype=dtype)
     h = config.reward
     self.reward = Head(self.feat_dim, h.bins, h.units, h.layers, h.outscale, rngs=rngs, dtype=dtype)
@@ -127,37 +141,19 @@ class WorldModel(nnx.Module):
     return jax.nn.sigmoid(self.cont(feat)[..., 0])
 
 
-def kl_losses(post, prior, free_nats: float):
-  """KL balancing with free nats, for latent logits [..., S, C].
-
-  The dynamics loss trains the prior towards the posterior, the
-  representation loss (scaled down by its loss scale) the reverse; each is
-  the KL summed over the S latents, clipped from below at `free_nats`, so
-  below that neither has a gradient. Returns (dyn, rep, the KL itself).
-  """
-  dyn = dists.categorical_kl(sg(post), prior).sum(-1)
-  rep = dists.categorical_kl(post, sg(prior)).sum(-1)
-  return jnp.maximum(dyn, free_nats), jnp.maximum(rep, free_nats), dyn
-
-
-def world_model_loss(wm: WorldModel, latent: Latent, data: dict, prev_actions, key,
-                     free_nats: float, cont_target_scale: float):
-  """Per-step world-model losses [B, T] and the posterior latents.
+def world_model_loss(wm: WorldModel, start, data: dict, prev_actions, key, cont_target: float):
+  """Per-step world-model losses [B, T], the posterior latents [B, T] and metrics.
 
   `data` holds the observations, reward and flags of T steps; `prev_actions`
-  the action taken before each of them. `latent` is the state before the
-  first step. The continue target is (1 - terminal) * cont_target_scale.
+  the action taken before each of them; `start` the carry before the first
+  step. The continue head learns `(1 - is_terminal) * cont_target`.
   """
   embed = wm.encoder(data)
-  _, post_latents, post, prior = wm.rssm.observe(latent, prev_actions, embed, data["is_first"], key)
-  feat = features(post_latents)
-  losses = {}
+  _, post, losses, metrics = wm.dynamics.observe(start, prev_actions, embed, data["is_first"], key)
+  feat = wm.dynamics.features(post)
   losses["rec"] = wm.decoder.loss(feat, data)
   bins = dists.twohot_bins(wm.bins)
   losses["rew"] = dists.symexp_twohot_loss(wm.reward(feat), data["reward"], bins)
-  cont = (1.0 - data["is_terminal"].astype(jnp.float32)) * cont_target_scale
+  cont = (1.0 - data["is_terminal"].astype(jnp.float32)) * cont_target
   losses["con"] = dists.binary_loss(wm.cont(feat)[..., 0], cont)
-  losses["dyn"], losses["rep"], kl = kl_losses(post, prior, free_nats)
-  metrics = {"kl": kl.mean(), "post_entropy": dists.categorical_entropy(post).sum(-1).mean(),
-             "prior_entropy": dists.categorical_entropy(prior).sum(-1).mean()}
-  return losses, post_latents, metrics
+  return losses, post, metrics

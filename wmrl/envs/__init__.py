@@ -7,7 +7,7 @@
 See ``wmrl.envs.base.Env`` for the step format and ``make`` for the ids.
 """
 from wmrl.envs.base import Env
-from wmrl.envs.builder import make
+from wmrl.envs.builder import from_config, make
 from wmrl.envs.registry import register
 
-__all__ = ["Env", "make", "register"]
+__all__ = ["Env", "from_config", "make", "register"]

@@ -1,7 +1,9 @@
-"""``make``: an env id and options -> a batched ``Env``."""
+"""``make``: an env id and options -> a batched ``Env``; ``from_config`` for an ``EnvConfig``."""
 from __future__ import annotations
 
 import dataclasses
+
+from wmrl.config import EnvConfig
 
 from wmrl.envs.base import Env
 from wmrl.envs.core import SingleEnv
@@ -73,3 +75,10 @@ def make(env_id: str, *, seed: int = 0, num_envs: int = 1, parallel: bool = Fals
   builders = [Builder(source, env_id, seed + i, action_repeat, tuple(image_size), bool(pixels),
                       time_limit) for i in range(num_envs)]
   return Env(builders, parallel=parallel)
+
+
+def from_config(config: EnvConfig, *, seed: int, num_envs: int | None = None) -> Env:
+  """The environments an ``EnvConfig`` describes (``num_envs`` overrides its count)."""
+  return make(config.id, seed=seed, num_envs=num_envs or config.num_envs, parallel=config.parallel,
+              action_repeat=config.action_repeat, image_size=tuple(config.image_size),
+              pixels=config.pixels, time_limit=config.time_limit or None)

@@ -1,4 +1,4 @@
-"""The training loop: train ratio, metrics, checkpoints, resume and determinism."""
+"""A whole run: train ratio, metrics, checkpoints, resume and determinism."""
 import json
 import os
 import pathlib
@@ -7,12 +7,14 @@ import subprocess
 import sys
 import time
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
 
 from conftest import tiny_config
-from wmrl import checkpoint, driver
+from wmrl import algorithms, checkpoint, envs, run
 from wmrl.logging import read_metrics
 
 TESTS = pathlib.Path(__file__).parent
@@ -27,7 +29,7 @@ def _config(steps, **overrides):
 
 def test_train_writes_metrics_and_checkpoint(tmp_path):
   config = _config(100)
-  summary = driver.train(config, tmp_path, console=False)
+  summary = run.train(config, tmp_path, console=False)
   assert summary["env_steps"] == 100
   records = read_metrics(tmp_path / "metrics.jsonl")
   assert all("step" in r for r in records)
@@ -46,19 +48,18 @@ def test_train_writes_metrics_and_checkpoint(tmp_path):
 
 def _params(logdir):
   config = checkpoint.saved_config(checkpoint.latest(logdir))
-  env = driver.make_env(config, seed=0)
-  from wmrl import agent
-  template = agent.init(jax.random.key(0), env.obs_spec, env.act_spec, config)
+  env = envs.from_config(config.env, seed=0)
+  algo = algorithms.get(config.algorithm)
+  template = algo.init(jax.random.key(0), env.obs_spec, env.act_spec, config)
   env.close()
-  state, replay, run = checkpoint.load(checkpoint.latest(logdir), template)
-  return state, replay, run
+  return checkpoint.load(checkpoint.latest(logdir), template)
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
   # 80 steps end right after an episode (episodes of 20 steps, plus the reset step).
-  driver.train(_config(83), tmp_path / "resumed", console=False)
-  driver.train(_config(166), tmp_path / "resumed", console=False)
-  driver.train(_config(166), tmp_path / "straight", console=False)
+  run.train(_config(83), tmp_path / "resumed", console=False)
+  run.train(_config(166), tmp_path / "resumed", console=False)
+  run.train(_config(166), tmp_path / "straight", console=False)
   resumed, replay_a, run_a = _params(tmp_path / "resumed")
   straight, replay_b, run_b = _params(tmp_path / "straight")
   assert run_a["counters"] == run_b["counters"]
@@ -76,7 +77,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
 
 def test_same_seed_gives_identical_metrics(tmp_path):
   for name in ("a", "b"):
-    driver.train(_config(120), tmp_path / name, console=False)
+    run.train(_config(120), tmp_path / name, console=False)
   strip = lambda d: [{k: v for k, v in r.items() if not k.startswith("fps")}
                      for r in read_metrics(tmp_path / d / "metrics.jsonl")]
   a, b = strip("a"), strip("b")
@@ -108,11 +109,11 @@ def test_resume_after_sigkill_continues_without_losing_or_doubling_replay(tmp_pa
   # The same command again, now with an end in sight.
   command[command.index("100000")] = str(saved_steps + 50)
   subprocess.run(command, env=env, cwd=tmp_path, check=True, timeout=240)
-  state, replay, run = _params(logdir)
-  assert run["counters"]["env_steps"] == saved_steps + 50
+  state, replay, saved_run = _params(logdir)
+  assert saved_run["counters"]["env_steps"] == saved_steps + 50
   # Every step collected before the checkpoint, plus exactly the new ones.
   assert replay.steps_added == saved_steps + 50
-  assert run["counters"]["updates"] > checkpoint.read_run(saved)["counters"]["updates"]
+  assert saved_run["counters"]["updates"] > checkpoint.read_run(saved)["counters"]["updates"]
   steps = [r["step"] for r in read_metrics(logdir / "metrics.jsonl")]
   assert steps == sorted(steps) and steps[-1] == saved_steps + 50
 
@@ -133,21 +134,21 @@ def _tiny_flags():
 
 
 def test_changed_model_field_is_refused_on_resume(tmp_path):
-  driver.train(_config(30), tmp_path, console=False)
+  run.train(_config(30), tmp_path, console=False)
   with pytest.raises(ValueError, match="model.rssm.deter"):
-    driver.train(_config(60, **{"model.rssm.deter": 64}), tmp_path, console=False)
+    run.train(_config(60, **{"model.rssm.deter": 64}), tmp_path, console=False)
 
 
 def test_changed_run_field_is_reported_and_used(tmp_path, capsys):
-  driver.train(_config(30), tmp_path, console=False)
-  summary = driver.train(_config(50, **{"run.train_ratio": 24}), tmp_path, console=True)
+  run.train(_config(30), tmp_path, console=False)
+  summary = run.train(_config(50, **{"run.train_ratio": 24}), tmp_path, console=True)
   assert summary["env_steps"] == 50
   err = capsys.readouterr().err
   assert "run.train_ratio changed on resume: 12.0 -> 24.0" in err
 
 
 def test_kill_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
-  driver.train(_config(30), tmp_path, console=False)
+  run.train(_config(30), tmp_path, console=False)
   before = checkpoint.latest(tmp_path)
 
   def crash(path):
@@ -155,43 +156,44 @@ def test_kill_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
 
   monkeypatch.setattr(checkpoint, "_commit", crash)
   with pytest.raises(KeyboardInterrupt):
-    driver.train(_config(45), tmp_path, console=False)
+    run.train(_config(45), tmp_path, console=False)
   monkeypatch.undo()
   assert checkpoint.latest(tmp_path) == before
-  summary = driver.train(_config(45), tmp_path, console=False)
+  summary = run.train(_config(45), tmp_path, console=False)
   assert summary["env_steps"] == 45
 
 
 def test_corrupt_checkpoint_gets_clear_error(tmp_path):
-  driver.train(_config(30), tmp_path, console=False)
+  run.train(_config(30), tmp_path, console=False)
   latest = checkpoint.latest(tmp_path)
   (latest / "run.json").write_text("{not json")
   with pytest.raises(checkpoint.CheckpointError, match="not a readable wmrl checkpoint"):
-    driver.train(_config(40), tmp_path, console=False)
+    run.train(_config(40), tmp_path, console=False)
 
 
 def test_foreign_checkpoint_gets_clear_error(tmp_path):
-  driver.train(_config(30), tmp_path, console=False)
+  run.train(_config(30), tmp_path, console=False)
   latest = checkpoint.latest(tmp_path)
   (latest / "run.json").write_text(json.dumps({"hello": 1}))
   with pytest.raises(checkpoint.CheckpointError, match="not a wmrl checkpoint"):
-    driver.train(_config(40), tmp_path, console=False)
+    run.train(_config(40), tmp_path, console=False)
 
 
 def test_non_finite_loss_stops_run_naming_metric(tmp_path, monkeypatch):
-  driver.train(_config(30), tmp_path, console=False)
+  run.train(_config(30), tmp_path, console=False)
   good = checkpoint.latest(tmp_path)
-  real = driver.agent.train_step
+  real = algorithms.get("dreamerv3")
 
   def poisoned(state, batch):
-    state, metrics = real(state, batch)
+    state, metrics = real.train_step(state, batch)
     metrics = dict(metrics)
     metrics["loss/rew"] = metrics["loss/rew"] * np.nan
     return state, metrics
 
-  monkeypatch.setattr(driver.agent, "train_step", poisoned)
-  with pytest.raises(driver.NonFiniteError, match="metric 'loss/rew' became nan at environment step"):
-    driver.train(_config(80), tmp_path, console=False)
+  monkeypatch.setitem(algorithms.ALGORITHMS, "dreamerv3",
+                      dataclasses.replace(real, train_step=poisoned))
+  with pytest.raises(run.NonFiniteError, match="metric 'loss/rew' became nan at environment step"):
+    run.train(_config(80), tmp_path, console=False)
   assert checkpoint.latest(tmp_path) == good
 
 
@@ -202,7 +204,7 @@ def test_non_finite_loss_stops_run_naming_metric(tmp_path, monkeypatch):
 ])
 def test_bad_settings_are_refused_before_training(tmp_path, overrides, message):
   with pytest.raises(ValueError, match=message):
-    driver.train(_config(10, **overrides), tmp_path / "run", console=False)
+    run.train(_config(10, **overrides), tmp_path / "run", console=False)
   assert not (tmp_path / "run").exists()
 
 
@@ -210,4 +212,4 @@ def test_logdir_that_is_a_file_is_refused(tmp_path):
   path = tmp_path / "file"
   path.write_text("x")
   with pytest.raises(ValueError, match="is a file"):
-    driver.train(_config(10), path, console=False)
+    run.train(_config(10), path, console=False)

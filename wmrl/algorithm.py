@@ -1,0 +1,52 @@
+"""The algorithm contract: what the drivers, evaluation, checkpoints, benchmarks and reports see.
+
+An algorithm is a frozen bundle of pure functions over its own state pytree
+and policy carry. Nothing outside the algorithm's module reads their fields:
+checkpoints save the state pytree as it is, and the driver saves the carry by
+tree path. DreamerV3 (`wmrl/agent.py`) is the first implementation;
+`wmrl/algorithms.py` names them for `Config.algorithm`.
+
+    state = algo.init(key, obs_spec, act_spec, config)
+    carry = algo.initial_carry(state, num_envs)
+    action, carry = algo.policy_step(state, obs, carry, key, "train")
+    state, metrics = algo.train_step(state, batch)    # donates `state`
+    videos = algo.report(state, batch, key)
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+State = Any  # the algorithm's state pytree (parameters, optimiser state, key, counters)
+Carry = Any  # what the policy remembers between environment steps, a pytree [N, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Algorithm:
+  """The functions one algorithm provides.
+
+  - `init(key, obs_spec, act_spec, config) -> state`: builds the networks and
+    optimiser state for the given spaces; pure given the key, so
+    `jax.eval_shape` gives the state's shapes without computing it.
+  - `initial_carry(state, num_envs) -> carry`: the policy's memory before any step.
+  - `policy_step(state, obs, carry, key, mode) -> (action, carry)`: one action
+    [N, act_spec.dim] per environment from `obs` (the observation keys and
+    `is_first` [N]); `mode` is "train" (sample) or "eval" (the mode).
+  - `record_action(carry, action) -> carry`: the carry after the environments
+    executed `action` instead of the policy's own (random prefill actions), so
+    the carry agrees with what replay stores.
+  - `train_step(state, batch) -> (state, metrics)`: one update from a replayed
+    batch [B, context + T, ...]; the input state is donated.
+  - `report(state, batch, key) -> {name: uint8 frames [B, T, H, W, 3]}`:
+    videos of what the model has learned ({} where there is nothing to show).
+  - `param_counts(state) -> {part: count}`: parameter counts by part, with "total".
+  """
+
+  name: str
+  init: Callable[..., State]
+  initial_carry: Callable[[State, int], Carry]
+  policy_step: Callable[..., tuple[Any, Carry]]
+  record_action: Callable[[Carry, Any], Carry]
+  train_step: Callable[..., tuple[State, dict]]
+  report: Callable[..., dict]
+  param_counts: Callable[[State], dict[str, int]]

@@ -1,0 +1,55 @@
+"""The dynamics contract: what the world model, the agent and the reports ask of a sequence model.
+
+A sequence model keeps a carry (its recurrent state: for the RSSM a
+deterministic and a stochastic part) and turns carries into the features
+every head reads. Nothing outside the sequence model's own module knows what
+a carry holds: callers create carries with `initial`, advance them with
+`obs_step`, `observe` or `imagine`, and read them through `features`.
+
+Shapes: a carry or a sequence of latents is a pytree whose leaves lead with
+the batch shape ([N] for single steps, [B, T] for sequences).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol, Union
+
+import jax
+
+Carry = Any  # a pytree of arrays with a leading batch shape
+Policy = Callable[[Carry, jax.Array], jax.Array]  # (latent [N], key) -> action [N, A]
+
+
+class Dynamics(Protocol):
+  """A sequence model of the world: filtered on observations, rolled out in imagination."""
+
+  feat_dim: int  # size of the last axis of `features`
+
+  def initial(self, batch_shape: tuple[int, ...]) -> Carry:
+    """The carry before the first step of an episode."""
+
+  def obs_step(self, carry: Carry, prev_action, embed, is_first, key) -> Carry:
+    """One posterior step [N]: resets where `is_first`, then conditions on `embed`."""
+
+  def observe(self, carry: Carry, prev_actions, embeds, is_first, key
+              ) -> tuple[Carry, Carry, dict[str, jax.Array], dict[str, jax.Array]]:
+    """The posterior over sequences [B, T].
+
+    Returns the carry after the last step, the latents of every step [B, T],
+    the model's own losses (each [B, T], named as their loss scales) and
+    metrics.
+    """
+
+  def imagine(self, carry: Carry, policy: Union[Policy, jax.Array], horizon: int | None,
+              key) -> tuple[Carry, jax.Array]:
+    """Rolls the model forward from `carry` [N] without observations.
+
+    `policy` is a function `(latent, key) -> action` or a sequence of actions
+    [N, H] (then `horizon` is None or H). Returns the imagined latents [N, H]
+    and the actions [N, H] taken at the states before them.
+    """
+
+  def starts(self, latents: Carry) -> Carry:
+    """Every step of latents [B, T] as a start of imagination, flattened to [B * T]."""
+
+  def features(self, latents: Carry) -> jax.Array:
+    """The features [..., feat_dim] the heads read."""
