@@ -8,17 +8,7 @@ from conftest import random_batch, tiny_config
 from wmrl import agent
 from wmrl.config import Config, apply_presets
 from wmrl.spaces import ActionSpec, ArraySpec
-
-WALKER_OBS = {"orientations": ArraySpec((14,), "float32"), "height": ArraySpec((1,), "float32"),
-              "velocity": ArraySpec((9,), "float32")}
-WALKER_ACT = ActionSpec("continuous", (6,))
-
-SPACES = {
-    "vector-continuous": ({"obs": ArraySpec((5,), "float32")}, ActionSpec("continuous", (2,))),
-    "image-discrete": ({"image": ArraySpec((16, 16, 3), "uint8")}, ActionSpec("discrete", (4,))),
-    "dict-multidiscrete": ({"image": ArraySpec((16, 16, 1), "uint8"), "pos": ArraySpec((3,), "float32"),
-                            "vel": ArraySpec((2,), "float32")}, ActionSpec("discrete", (3, 2))),
-}
+from wmrl.testing import SPACES, WALKER_ACT, WALKER_OBS
 
 
 def _batch_for(config, obs_spec, act_spec, seed=0):
@@ -186,3 +176,61 @@ def test_init_rejects_bad_spaces():
   with pytest.raises(ValueError, match="1-D"):
     agent.init(jax.random.key(0), {"grid": ArraySpec((3, 3), "float32")},
                ActionSpec("discrete", (2,)), tiny_config())
+
+
+def test_states_that_differ_only_in_seed_stack_for_vmap():
+  obs_spec, act_spec = SPACES["vector-continuous"]
+  configs = [tiny_config(**{"run.seed": seed, "run.steps": 10 * seed + 1}) for seed in (0, 1)]
+  states = [agent.init(jax.random.key(c.run.seed), obs_spec, act_spec, c) for c in configs]
+  assert jax.tree.structure(states[0]) == jax.tree.structure(states[1])
+  assert states[0].spec == states[1].spec  # the static part holds no run settings
+  stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+  batches = [_batch_for(configs[0], obs_spec, act_spec, seed) for seed in (0, 1)]
+  stacked_batch = jax.tree.map(lambda *xs: np.stack(xs), *batches)
+  # What the vmapped update gives each seed, against each seed's own update.
+  singles = [jax.device_get(agent.train_step(s, b)) for s, b in zip(states, batches)]
+  vmapped, metrics = jax.vmap(agent.train_step)(stacked, stacked_batch)
+  assert metrics["loss/rec"].shape == (2,)
+  for i, (single, single_metrics) in enumerate(singles):
+    for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(vmapped.params)):
+      # Bit-exact on this CPU (largest difference 0.0); the tolerance leaves room for
+      # backends whose batched matmuls sum in another order than single ones.
+      np.testing.assert_allclose(np.asarray(b[i]), np.asarray(a), rtol=1e-4, atol=1e-6)
+
+
+def test_loss_names_and_shapes_are_checked():
+  scales = Config().loss_scales
+  b = Config().behavior
+  good = {name: jnp.zeros((2, 5)) for name in ("rec", "rew", "con", "dyn", "rep", "policy", "value")}
+  means = agent.check_losses({**good, "repval": jnp.ones((2, 4))}, scales, b, 2, 5)
+  assert float(means["repval"]) == 1.0 and set(means) == set(good) | {"repval"}
+  with pytest.raises(ValueError, match="not the loss scales"):
+    agent.check_losses(good, scales, b, 2, 5)  # repval missing while behavior.repval_loss is on
+  with pytest.raises(ValueError, match="loss 'rew' has shape"):
+    agent.check_losses({**good, "rew": jnp.zeros((10,)), "repval": jnp.ones((2, 4))}, scales, b, 2, 5)
+  no_repval = Config().replace(**{"behavior.repval_loss": False}).behavior
+  assert set(agent.check_losses(good, scales, no_repval, 2, 5)) == set(good)
+
+
+def test_metrics_are_prefixed_by_part():
+  obs_spec, act_spec = SPACES["vector-continuous"]
+  config = tiny_config()
+  state = agent.init(jax.random.key(0), obs_spec, act_spec, config)
+  _, metrics = agent.train_step(state, _batch_for(config, obs_spec, act_spec))
+  parts = {name.split("/")[0] for name in metrics}
+  assert parts == {"wm", "ac", "replay", "loss", "opt"}, sorted(metrics)
+  assert {"wm/kl", "ac/ret", "ac/entropy", "replay/ret", "opt/grad_norm"} <= set(metrics)
+
+
+def test_policy_step_receives_only_world_model_and_actor_parameters():
+  obs_spec, act_spec = SPACES["vector-continuous"]
+  state = agent.init(jax.random.key(0), obs_spec, act_spec, tiny_config())
+  obs = {"obs": np.zeros((1, 5), np.float32), "is_first": np.ones(1, bool)}
+  carry = agent.initial_carry(state, 1)
+  traced = jax.make_jaxpr(agent._policy_step, static_argnums=4)(
+      agent.PolicyParams(state.params["wm"], state.params["actor"], state.spec), obs, carry,
+      jax.random.key(0), "train")
+  inputs = sum(int(np.prod(v.aval.shape)) for v in traced.jaxpr.invars)
+  wm_and_actor = agent.param_counts(state)["total"] - agent.param_counts(state)["critic"]
+  # Parameters plus the observation, carry and key: no optimiser moments or critic.
+  assert wm_and_actor <= inputs < wm_and_actor + 1000

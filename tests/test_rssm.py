@@ -1,4 +1,4 @@
-"""The RSSM's block-GRU step checked against a NumPy computation of the formula."""
+"""The RSSM: its block-GRU step against a NumPy computation of the formula, and its sequences."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -122,3 +122,57 @@ def test_block_linear_keeps_extra_batch_axes_and_refuses_uneven_blocks():
     BlockLinear(6, 5, 2, rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="shared inputs"):
     layer(to_blocks(x, 2), shared=x)
+
+
+def test_observe_resets_at_is_first_mid_sequence():
+  """From an `is_first` step on, observe gives the same latents whatever came
+  before it (other observations, actions and start state): the reset erases the past."""
+  config = RSSMConfig(deter=16, hidden=8, stoch=3, classes=4, blocks=2)
+  rssm = RSSM(config, embed_dim=5, action_dim=2, rngs=nnx.Rngs(0))
+  rng = np.random.default_rng(0)
+  batch, length, reset = 2, 6, 3
+  embeds = rng.normal(size=(batch, length, 5)).astype(np.float32)
+  actions = rng.normal(size=(batch, length, 2)).astype(np.float32)
+  is_first = np.zeros((batch, length), bool)
+  is_first[:, reset] = True
+  other_embeds, other_actions = embeds.copy(), actions.copy()
+  other_embeds[:, :reset] = rng.normal(size=(batch, reset, 5))
+  other_actions[:, :reset + 1] = rng.normal(size=(batch, reset + 1, 2))  # the action before the reset too
+  start = rssm.initial((batch,))
+  other_start = Latent(jnp.ones_like(start.deter), jnp.full_like(start.stoch, 0.25))
+  key = jax.random.key(7)
+  _, latents, losses, _ = rssm.observe(start, jnp.asarray(actions), jnp.asarray(embeds),
+                                       jnp.asarray(is_first), key)
+  _, other, other_losses, _ = rssm.observe(other_start, jnp.asarray(other_actions),
+                                           jnp.asarray(other_embeds), jnp.asarray(is_first), key)
+  for a, b in zip(latents, other):
+    np.testing.assert_array_equal(np.asarray(a[:, reset:]), np.asarray(b[:, reset:]))
+    assert not np.array_equal(np.asarray(a[:, :reset]), np.asarray(b[:, :reset]))
+  for name in ("dyn", "rep"):
+    assert losses[name].shape == (batch, length)
+    np.testing.assert_array_equal(np.asarray(losses[name][:, reset:]),
+                                  np.asarray(other_losses[name][:, reset:]))
+  # At the reset step itself the deterministic state is that of a fresh start:
+  # one core step from the initial latent and a zero action.
+  fresh = rssm.core(rssm.initial((batch,)), jnp.zeros((batch, 2)))
+  np.testing.assert_allclose(np.asarray(latents.deter[:, reset]), np.asarray(fresh), rtol=1e-6)
+
+
+def test_imagine_takes_a_policy_or_an_action_sequence():
+  config = RSSMConfig(deter=16, hidden=8, stoch=3, classes=4, blocks=2)
+  rssm = RSSM(config, embed_dim=5, action_dim=2, rngs=nnx.Rngs(0))
+  start = rssm.initial((3,))
+  actions = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (3, 4, 2)), jnp.float32)
+  given, taken = rssm.imagine(start, actions, None, jax.random.key(0))
+  np.testing.assert_array_equal(np.asarray(taken), np.asarray(actions))
+  # A policy that plays the first of those actions imagines the same first latent.
+  policy_latents, _ = rssm.imagine(start, lambda latent, k: actions[:, 0], 1, jax.random.key(0))
+  assert policy_latents.deter.shape == (3, 1, 16) and given.deter.shape == (3, 4, 16)
+  np.testing.assert_allclose(np.asarray(policy_latents.deter[:, 0]), np.asarray(given.deter[:, 0]),
+                             rtol=1e-6)
+  with pytest.raises(ValueError, match="horizon"):
+    rssm.imagine(start, actions, 3, jax.random.key(0))
+  with pytest.raises(ValueError, match="needs a horizon"):
+    rssm.imagine(start, lambda latent, k: actions[:, 0], None, jax.random.key(0))
+  assert rssm.starts(given).deter.shape == (12, 16)
+  assert rssm.features(given).shape == (3, 4, rssm.feat_dim)

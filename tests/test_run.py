@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from wmrl import algorithms, checkpoint, envs, run
+from wmrl import algorithms, checkpoint, envs, run, testing
 from wmrl.logging import read_metrics
 
 TESTS = pathlib.Path(__file__).parent
@@ -88,8 +88,8 @@ def test_resume_after_sigkill_continues_without_losing_or_doubling_replay(tmp_pa
   logdir = tmp_path / "run"
   command = [sys.executable, "-m", "wmrl.cli", "train", "--env", "fake_envs:make_counter",
              "--logdir", str(logdir), "--steps", "100000", "--quiet"]
-  overrides = {"run.save_every": 60, "run.train_ratio": 12, "optim.warmup": 0, "run.log_every": 40,
-               **{k: v for k, v in _tiny_flags().items()}}
+  overrides = {"run.save_every": 60, "run.train_ratio": 12, "optim.warmup": 0, "run.log_every": 40}
+  command += testing.tiny_flags()
   for key, value in overrides.items():
     command += [f"--{key}", str(value)]
   env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
@@ -116,21 +116,6 @@ def test_resume_after_sigkill_continues_without_losing_or_doubling_replay(tmp_pa
   assert saved_run["counters"]["updates"] > checkpoint.read_run(saved)["counters"]["updates"]
   steps = [r["step"] for r in read_metrics(logdir / "metrics.jsonl")]
   assert steps == sorted(steps) and steps[-1] == saved_steps + 50
-
-
-def _tiny_flags():
-  config = tiny_config()
-  flags = {}
-  for name in ("model.rssm.deter", "model.rssm.hidden", "model.rssm.stoch", "model.rssm.classes",
-               "model.rssm.blocks", "model.encoder.units", "model.encoder.layers",
-               "model.decoder.units", "model.decoder.layers", "model.reward.units",
-               "model.cont.units", "model.actor.units", "model.actor.layers", "model.critic.units",
-               "model.critic.layers", "behavior.imag_horizon", "run.batch_size", "run.batch_length"):
-    value = config
-    for part in name.split("."):
-      value = getattr(value, part)
-    flags[name] = value
-  return flags
 
 
 def test_changed_model_field_is_refused_on_resume(tmp_path):
@@ -213,3 +198,43 @@ def test_logdir_that_is_a_file_is_refused(tmp_path):
   path.write_text("x")
   with pytest.raises(ValueError, match="is a file"):
     run.train(_config(10), path, console=False)
+
+
+def test_short_run_compiles_train_and_policy_step_once(tmp_path):
+  from wmrl import agent
+  # A setting no other test uses, so the run's programs have cache entries of their own.
+  config = _config(60, **{"behavior.lam": 0.9503})
+  train_before, policy_before = agent.train_step._cache_size(), agent._policy_step._cache_size()
+  summary = run.train(config, tmp_path, console=False)
+  assert summary["updates"] > 10
+  assert agent.train_step._cache_size() == train_before + 1
+  assert agent._policy_step._cache_size() == policy_before + 1
+
+
+def test_prefill_carry_holds_the_executed_random_action():
+  from wmrl import agent
+  from wmrl.driver import Driver
+  config = _config(10)
+  added = []
+
+  class Recorder:  # stands in for replay: keeps what the driver stores
+    def add(self, step):
+      added.append(step)
+
+  with envs.from_config(config.env, seed=0) as env:
+    state = agent.init(jax.random.key(0), env.obs_spec, env.act_spec, config)
+    driver = Driver(agent.DREAMERV3, config.run, env, state, Recorder())
+    for _ in range(3):  # inside the prefill: random actions
+      driver.collect(lambda metrics: None)
+      np.testing.assert_array_equal(np.asarray(driver._carry.action), added[-1]["action"])
+
+
+def test_changed_model_setting_without_new_arrays_is_reported_and_used(tmp_path, capsys):
+  run.train(_config(30), tmp_path, console=False)
+  summary = run.train(_config(45, **{"model.rssm.free_nats": 0.5, "model.rssm.unimix": 0.02}),
+                      tmp_path, console=True)
+  assert summary["env_steps"] == 45
+  err = capsys.readouterr().err
+  assert "model.rssm.free_nats changed on resume: 1.0 -> 0.5" in err
+  assert "model.rssm.unimix changed on resume: 0.01 -> 0.02" in err
+  assert checkpoint.saved_config(checkpoint.latest(tmp_path)).model.rssm.free_nats == 0.5
