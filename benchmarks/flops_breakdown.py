@@ -16,9 +16,8 @@ import argparse
 import jax
 from flax import nnx
 
-from wmrl import agent, bench
+from wmrl import agent, behavior, bench, testing
 from wmrl.config import Config, apply_presets
-from wmrl.rssm import features
 from wmrl.world_model import world_model_loss
 
 
@@ -26,7 +25,7 @@ WHOLE = "whole loss (fwd+bwd)"
 
 
 def parts(state, batch_size: int, length: int):
-  batch = bench.random_batch(*bench.task_spaces(state.spec.config, None), batch_size, length + 1)
+  batch = testing.random_batch(testing.WALKER_OBS, testing.WALKER_ACT, batch_size, length + 1)
   data, prev = agent.split_batch(batch, 1)
 
   def whole(params):
@@ -35,20 +34,18 @@ def parts(state, batch_size: int, length: int):
   def world_model(params):
     def f(p):
       wm = nnx.merge(state.spec.graphs[0], p)
-      losses, _, _ = world_model_loss(wm, wm.rssm.initial((batch_size,)), data, prev,
-                                      jax.random.key(0), 1.0, 1.0)
+      losses, _, _ = world_model_loss(wm, wm.dynamics.initial((batch_size,)), data, prev,
+                                      jax.random.key(0), 1.0)
       return sum(v.mean() for v in losses.values())
     return jax.grad(f)(params["wm"])
 
   def imagination(params):
-    wm = nnx.merge(state.spec.graphs[0], params["wm"])
-    actor = nnx.merge(state.spec.graphs[1], params["actor"])
-    starts = wm.rssm.initial((batch_size * length,))
-    policy = lambda latent, k: actor(features(latent)).sample(k)
-    return wm.rssm.imagine(starts, policy, state.spec.config.behavior.imag_horizon, jax.random.key(0))
+    wm, actor, _ = agent.modules(state.spec, params)
+    starts = wm.dynamics.initial((batch_size * length,))
+    return behavior.imagine(wm, actor, starts, state.spec.behavior.imag_horizon, jax.random.key(0))
 
   return {WHOLE: whole, "world model (fwd+bwd)": world_model,
-          "imagination rollout (fwd)": imagination}
+          "imagination (fwd)": imagination}
 
 
 def main():
@@ -58,8 +55,7 @@ def main():
   parser.add_argument("--repeats", type=int, default=5)
   args = parser.parse_args()
   config = apply_presets(Config(), args.preset)
-  obs, act = bench.task_spaces(config, None)
-  state = agent.init(jax.random.key(0), obs, act, config)
+  state = agent.init(jax.random.key(0), testing.WALKER_OBS, testing.WALKER_ACT, config)
   peak = bench.measure_peak(4096, "float32", 3)["flops_per_s"] if args.time else None
   rows = {}
   for name, fn in parts(state, 16, 64).items():
