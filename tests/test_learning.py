@@ -13,6 +13,8 @@ import pytest
 import wmrl
 from wmrl.evaluate import evaluate_logdir
 
+pytestmark = pytest.mark.learning  # `pytest -m "not learning"` skips these
+
 
 def _train_and_evaluate(env_id, steps, logdir, **overrides):
   config = wmrl.make_config(env_id, presets="small",
