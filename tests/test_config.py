@@ -1,15 +1,13 @@
 """Tests for wmrl/config.py: reference defaults (DESIGN.md, "Faithful to DreamerV3"),
-size presets, dotted overrides, errors, JSON round trip and diffs."""
+dotted overrides, errors, JSON round trip and diffs (presets: tests/test_presets.py)."""
 import dataclasses
 import json
 
 import pytest
 
 from wmrl import config as cfg
-from wmrl.config import Config, apply_presets
-
-HEADS = ("reward", "cont", "actor", "critic")
-
+from wmrl.config import Config
+from wmrl.presets import apply_presets
 
 # --- reference defaults ---------------------------------------------------------------
 
@@ -48,83 +46,6 @@ def test_default_model_is_reference():
   assert (m.actor_min_std, m.actor_max_std, m.actor_unimix) == (0.1, 1.0, 0.01)
   assert (m.reward.layers, m.cont.layers, m.actor.layers, m.critic.layers) == (1, 1, 3, 3)
   assert m.actor.outscale == 0.01 and m.cont.outscale == 1.0
-
-
-def test_default_size_is_200m():
-  assert apply_presets(Config(), "size200m") == Config()
-
-
-# --- size presets ------------------------------------------------------------------------
-
-SIZES = {  # deter / hidden / classes / units / CNN depth, from DESIGN.md
-    "size1m": (512, 64, 4, 64, 4),
-    "size12m": (2048, 256, 16, 256, 16),
-    "size25m": (3072, 384, 24, 384, 24),
-    "size50m": (4096, 512, 32, 512, 32),
-    "size100m": (6144, 768, 48, 768, 48),
-    "size200m": (8192, 1024, 64, 1024, 64),
-    "size400m": (12288, 1536, 96, 1536, 96),
-}
-
-
-@pytest.mark.parametrize("name", sorted(SIZES))
-def test_size_preset_sets_every_module(name):
-  deter, hidden, classes, units, depth = SIZES[name]
-  m = apply_presets(Config(), name).model
-  assert (m.rssm.deter, m.rssm.hidden, m.rssm.classes) == (deter, hidden, classes)
-  assert (m.encoder.units, m.encoder.depth) == (units, depth)
-  assert (m.decoder.units, m.decoder.depth) == (units, depth)
-  for head in HEADS:
-    assert getattr(m, head).units == units, head
-  # Everything else keeps its default.
-  assert m.rssm.stoch == 32 and m.rssm.blocks == 8
-  assert m.actor.layers == 3 and m.critic.outscale == 0.0
-
-
-def test_size_preset_changes_only_size_fields():
-  changed = set(cfg.diff(Config(), apply_presets(Config(), "size1m")))
-  expected = {"model.rssm.deter", "model.rssm.hidden", "model.rssm.classes",
-              "model.encoder.units", "model.encoder.depth", "model.decoder.units",
-              "model.decoder.depth"} | {f"model.{h}.units" for h in HEADS}
-  assert changed == expected
-
-
-# --- presets in order ------------------------------------------------------------------
-
-def test_apply_presets_comma_list_in_order():
-  a = apply_presets(Config(), "size1m,size12m")
-  b = apply_presets(Config(), "size12m,size1m")
-  assert a.model.rssm.deter == 2048  # the later preset wins
-  assert b.model.rssm.deter == 512
-  assert apply_presets(Config(), " size1m , debug ") == apply_presets(Config(), ["size1m", "debug"])
-
-
-def test_apply_presets_order_with_overlapping_fields(monkeypatch):
-  monkeypatch.setitem(cfg.PRESETS, "seed_a", lambda c: c.replace(**{"run.seed": 1, "run.steps": 7}))
-  monkeypatch.setitem(cfg.PRESETS, "seed_b", lambda c: c.replace(**{"run.seed": 2}))
-  c = apply_presets(Config(), "seed_a,seed_b")
-  assert (c.run.seed, c.run.steps) == (2, 7)
-  c = apply_presets(Config(), "seed_b,seed_a")
-  assert (c.run.seed, c.run.steps) == (1, 7)
-
-
-def test_suite_and_debug_presets():
-  c = apply_presets(Config(), "size1m,dmc_proprio,debug")
-  assert c.env.action_repeat == 2 and c.run.steps == 500_000
-  assert c.run.batch_size == 8 and c.optim.warmup == 0 and c.run.train_ratio == 64
-  assert apply_presets(Config(), "dmc_vision").env.pixels is True
-
-
-def test_unknown_preset_suggests_close_name():
-  with pytest.raises(ValueError, match="size12m"):
-    apply_presets(Config(), "size12")
-  with pytest.raises(ValueError, match="did you mean.*dmc_proprio"):
-    apply_presets(Config(), "dmc_propio")
-
-
-def test_register_preset_rejects_existing_name():
-  with pytest.raises(ValueError, match="exists"):
-    cfg.register_preset("size1m", lambda c: c)
 
 
 # --- dotted overrides ------------------------------------------------------------------

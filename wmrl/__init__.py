@@ -4,7 +4,8 @@
     config = wmrl.make_config("gym:CartPole-v1", presets="size1m,debug", overrides={"run.steps": 20000})
     summary = wmrl.train(config, "runs/cartpole")
 """
-from wmrl.config import Config, apply_presets
+from wmrl.config import Config
+from wmrl.presets import apply_presets
 
 
 def make_config(env: str | None = None, presets: str = "", overrides: dict | None = None) -> Config:
