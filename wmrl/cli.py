@@ -4,30 +4,22 @@
   wmrl train --env dmc:walker-walk --logdir runs/walker --preset dmc_proprio,size12m
   wmrl train --env mypkg.envs:make_maze --logdir runs/maze --run.train_ratio 64
 
-Every config field is a flag named by its dotted path (`--model.rssm.deter 512`);
-`--preset` applies named presets in order, before the flags.
+Every config field is a flag named by its dotted path (`--model.rssm.deter 512`
+or `--model.rssm.deter=512`, see wmrl/overrides.py); `--preset` applies named
+presets, joined by commas, in order, before the flags.
 """
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import sys
 
 from wmrl import config as cfg
+from wmrl import overrides as ov
+from wmrl import presets
 
 # Short flags for the fields set most often.
 SHORTCUTS = {"env": "env.id", "steps": "run.steps", "seed": "run.seed"}
-
-
-def _field_defaults() -> dict[str, object]:
-  defaults = {}
-  for name in cfg.field_names(cfg.Config()):
-    value = cfg.Config()
-    for part in name.split("."):
-      value = getattr(value, part)
-    defaults[name] = value
-  return defaults
 
 
 def _train_parser() -> argparse.ArgumentParser:
@@ -35,43 +27,28 @@ def _train_parser() -> argparse.ArgumentParser:
       prog="wmrl train", usage="wmrl train --logdir DIR [--env ID] [--preset P,Q] [--FIELD VALUE ...]",
       formatter_class=argparse.RawDescriptionHelpFormatter,
       description="Train a DreamerV3 agent. Metrics go to LOGDIR/metrics.jsonl.",
-      epilog="presets: " + ", ".join(cfg.PRESETS) + "\n\nenvironment ids: gym:ID (any Gymnasium "
+      epilog="presets: " + ", ".join(presets.PRESETS) + "\n\nenvironment ids: gym:ID (any Gymnasium "
              "id), dmc:DOMAIN-TASK (DeepMind Control),\n  custom:NAME (wmrl.envs.register) or "
-             "module.path:factory (a function returning a gymnasium.Env)")
+             "module.path:factory (a function returning a gymnasium.Env)\n\n" + ov.fields_help())
   parser.add_argument("--logdir", required=True, help="directory for metrics and checkpoints")
-  parser.add_argument("--preset", default="", help="comma-separated presets, applied in order")
+  parser.add_argument("--preset", default="",
+                      help="presets joined by commas, applied in order (a later one wins)")
   parser.add_argument("--env", help="environment id (env.id), e.g. gym:CartPole-v1")
   parser.add_argument("--steps", help="environment steps to train for (run.steps)")
   parser.add_argument("--seed", help="random seed (run.seed)")
   parser.add_argument("--quiet", action="store_true", help="no console progress")
-  group = parser.add_argument_group("config fields (defaults are DreamerV3's reference values)")
-  for name, default in _field_defaults().items():
-    if isinstance(default, tuple):
-      default = ",".join(map(str, default))
-    group.add_argument(f"--{name}", metavar="V", help=f"default: {default}")
   return parser
 
 
 def parse_train_args(argv: list[str]) -> tuple[argparse.Namespace, cfg.Config]:
   parser = _train_parser()
-  args, unknown = parser.parse_known_args(argv)
-  if unknown:
-    flags = [u.split("=")[0] for u in unknown if u.startswith("--")] or unknown
-    known = [f"--{n}" for n in _field_defaults()] + ["--logdir", "--preset", "--env", "--steps", "--seed"]
-    close = difflib.get_close_matches(flags[0], known, n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
-    parser.error(f"unknown argument {flags[0]}{hint}")
+  args, fields = ov.parse_args(parser, argv)
   values = vars(args)
-  overrides = {}
-  for short, name in SHORTCUTS.items():
-    if values.get(short) is not None:
-      overrides[name] = values[short]
-  for name in _field_defaults():
-    if values.get(name) is not None:
-      overrides[name] = values[name]
+  shortcuts = {name: values[short] for short, name in SHORTCUTS.items()
+               if values.get(short) is not None}
   try:
-    config = cfg.apply_presets(cfg.Config(), args.preset)
-    config = config.replace(**overrides)
+    # A field flag wins over its shortcut (--run.steps over --steps).
+    config = presets.apply_presets(cfg.Config(), args.preset).replace(**{**shortcuts, **fields})
   except ValueError as e:
     parser.error(str(e))
   return args, config
