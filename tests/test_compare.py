@@ -1,7 +1,8 @@
-"""Tests for wmrl/compare.py: window scores, per-task and aggregate numbers worked out by
+"""Tests for wmrl/compare/: window scores, per-task and aggregate numbers worked out by
 hand on synthetic runs, bootstrap intervals, the shipped reference figures, the outputs
 (table, JSON, Markdown, PNG) and every user error."""
 import json
+import subprocess
 import sys
 
 import numpy as np
@@ -58,7 +59,8 @@ def runs_dir(tmp_path):
 @pytest.fixture
 def small_reference(monkeypatch):
   reference = cmp.parse_reference(REFERENCE_CSV, "dmc_proprio")
-  monkeypatch.setattr(cmp, "load_reference", lambda name: reference)
+  # The comparison looks its reference up in wmrl/compare/references.py.
+  monkeypatch.setattr(cmp.references, "load_reference", lambda name: reference)
   return reference
 
 
@@ -293,6 +295,25 @@ def test_error_for_a_config_without_env_id(tmp_path):
 def test_unknown_reference_lists_the_known_ones(runs_dir):
   with pytest.raises(cmp.CompareError, match="unknown reference 'dmc'.*dmc_proprio, dmc_vision, atari100k"):
     cmp.compare([str(runs_dir)], "dmc")
+
+
+def test_a_mistyped_reference_gets_the_closest_name(runs_dir):
+  with pytest.raises(cmp.CompareError, match=r"unknown reference 'dmc_propio'; did you mean dmc_proprio"):
+    cmp.compare([str(runs_dir)], "dmc_propio")
+
+
+def test_the_references_are_the_suites_with_figures():
+  from wmrl import suites
+  assert list(suites.references()) == ["dmc_proprio", "dmc_vision", "atari100k"]
+  reference = cmp.load_reference("atari100k")
+  assert sorted(reference.tasks) == suites.figures_tasks(suites.SUITES["atari100k"].figures)
+
+
+def test_compare_imports_no_jax():
+  # `wmrl compare` runs where JAX is slow to import or absent: NumPy only.
+  code = "import sys, wmrl.compare; print('jax' in sys.modules)"
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+  assert result.stdout.strip() == "False", result.stderr
 
 
 def test_run_of_another_task_is_skipped_with_the_closest_names(runs_dir, capsys):

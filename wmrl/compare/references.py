@@ -1,0 +1,69 @@
+"""The published figures a comparison is made against.
+
+Which suites have figures, and where their files are, is the suite
+registry's (wmrl/suites.py); this module reads and indexes them.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+from typing import Any
+
+import numpy as np
+
+from wmrl import suites
+from wmrl.compare.errors import CompareError
+from wmrl.names import did_you_mean
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+  """One published suite: per task, columns env_step, seeds, mean, min, max (sorted by step)."""
+
+  name: str
+  tasks: dict[str, dict[str, np.ndarray]]
+  window: int  # step spacing of the figures: a run's score at s averages over (s - window, s]
+
+  def steps(self, tasks) -> list[int]:
+    return sorted({int(s) for t in tasks for s in self.tasks[t]["env_step"]})
+
+  def at(self, task: str, step: int) -> dict[str, Any]:
+    """The published mean, min, max and seeds at a step (all None where the figure has no point)."""
+    columns = self.tasks[task]
+    where = np.flatnonzero(columns["env_step"] == step)
+    if not where.size:
+      return {"mean": None, "min": None, "max": None, "seeds": None}
+    i = where[0]
+    return {"mean": float(columns["mean"][i]), "min": float(columns["min"][i]),
+            "max": float(columns["max"][i]), "seeds": int(columns["seeds"][i])}
+
+
+def parse_reference(text: str, name: str) -> Reference:
+  """A reference from CSV text with the columns task, env_step, seeds, mean, min, max."""
+  rows = list(csv.DictReader(io.StringIO(text)))
+  columns = ("env_step", "seeds", "mean", "min", "max")
+  missing = [c for c in ("task",) + columns if rows and c not in rows[0]]
+  if not rows or missing:
+    raise CompareError(f"reference '{name}' has no rows or lacks the columns {missing}; "
+                       "expected task, env_step, seeds, mean, min, max")
+  grouped: dict[str, list[dict[str, str]]] = {}
+  for row in rows:
+    grouped.setdefault(row["task"], []).append(row)
+  tasks = {}
+  for task, task_rows in grouped.items():
+    task_rows.sort(key=lambda r: int(float(r["env_step"])))
+    tasks[task] = {c: np.array([float(r[c]) for r in task_rows]) for c in columns}
+    tasks[task]["env_step"] = tasks[task]["env_step"].astype(np.int64)
+  steps = np.unique(np.concatenate([t["env_step"] for t in tasks.values()]))
+  window = int(np.diff(steps).min()) if len(steps) > 1 else int(steps[0])
+  return Reference(name, tasks, window)
+
+
+def load_reference(name: str) -> Reference:
+  """The shipped figures of the suite `name` (a suite of wmrl/suites.py with figures)."""
+  known = suites.references()
+  if name not in known:
+    raise CompareError(f"unknown reference '{name}'{did_you_mean(name, known)} "
+                       f"(known references: {', '.join(known)})")
+  return parse_reference(suites.figures_text(known[name]), name)

@@ -1,0 +1,238 @@
+"""The benchmark suites: one registry entry per suite.
+
+    from wmrl import suites
+    suite = suites.get("dmc_proprio")
+    suite.presets                           # 'dmc_proprio,size1m': names from wmrl/presets.py
+    suite.env_id("dmc_walker_walk")         # 'dmc:walker-walk'
+    suite.task_name("dmc:walker-walk")      # 'dmc_walker_walk'
+    suite.figures                           # 'dreamerv3_dmc_proprio.csv' in wmrl/reference/
+
+A `Suite` holds what every reader of a benchmark needs: its presets (by
+name, so the recipe is written once, in wmrl/presets.py), its tasks as
+(task name, env id) pairs, its published reference figures and the modules
+its environments need. `wmrl compare` reads the figures and names a run's
+task with `task_name`; the runner (experiments/run_suite.py) trains a
+suite's tasks with its presets; a suite with figures is a `--reference`.
+
+Task names are the reference figures' names (`dmc_walker_walk`,
+`atari_pong`), so the runs of a suite compare with the published curves
+unchanged. Host-side and light: nothing here imports JAX or NumPy.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import importlib
+import importlib.resources
+import io
+import re
+from typing import Any, Callable, Iterable, Mapping
+
+from wmrl import presets as presets_lib
+from wmrl.names import did_you_mean
+
+
+class SuiteError(ValueError):
+  """A wrong suite, task, preset or setting; the message says the fix."""
+
+
+# --- task names: env id -> task ----------------------------------------------------------
+
+def _snake(name: str) -> str:
+  """MsPacman -> ms_pacman, UpNDown -> up_n_down (ALE's CamelCase game names)."""
+  return re.sub(r"(?<=[A-Za-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def _slug(text: str) -> str:
+  return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def _atari_game(env_id: str) -> str | None:
+  """The game of an Atari env id (atari:pong, gym:ALE/Pong-v5, PongNoFrameskip-v4), else None."""
+  if env_id.startswith("atari:"):
+    return env_id[len("atari:"):]
+  # Gymnasium ids may carry the registering module: gym:ale_py:ALE/Pong-v5.
+  name = env_id.split(":")[-1]
+  match = re.fullmatch(r"ALE/(\w+?)(?:NoFrameskip|Deterministic)?-v\d+", name)
+  match = match or re.fullmatch(r"(\w+?)(?:NoFrameskip|Deterministic)-v\d+", name)
+  return match.group(1) if match else None
+
+
+def task_name(env_id: str) -> str:
+  """The reference's name for an env id: dmc:walker-walk -> dmc_walker_walk,
+  gym:ALE/Pong-v5 -> atari_pong, anything else lower-cased with non-alphanumerics as `_`."""
+  game = _atari_game(env_id)
+  if game is not None:
+    return "atari_" + _slug(_snake(game))
+  return _slug(env_id)
+
+
+# --- env ids: task -> env id -------------------------------------------------------------
+
+@functools.cache
+def _dmc_pairs() -> tuple[tuple[str, str], ...]:
+  from wmrl.envs.dmc import load_suite  # picks a headless GL backend before dm_control loads
+  return tuple(load_suite().ALL_TASKS)
+
+
+def dmc_env_id(task: str, pairs: Iterable[tuple[str, str]] | None = None) -> str:
+  """`dmc_ball_in_cup_catch` -> `dmc:ball_in_cup-catch`.
+
+  Domains (ball_in_cup, point_mass) and tasks (swingup_sparse, turn_hard)
+  both contain underscores, so no split rule is right for all: the name is
+  matched against dm_control's own (domain, task) pairs instead.
+  """
+  pairs = _dmc_pairs() if pairs is None else tuple(pairs)
+  if not task.startswith("dmc_"):
+    raise SuiteError(f"'{task}' is not a DMC task name; they look like dmc_walker_walk")
+  rest = task[len("dmc_"):]
+  matches = [(domain, name) for domain, name in pairs if f"{domain}_{name}" == rest]
+  if len(matches) != 1:
+    found = "no" if not matches else f"{len(matches)} ({matches})"
+    raise SuiteError(f"'{task}' matches {found} dm_control (domain, task) pairs; "
+                     "expected exactly one")
+  domain, name = matches[0]
+  return f"dmc:{domain}-{name}"
+
+
+def atari_env_id(task: str) -> str:
+  """`atari_ms_pacman` -> `gym:ale_py:ALE/MsPacman-v5`.
+
+  The game is the CamelCase of the name's words (ALE spells James Bond
+  `Jamesbond`, as the reference figures do). Gymnasium 1.x has no plugin
+  registry, so the id names `ale_py`: wmrl imports it, which registers the
+  ALE ids, before making the env.
+  """
+  if not task.startswith("atari_"):
+    raise SuiteError(f"'{task}' is not an Atari task name; they look like atari_pong")
+  game = "".join(word.capitalize() for word in task[len("atari_"):].split("_"))
+  return f"gym:ale_py:ALE/{game}-v5"
+
+
+# --- reference figures -------------------------------------------------------------------
+
+def figures_text(figures: str) -> str:
+  """The CSV text of a shipped figures file (wmrl/reference/NAME)."""
+  return (importlib.resources.files("wmrl") / "reference" / figures).read_text()
+
+
+def figures_tasks(figures: str) -> list[str]:
+  """The task names of a shipped figures file, sorted."""
+  rows = csv.DictReader(io.StringIO(figures_text(figures)))
+  return sorted({row["task"] for row in rows})
+
+
+# --- the registry ------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+  """One benchmark: which tasks, with which settings, over which seeds, against which figures.
+
+  `load_tasks` is a function, not a list, so that the DMC suites import
+  dm_control (to map their names) only when they are used.
+  """
+
+  name: str
+  description: str
+  load_tasks: Callable[[], list[tuple[str, str]]]  # -> [(task name, env id)]
+  presets: str = ""  # wmrl/presets.py names joined by commas, applied in order
+  overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # dotted field -> value
+  seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+  requires: Mapping[str, str] = dataclasses.field(default_factory=dict)  # module -> how to install
+  figures: str | None = None  # the published figures in wmrl/reference/, if any
+
+  @property
+  def tasks(self) -> list[tuple[str, str]]:
+    return list(self.load_tasks())
+
+  def env_id(self, task: str) -> str:
+    """The env id of one of the suite's tasks."""
+    by_name = dict(self.tasks)
+    if task not in by_name:
+      raise SuiteError(f"unknown task '{task}' in suite '{self.name}'{did_you_mean(task, by_name)} "
+                       f"(its tasks: {', '.join(by_name)})")
+    return by_name[task]
+
+  def task_name(self, env_id: str) -> str:
+    """The task an env id trains, when it is one of the suite's tasks."""
+    name = task_name(env_id)
+    by_name = dict(self.tasks)
+    if name not in by_name:
+      raise SuiteError(f"env id '{env_id}' is task '{name}', which is not in suite "
+                       f"'{self.name}'{did_you_mean(name, by_name)}")
+    return name
+
+  def missing(self) -> list[str]:
+    """The required modules that do not import here, each with its install hint."""
+    problems = []
+    for module, hint in self.requires.items():
+      try:
+        importlib.import_module(module)
+      except Exception as e:  # an ImportError, or a broken install raising anything
+        problems.append(f"{module} ({type(e).__name__}: {e}); install it with: {hint}")
+    return problems
+
+
+SUITES: dict[str, Suite] = {}
+
+
+def register(suite: Suite) -> Suite:
+  """Adds a suite to SUITES (a new name only, so a typo cannot replace a published one)."""
+  if suite.name in SUITES:
+    raise SuiteError(f"suite '{suite.name}' exists already")
+  try:  # a mistyped preset fails here, not in every run of the suite
+    presets_lib.check(suite.presets)
+  except ValueError as e:
+    raise SuiteError(f"suite '{suite.name}': {e}") from None
+  SUITES[suite.name] = suite
+  return suite
+
+
+def get(name: str | Suite) -> Suite:
+  if isinstance(name, Suite):
+    return name
+  if name not in SUITES:
+    raise SuiteError(f"unknown suite '{name}'{did_you_mean(name, SUITES)} "
+                     f"(suites: {', '.join(SUITES)})")
+  return SUITES[name]
+
+
+def references() -> dict[str, str]:
+  """The suites with published figures, each with its figures file: `wmrl compare --reference`."""
+  return {name: suite.figures for name, suite in SUITES.items() if suite.figures}
+
+
+# --- the suites --------------------------------------------------------------------------
+
+def _from_figures(figures: str, env_id: Callable[[str], str]) -> Callable[[], list[tuple[str, str]]]:
+  """The tasks of a figures file, each with its env id."""
+  return lambda: [(task, env_id(task)) for task in figures_tasks(figures)]
+
+
+def _named(env_ids: Iterable[str]) -> Callable[[], list[tuple[str, str]]]:
+  """Tasks named as `task_name` names their env ids (gym:Hopper-v5 -> gym_hopper_v5)."""
+  env_ids = tuple(env_ids)
+  return lambda: [(task_name(env_id), env_id) for env_id in env_ids]
+
+
+GYM_MUJOCO_IDS = ("gym:HalfCheetah-v5", "gym:Hopper-v5", "gym:Walker2d-v5", "gym:Ant-v5",
+                  "gym:Humanoid-v5")
+_DMC_NEEDS = {"dm_control": "pip install 'wmrl[dmc]'  (dm-control with mujoco<4)"}
+
+register(Suite(
+    "dmc_proprio", "DeepMind Control, proprioceptive inputs: 18 tasks, 500k steps",
+    _from_figures("dreamerv3_dmc_proprio.csv", dmc_env_id), presets="dmc_proprio,size1m",
+    requires=_DMC_NEEDS, figures="dreamerv3_dmc_proprio.csv"))
+register(Suite(
+    "dmc_vision", "DeepMind Control from 64x64 pixels: 20 tasks, 1M steps",
+    _from_figures("dreamerv3_dmc_vision.csv", dmc_env_id), presets="dmc_vision",
+    requires=_DMC_NEEDS, figures="dreamerv3_dmc_vision.csv"))
+register(Suite(
+    "gym_mujoco", "Gymnasium MuJoCo v5: HalfCheetah, Hopper, Walker2d, Ant, Humanoid, 1M steps",
+    _named(GYM_MUJOCO_IDS), presets="gym_mujoco,size1m",
+    requires={"mujoco": "pip install 'gymnasium[mujoco]' 'mujoco<4'"}))
+register(Suite(
+    "atari100k", "Atari 100k: 26 games, 110k agent steps (440k frames)",
+    _from_figures("dreamerv3_atari100k.csv", atari_env_id), presets="atari100k",
+    requires={"ale_py": "pip install ale-py"}, figures="dreamerv3_atari100k.csv"))
