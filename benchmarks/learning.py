@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
   run = [sys.executable, str(ROOT / "experiments" / "run_suite.py"), "dmc_proprio",
          "--logdir", args.logdir, "--tasks", args.tasks, "--seeds", args.seeds,
          "--steps", str(args.steps), "--parallel", str(args.parallel),
-         "--set", f"run.train_ratio={args.train_ratio}"]
+         "--run.train_ratio", str(args.train_ratio)]
   code = subprocess.run(run).returncode
   steps = ",".join(str(s) for s in (50_000, 100_000) if s <= args.steps) or str(args.steps)
   compare = [sys.executable, "-m", "wmrl.cli", "compare", args.logdir, "--reference", "dmc_proprio",

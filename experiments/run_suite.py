@@ -3,11 +3,13 @@
   python experiments/run_suite.py dmc_proprio --logdir runs/dmc_proprio
   python experiments/run_suite.py gym_mujoco --logdir runs/gym_mujoco --seeds 0,1 --parallel 2
   python experiments/run_suite.py dmc_vision --tasks dmc_walker_walk --preset size12m --dry-run
-  python experiments/run_suite.py dmc_proprio --logdir runs/smoke --steps 5000 --set run.train_ratio=64
+  python experiments/run_suite.py dmc_proprio --logdir runs/smoke --steps 5000 --run.train_ratio 64
 
-Each run logs to LOGDIR/TASK/seedN/ (config.json, metrics.jsonl, checkpoints/,
-and train.log with its console output). Run the same command again to
-continue a suite: finished runs are skipped, interrupted ones resume from
+Config fields go to every run as `wmrl train` takes them, `--FIELD VALUE`
+or `--FIELD=VALUE` (wmrl/overrides.py); presets join with commas. Each run
+logs to LOGDIR/TASK/seedN/ (config.json, metrics.jsonl, checkpoints/, and
+train.log with its console output). Run the same command again to continue a
+suite: finished runs are skipped, interrupted ones resume from
 their latest checkpoint (`wmrl train` does that by itself), missing ones
 start. Exit status: 0 when every run finished, 1 when any failed, 2 for a
 usage error or a suite this machine cannot run, 130 after Ctrl-C.
@@ -28,6 +30,7 @@ import time
 from typing import TextIO
 
 import suites
+from wmrl import overrides
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 # A stopped run gets this long to exit by itself (KeyboardInterrupt closes
@@ -63,13 +66,6 @@ def _positive_int(text: str) -> int:
   return int(number)
 
 
-def _assignment(text: str) -> tuple[str, str]:
-  name, sep, value = text.partition("=")
-  if not sep or not name.strip():
-    raise argparse.ArgumentTypeError(f"expected FIELD=VALUE like run.train_ratio=64, got {text!r}")
-  return name.strip().removeprefix("--"), value
-
-
 def _suites_help() -> str:
   lines = [f"  {name:<12} {suite.description}" for name, suite in suites.SUITES.items()]
   return "suites:\n" + "\n".join(lines)
@@ -78,8 +74,12 @@ def _suites_help() -> str:
 def parse_args(argv: list[str]) -> argparse.Namespace:
   parser = argparse.ArgumentParser(
       prog="run_suite.py", formatter_class=argparse.RawDescriptionHelpFormatter,
+      usage="run_suite.py SUITE [--logdir DIR] [--seeds S,T] [--tasks A,B] [--parallel N] "
+            "[--steps N] [--preset P,Q] [--FIELD VALUE ...] [--dry-run]",
       description="Train every task of a benchmark suite over seeds with `wmrl train`; run "
-                  "again to resume.", epilog=_suites_help())
+                  "again to resume.\nAny config field is a flag of every run, as in `wmrl "
+                  "train`: --run.train_ratio 64\nor --run.train_ratio=64 (`wmrl train --help` "
+                  "lists them).", epilog=_suites_help())
   parser.add_argument("suite", help="suite name (listed below)")
   parser.add_argument("--logdir", help="root folder of the suite's runs (default: runs/SUITE)")
   parser.add_argument("--seeds", type=_int_list, help="comma-separated seeds (default: the suite's)")
@@ -87,11 +87,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--parallel", type=_positive_int, default=1, metavar="N",
                       help="runs at once (default 1)")
   parser.add_argument("--steps", type=_positive_int, help="environment steps of every run")
-  parser.add_argument("--preset", default="", help="extra presets after the suite's, e.g. size12m")
-  parser.add_argument("--set", dest="overrides", type=_assignment, action="extend", nargs="+",
-                      default=[], metavar="FIELD=VALUE", help="config field of every run")
+  parser.add_argument("--preset", default="",
+                      help="extra presets after the suite's, joined by commas, e.g. size12m")
   parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
-  return parser.parse_args(argv)
+  # Config fields of every run, as `wmrl train` takes them: --run.train_ratio 64.
+  args, fields = overrides.parse_args(parser, argv)
+  args.overrides = fields
+  return args
 
 
 # --- output ----------------------------------------------------------------------------
@@ -346,7 +348,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
   logdir = args.logdir or f"runs/{suite.name}"
   try:
     runs = suites.commands(suite, logdir, args.seeds, args.tasks, args.steps,
-                           dict(args.overrides), args.preset)
+                           args.overrides, args.preset)
   except suites.SuiteError as e:
     return usage_error(e)
   plan = [(run, *suites.status(run)) for run in runs]

@@ -1,5 +1,6 @@
-"""Benchmark suites (experiments/suites.py) and their runner (experiments/run_suite.py):
-task names, settings, command lines, skip/resume/start, dry runs, a real tiny suite, Ctrl-C."""
+"""Benchmark suites: the registry (wmrl/suites.py), the runner's commands (experiments/suites.py)
+and the runner (experiments/run_suite.py): task names both ways, settings, command lines,
+skip/resume/start, dry runs, a real tiny suite, Ctrl-C."""
 import csv
 import importlib.resources
 import importlib.util
@@ -17,8 +18,9 @@ import time
 import pytest
 
 from conftest import tiny_config
-from wmrl import checkpoint, cli, compare
+from wmrl import checkpoint, cli, compare, presets
 from wmrl import config as cfg
+from wmrl import suites as registry
 
 TESTS = pathlib.Path(__file__).parent
 EXPERIMENTS = TESTS.parent / "experiments"
@@ -86,6 +88,7 @@ def test_dmc_tasks_are_the_csv_tasks_and_map_to_dm_control_pairs(name):
     assert match, env_id
     assert match.groups() in dm_suite.ALL_TASKS, env_id
     assert compare.task_name(env_id) == task  # back to the reference's name
+    assert suites.SUITES[name].task_name(env_id) == task
 
 
 @needs_dm_control
@@ -119,6 +122,43 @@ def test_atari_tasks_map_to_ale_ids_and_back():
   assert ids["atari_jamesbond"] == "gym:ale_py:ALE/Jamesbond-v5"
   for task, env_id in tasks:
     assert compare.task_name(env_id) == task
+    assert suites.SUITES["atari100k"].task_name(env_id) == task
+
+
+@pytest.mark.parametrize("suite, task, env_id", [
+    pytest.param("dmc_proprio", "dmc_walker_walk", "dmc:walker-walk", marks=needs_dm_control),
+    ("atari100k", "atari_pong", "gym:ale_py:ALE/Pong-v5"),
+    ("gym_mujoco", "gym_hopper_v5", "gym:Hopper-v5"),
+])
+def test_the_registry_maps_task_names_both_ways(suite, task, env_id):
+  entry = registry.get(suite)
+  assert entry.env_id(task) == env_id
+  assert entry.task_name(env_id) == task
+  assert registry.task_name(env_id) == task  # what `wmrl compare` calls a run of it
+
+
+def test_the_registry_refuses_what_it_does_not_hold():
+  with pytest.raises(registry.SuiteError, match=r"unknown task 'atari_pongg'.*did you mean atari_pong"):
+    registry.get("atari100k").env_id("atari_pongg")
+  with pytest.raises(registry.SuiteError, match=r"task 'dmc_walker_walk', which is not in suite 'atari100k'"):
+    registry.get("atari100k").task_name("dmc:walker-walk")
+  # A suite names presets; one that does not exist is refused when the suite is registered.
+  with pytest.raises(registry.SuiteError, match=r"suite 'x': unknown preset 'size3m'"):
+    registry.register(registry.Suite("x", "x", lambda: [], presets="size1m,size3m"))
+  assert "x" not in registry.SUITES
+
+
+def test_suites_reuse_the_presets_not_copies_of_them():
+  for suite in registry.SUITES.values():
+    assert not suite.overrides, suite.name  # every setting comes from a named preset
+    assert presets.check(suite.presets), suite.name
+  assert {n: s.figures for n, s in registry.SUITES.items() if s.figures} == registry.references()
+
+
+def test_the_registry_imports_no_jax():
+  code = "import sys, wmrl.suites; print('jax' in sys.modules)"
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+  assert result.stdout.strip() == "False", result.stderr
 
 
 def test_gym_mujoco_tasks():
@@ -156,9 +196,8 @@ def test_commands_flags_and_logdir_layout(tmp_path):
   assert runs[1].logdir == logdir
   assert runs[1].command == (
       sys.executable, "-m", "wmrl.cli", "train", "--env", "gym:Hopper-v5", "--logdir", str(logdir),
-      "--preset", "size1m,size12m", "--seed", "3", "--quiet", "--env.action_repeat", "1",
-      "--run.steps", "2000", "--run.train_ratio", "64", "--run.eval_every", "10000",
-      "--run.eval_episodes", "10")
+      "--preset", "gym_mujoco,size1m,size12m", "--seed", "3", "--quiet",
+      "--run.train_ratio", "64", "--run.steps", "2000")
 
 
 @pytest.mark.parametrize("name", [
@@ -183,11 +222,11 @@ def test_tiny_suite_tuples_survive_the_command_line(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"tasks": ["gym_hoper_v5"]}, r"unknown task 'gym_hoper_v5'.*gym_halfcheetah_v5.*gym_humanoid_v5"
-                                  r".*did you mean gym_hopper_v5"),
+    ({"tasks": ["gym_hoper_v5"]}, r"unknown task 'gym_hoper_v5'.*did you mean gym_hopper_v5.*"
+                                  r"its tasks: gym_halfcheetah_v5.*gym_humanoid_v5"),
     ({"overrides": {"run.trian_ratio": 1}}, r"unknown config field 'run.trian_ratio'"),
     ({"overrides": {"env.id": "gym:Ant-v5"}}, r"env.id is set per run"),
-    ({"overrides": {"run.steps": 5}, "steps": 5}, r"both --steps and run.steps"),
+    ({"overrides": {"run.steps": 5}, "steps": 5}, r"both --steps and --run.steps"),
     ({"seeds": []}, r"seeds must be"),
     ({"presets": "size3m"}, r"unknown preset 'size3m'"),
 ])
@@ -239,7 +278,7 @@ def test_dry_run_prints_commands_and_runs_nothing(tmp_path):
   result = subprocess.run(
       [sys.executable, str(EXPERIMENTS / "run_suite.py"), "gym_mujoco", "--logdir", str(tmp_path),
        "--tasks", "gym_hopper_v5,gym_ant_v5", "--seeds", "0,1", "--steps", "5000",
-       "--set", "run.train_ratio=64", "--dry-run"], capture_output=True, text=True, timeout=120)
+       "--run.train_ratio", "64", "--dry-run"], capture_output=True, text=True, timeout=120)
   assert result.returncode == 0, result.stderr
   lines = result.stdout.splitlines()
   assert "2 to start, 1 to resume, 1 finished" in lines[0]
@@ -250,6 +289,19 @@ def test_dry_run_prints_commands_and_runs_nothing(tmp_path):
                              5000, {"run.train_ratio": "64"})
   assert commands == [list(r.command) for r in expected[1:]]  # all but the finished one
   assert sorted(tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("flags", [["--run.train_ratio", "64"], ["--run.train_ratio=64"]])
+def test_the_runner_takes_config_fields_as_wmrl_train_does(flags):
+  args = run_suite.parse_args(["gym_mujoco", "--preset", "size12m", *flags, "--dry-run"])
+  assert args.overrides == {"run.train_ratio": "64"} and args.preset == "size12m"
+
+
+def test_a_mistyped_field_on_the_command_line_gets_the_closest_name(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    run_suite.parse_args(["gym_mujoco", "--run.trian_ratio", "64"])
+  assert exit_info.value.code == 2
+  assert "unknown config field 'run.trian_ratio'; did you mean run.train_ratio?" in capsys.readouterr().err
 
 
 def test_unknown_task_on_the_command_line_lists_the_tasks(tmp_path):

@@ -146,13 +146,24 @@ class Suite:
   def tasks(self) -> list[tuple[str, str]]:
     return list(self.load_tasks())
 
+  def select(self, names: Iterable[str] | None = None) -> list[tuple[str, str]]:
+    """The suite's (task, env id) pairs, or those named, in the order given, once each."""
+    tasks = self.tasks
+    if names is None:
+      return tasks
+    by_name = dict(tasks)
+    names = list(names)
+    if not names:
+      raise SuiteError(f"no tasks selected; suite '{self.name}' has: {', '.join(by_name)}")
+    for name in names:
+      if name not in by_name:
+        raise SuiteError(f"unknown task '{name}' in suite '{self.name}'"
+                         f"{did_you_mean(name, by_name)} (its tasks: {', '.join(by_name)})")
+    return [(n, by_name[n]) for n in dict.fromkeys(names)]
+
   def env_id(self, task: str) -> str:
     """The env id of one of the suite's tasks."""
-    by_name = dict(self.tasks)
-    if task not in by_name:
-      raise SuiteError(f"unknown task '{task}' in suite '{self.name}'{did_you_mean(task, by_name)} "
-                       f"(its tasks: {', '.join(by_name)})")
-    return by_name[task]
+    return self.select([task])[0][1]
 
   def task_name(self, env_id: str) -> str:
     """The task an env id trains, when it is one of the suite's tasks."""
