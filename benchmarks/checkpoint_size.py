@@ -19,7 +19,8 @@ import jax
 import numpy as np
 
 from wmrl import agent, bench, checkpoint
-from wmrl.config import Config, apply_presets
+from wmrl.config import Config
+from wmrl.presets import apply_presets
 from wmrl.replay import Replay
 
 

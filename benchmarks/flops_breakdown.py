@@ -17,7 +17,8 @@ import jax
 from flax import nnx
 
 from wmrl import agent, behavior, bench, testing
-from wmrl.config import Config, apply_presets
+from wmrl.config import Config
+from wmrl.presets import apply_presets
 from wmrl.world_model import world_model_loss
 
 

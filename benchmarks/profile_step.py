@@ -20,7 +20,8 @@ import time
 import jax
 
 from wmrl import agent, bench
-from wmrl.config import Config, apply_presets
+from wmrl.config import Config
+from wmrl.presets import apply_presets
 
 NOT_OPS = ("ThreadpoolListener", "ThunkExecutor", "$", "SlinkyThreadPool", "PythonRefManager")
 

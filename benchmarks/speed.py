@@ -1,6 +1,6 @@
 """Speed benchmark of wmrl's train and policy steps; see `wmrl/bench.py`.
 
-    python benchmarks/speed.py --presets size1m,size12m --out benchmarks/results/mine.json
+    python benchmarks/speed.py --preset size1m --preset size12m --out benchmarks/results/mine.json
 """
 import pathlib
 import sys

@@ -5,6 +5,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import pytest
 
 from wmrl import bench
 
@@ -35,17 +36,35 @@ def test_jaxpr_flops_counts_scan_bodies_times_length():
 
 
 def test_bad_override_fails_before_measuring(capsys):
-  assert bench.main(["--presets", "debug", "--set", "model.rssm.detr=8"]) == 2
-  assert "model.rssm.deter" in capsys.readouterr().err
+  with pytest.raises(SystemExit) as exit_info:
+    bench.main(["--preset", "debug", "--model.rssm.detr", "8"])
+  assert exit_info.value.code == 2
+  assert "did you mean model.rssm.deter" in capsys.readouterr().err
+  # A bad value or preset is found before anything is measured, too.
+  assert bench.main(["--preset", "debug", "--model.rssm.deter", "big"]) == 2
+  assert bench.main(["--preset", "debg"]) == 2
+  assert "did you mean debug" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field", [["--run.train_ratio", "64"], ["--run.train_ratio=64"]])
+def test_rows_and_fields_are_given_as_in_wmrl_train(field):
+  # One row per --preset; inside a row presets join with commas and apply in order.
+  args = bench.parse_args(["--preset", "size1m,debug", "--preset", " size12m", *field])
+  assert args.preset == ["size1m,debug", "size12m"]
+  config = bench.build_config(args.preset[0], args)
+  assert config.run.train_ratio == 64  # the field wins over the benchmark's own 512
+  assert config.model.rssm.deter == 512 and config.run.batch_size == 8
+  assert bench.build_config(args.preset[1], args).model.rssm.deter == 2048
+  assert bench.parse_args([]).preset == ["size1m", "size12m"]
 
 
 def test_tiny_benchmark_writes_json_and_table(tmp_path, capsys):
   out = tmp_path / "speed.json"
-  argv = ["--presets", "debug", "--batch-size", "2", "--batch-length", "8", "--repeats", "2",
+  argv = ["--preset", "debug", "--batch-size", "2", "--batch-length", "8", "--repeats", "2",
           "--warmup", "1", "--policy-calls", "5", "--peak-size", "256", "--peak-repeats", "2",
           "--out", str(out)]
   for name, value in TINY.items():
-    argv += ["--set", f"{name}={value}"]
+    argv += [f"--{name}", str(value)]
   e2e = importlib.util.find_spec("dm_control") is not None
   if e2e:
     argv += ["--e2e-steps", "2"]
