@@ -6,7 +6,6 @@ Gymnasium's own ``gym:module:EnvId`` form), ``dmc:walker-walk`` (domain-task),
 """
 from __future__ import annotations
 
-import difflib
 import importlib
 from typing import Callable
 
@@ -14,6 +13,7 @@ import gymnasium
 
 from wmrl.envs.dmc import load_suite
 from wmrl.envs.sources import DMCSource, FactorySource, GymSource, ModuleSource
+from wmrl.names import close_names
 
 _CUSTOM: dict[str, Callable[[], gymnasium.Env]] = {}
 _PREFIXES = ("gym", "dmc", "custom")
@@ -50,7 +50,7 @@ def unknown_env(env_id: str, reason: str = "") -> ValueError:
   queries = [env_id] if ":" in env_id else [env_id] + [f"{p}:{env_id}" for p in _PREFIXES]
   matches = []
   for query in queries:
-    matches += [m for m in difflib.get_close_matches(query, known, n=3, cutoff=0.6) if m not in matches]
+    matches += [m for m in close_names(query, known) if m not in matches]
   message = f"unknown environment {env_id!r}"
   if reason:
     message += f" ({reason})"
