@@ -6,7 +6,8 @@ import pytest
 
 from conftest import random_batch, tiny_config
 from wmrl import agent
-from wmrl.config import Config, apply_presets
+from wmrl.config import Config
+from wmrl.presets import apply_presets
 from wmrl.spaces import ActionSpec, ArraySpec
 from wmrl.testing import SPACES, WALKER_ACT, WALKER_OBS
 

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from wmrl import agent
 from wmrl.algorithm import Algorithm
+from wmrl.names import did_you_mean
 
 ALGORITHMS: dict[str, Algorithm] = {"dreamerv3": agent.DREAMERV3}
 
 
 def get(name: str) -> Algorithm:
   if name not in ALGORITHMS:
-    raise ValueError(f"unknown algorithm '{name}'; known: {', '.join(ALGORITHMS)}")
+    raise ValueError(f"unknown algorithm '{name}'{did_you_mean(name, ALGORITHMS)} "
+                     f"(known: {', '.join(ALGORITHMS)})")
   return ALGORITHMS[name]

@@ -298,18 +298,3 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     else:
       out[prefix + key] = tuple(value) if isinstance(value, list) else value
   return out
-
-
-# --- transition -------------------------------------------------------------
-
-# The presets live in wmrl/presets.py. These names resolve there until the
-# last importer of `wmrl.config.apply_presets` (tests/test_agent.py) moves;
-# a lazy lookup, since wmrl.presets itself imports this module.
-_MOVED_TO_PRESETS = ("PRESETS", "apply_presets", "register_preset")
-
-
-def __getattr__(name: str):
-  if name in _MOVED_TO_PRESETS:
-    from wmrl import presets
-    return getattr(presets, name)
-  raise AttributeError(f"module 'wmrl.config' has no attribute '{name}'")

@@ -4,7 +4,7 @@
     obs_spec, act_spec = testing.SPACES["image-discrete"]
     batch = testing.random_batch(obs_spec, act_spec, batch_size=2, length=7)
 
-NumPy only: nothing here builds an agent.
+Data only: nothing here builds an agent.
 """
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def random_batch(obs_spec, act_spec: ActionSpec, batch_size: int, length: int, s
 
 
 def policy_obs(obs_spec, num_envs: int, seed: int = 0) -> dict:
-  """One environment step's policy inputs for `num_envs` environments, all starting."""
+  """One environment step's policy inputs for `num_envs` environments, mid-episode."""
   obs = random_obs(np.random.default_rng(seed), obs_spec, (num_envs,))
-  obs["is_first"] = np.ones(num_envs, bool)
+  obs["is_first"] = np.zeros(num_envs, bool)
   return obs

@@ -11,6 +11,7 @@ from flax import nnx
 
 from wmrl import dists
 from wmrl.config import ModelConfig
+from wmrl.names import did_you_mean
 from wmrl.nets import ConvDecoder, ConvEncoder, Head, Linear, MLP
 from wmrl.rssm import RSSM
 from wmrl.spaces import ArraySpec
@@ -115,7 +116,8 @@ DYNAMICS = {"rssm": (RSSM, "rssm")}
 
 def make_dynamics(config: ModelConfig, embed_dim: int, action_dim: int, *, rngs, dtype):
   if config.dynamics not in DYNAMICS:
-    raise ValueError(f"unknown model.dynamics '{config.dynamics}'; known: {', '.join(DYNAMICS)}")
+    raise ValueError(f"unknown model.dynamics '{config.dynamics}'"
+                     f"{did_you_mean(config.dynamics, DYNAMICS)} (known: {', '.join(DYNAMICS)})")
   cls, field = DYNAMICS[config.dynamics]
   return cls(getattr(config, field), embed_dim, action_dim, rngs=rngs, dtype=dtype)
 

@@ -10,8 +10,11 @@ import time
 import jax
 import numpy as np
 
-from wmrl import agent, driver
+from wmrl import algorithms, envs
 from wmrl import config as cfg
+from wmrl.algorithm import Algorithm
+from wmrl.driver import Driver, host_key
+from wmrl.replay import Replay
 from wmrl.bench.flops import jaxpr_flops, xla_flops, xla_memory
 from wmrl.bench.inputs import DEFAULT_ENV, policy_obs, random_batch, task_spaces
 from wmrl.bench.timing import peak_memory, summary
@@ -39,10 +42,11 @@ def build_config(preset: str, args: argparse.Namespace) -> cfg.Config:
   return config.replace(**settings).replace(**args.overrides)
 
 
-def compile_train_step(state, batch) -> tuple[dict, object]:
-  """Traces, lowers and compiles `agent.train_step`; the jaxpr is kept for FLOPs."""
+def compile_train_step(algo: Algorithm, state, batch) -> tuple[dict, object]:
+  """Traces, lowers and compiles the algorithm's (jitted) train step; the jaxpr is kept
+  for FLOPs."""
   start = time.perf_counter()
-  traced = agent.train_step.trace(state, batch)
+  traced = algo.train_step.trace(state, batch)
   lowered = traced.lower()
   lowered_at = time.perf_counter()
   compiled = lowered.compile()
@@ -52,42 +56,43 @@ def compile_train_step(state, batch) -> tuple[dict, object]:
   return times, (traced.jaxpr, compiled)
 
 
-def time_train(state, batch, repeats: int, warmup: int):
-  """Seconds of each timed update, called as the driver calls it."""
+def time_train(algo: Algorithm, state, batch, repeats: int, warmup: int):
+  """Seconds of each timed update, called as the driver calls it (the state it
+  replaces donated)."""
   start = time.perf_counter()
-  state, _ = agent.train_step(state, batch)
+  state, _ = algo.train_step(state, batch)
   jax.block_until_ready(state)
   first_call = time.perf_counter() - start  # a recompile would show here
   for _ in range(max(warmup - 1, 0)):
-    state, _ = agent.train_step(state, batch)
+    state, _ = algo.train_step(state, batch)
   jax.block_until_ready(state)
   seconds = []
   for _ in range(repeats):
     start = time.perf_counter()
-    state, _ = agent.train_step(state, batch)
+    state, _ = algo.train_step(state, batch)
     jax.block_until_ready(state)
     seconds.append(time.perf_counter() - start)
   return state, seconds, first_call
 
 
-def time_policy(state, obs_spec, num_envs: int, calls: int, blocks: int) -> dict:
+def time_policy(algo: Algorithm, state, obs_spec, num_envs: int, calls: int, blocks: int) -> dict:
   """Policy calls per second, each with a fresh host key and the action fetched,
   as `Driver.collect` does, so the figure includes dispatch and transfer."""
   rng = np.random.default_rng(0)
   obs = policy_obs(obs_spec, num_envs)
-  carry = agent.initial_carry(state, num_envs)
+  carry = algo.initial_carry(state, num_envs)
   start = time.perf_counter()
-  action, carry = agent.policy_step(state, obs, carry, rng.integers(0, 2**32, 2, np.uint32))
+  action, carry = algo.policy_step(state, obs, carry, host_key(rng))
   np.asarray(action)
   first_call = time.perf_counter() - start
   for _ in range(min(calls, 20)):  # settle caches before timing
-    action, carry = agent.policy_step(state, obs, carry, rng.integers(0, 2**32, 2, np.uint32))
+    action, carry = algo.policy_step(state, obs, carry, host_key(rng))
     np.asarray(action)
   rates = []
   for _ in range(blocks):
     start = time.perf_counter()
     for _ in range(calls):
-      action, carry = agent.policy_step(state, obs, carry, rng.integers(0, 2**32, 2, np.uint32))
+      action, carry = algo.policy_step(state, obs, carry, host_key(rng))
       np.asarray(action)
     rates.append(calls / (time.perf_counter() - start))
   rate = statistics.median(rates)
@@ -95,13 +100,12 @@ def time_policy(state, obs_spec, num_envs: int, calls: int, blocks: int) -> dict
           "latency_ms": 1e3 / rate, "calls_per_s_all": rates, "first_call_s": first_call}
 
 
-def run_e2e(config: cfg.Config, state, steps: int) -> dict:
+def run_e2e(algo: Algorithm, config: cfg.Config, state, steps: int) -> dict:
   """The real collect/train loop for `steps` env steps after prefill and warm-up."""
-  from wmrl.replay import Replay
   r = config.run
-  env = driver.make_env(config, seed=r.seed, num_envs=1)
+  env = envs.from_config(config.env, seed=r.seed, num_envs=1)
   try:
-    loop = driver.Driver(config, env, state, Replay(r.replay_capacity, 1, seed=r.seed))
+    loop = Driver(algo, r, env, state, Replay(r.replay_capacity, 1, seed=r.seed))
     ignore = lambda _: None
     start = time.perf_counter()
     while loop.counters.env_steps < loop.prefill:
@@ -138,18 +142,19 @@ def bench_preset(preset: str, args: argparse.Namespace) -> dict:
   # `--e2e-steps` adds replay sampling and the transfer.
   batch = jax.device_put(random_batch(obs_spec, act_spec, r.batch_size, length))
   _log(f"{preset}: init (batch {r.batch_size} x {r.batch_length} + {r.replay_context})")
-  state = agent.init(jax.random.key(r.seed), obs_spec, act_spec, config)
-  params = agent.param_counts(state)["total"]
+  algo = algorithms.get(config.algorithm)
+  state = algo.init(jax.random.key(r.seed), obs_spec, act_spec, config)
+  params = algo.param_counts(state)["total"]
 
   _log(f"{preset}: compiling train_step ({params / 1e6:.2f}M parameters)")
-  compile_times, (jaxpr, compiled) = compile_train_step(state, batch)
+  compile_times, (jaxpr, compiled) = compile_train_step(algo, state, batch)
   flops, whiles = jaxpr_flops(jaxpr.jaxpr)
   cost = xla_flops(compiled)
   memory_plan = xla_memory(compiled)
   del compiled
 
   _log(f"{preset}: compiled in {compile_times['total_s']:.1f}s; timing {args.repeats} updates")
-  state, seconds, first_call = time_train(state, batch, args.repeats, args.warmup)
+  state, seconds, first_call = time_train(algo, state, batch, args.repeats, args.warmup)
   compile_times["first_call_s"] = first_call
   median = statistics.median(seconds)
   if first_call - median > 0.5 * compile_times["compile_s"]:
@@ -160,12 +165,12 @@ def bench_preset(preset: str, args: argparse.Namespace) -> dict:
   policy = {}
   for num_envs in POLICY_ENVS:
     _log(f"{preset}: timing policy_step with {num_envs} env(s)")
-    policy[str(num_envs)] = time_policy(state, obs_spec, num_envs, args.policy_calls, args.repeats)
+    policy[str(num_envs)] = time_policy(algo, state, obs_spec, num_envs, args.policy_calls, args.repeats)
 
   e2e = None
   if args.e2e_steps:
     _log(f"{preset}: end-to-end, {args.e2e_steps} env steps on {config.env.id} after prefill")
-    e2e = run_e2e(config, state, args.e2e_steps)
+    e2e = run_e2e(algo, config, state, args.e2e_steps)
 
   return {
       "preset": preset, "params": params,

@@ -6,13 +6,13 @@ Sources are small frozen dataclasses so that they pickle: with
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
 from typing import Callable
 
 import gymnasium
 
 from wmrl.envs.core import SingleEnv
+from wmrl.names import did_you_mean
 from wmrl.envs.dmc import DMCAdapter
 from wmrl.envs.gl import default_headless_backend
 from wmrl.envs.gym_adapter import GymAdapter
@@ -100,8 +100,7 @@ class ModuleSource:
     for part in self.attr.split("."):
       if not hasattr(obj, part):
         names = [n for n in dir(obj) if not n.startswith("_")]
-        close = difflib.get_close_matches(part, names, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(part, names)
         raise ValueError(f"env id {self.name!r} was read as module:factory, but module "
                          f"{self.module!r} has no attribute {self.attr!r} (looked up {part!r}){hint}")
       obj = getattr(obj, part)
