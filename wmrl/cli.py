@@ -75,12 +75,12 @@ def compare_main(argv: list[str]) -> int:
 
 
 def eval_main(argv: list[str]) -> int:
-  from wmrl import evaluate
+  from wmrl import evaluate  # JAX and the agent load only for this command
   return evaluate.main(argv)
 
 
 def bench_main(argv: list[str]) -> int:
-  from wmrl import bench
+  from wmrl import bench  # JAX and the agent load only for this command
   return bench.main(argv)
 
 
