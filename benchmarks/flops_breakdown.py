@@ -43,7 +43,8 @@ def parts(state, batch_size: int, length: int):
   def imagination(params):
     wm, actor, _ = agent.modules(state.spec, params)
     starts = wm.dynamics.initial((batch_size * length,))
-    return behavior.imagine(wm, actor, starts, state.spec.behavior.imag_horizon, jax.random.key(0))
+    return behavior.imagine(wm, actor, starts, state.spec.behavior.imag_horizon, jax.random.key(0),
+                           jax.random.key(1))
 
   return {WHOLE: whole, "world model (fwd+bwd)": world_model,
           "imagination (fwd)": imagination}

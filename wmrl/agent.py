@@ -199,7 +199,9 @@ def loss(params: dict, state: AgentState, data: dict, prev_actions, key):
   wm, actor, critic = modules(spec, params)
   frozen_wm, frozen_actor, _ = modules(spec, sg(params))
   slow_critic = nnx.merge(spec.graphs[2], state.slow_critic)
-  wm_key, imag_key = jax.random.split(key)
+  # One key per random use, in the order the earlier versions drew them, so
+  # fixed-seed runs (the learning tests) reproduce their figures exactly.
+  wm_key, rollout_key, last_key = jax.random.split(key, 3)
   batch_size, length = data["reward"].shape
 
   # 1. World model: posterior over the replayed steps, reconstruction, reward, continue, KL.
@@ -209,7 +211,7 @@ def loss(params: dict, state: AgentState, data: dict, prev_actions, key):
   # 2. Imagination from every replayed posterior state.
   _, trajectory, imag_metrics = behavior.imagine(frozen_wm, frozen_actor,
                                                  frozen_wm.dynamics.starts(post), b.imag_horizon,
-                                                 imag_key)
+                                                 rollout_key, last_key)
   # 3. Actor and critic on the imagined trajectories.
   ac_losses, ac_out, ac_metrics = behavior.actor_critic_loss(
       actor, critic, slow_critic, trajectory, state.retnorm, b)

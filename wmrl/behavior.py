@@ -152,15 +152,15 @@ class Trajectory(NamedTuple):
   cont: jax.Array  # [N, H + 1] its predicted continue probability
 
 
-def imagine(wm, actor: Actor, starts, horizon: int, key):
+def imagine(wm, actor: Actor, starts, horizon: int, rollout_key, last_key):
   """Rolls the world model `horizon` steps from `starts` [N] with the actor.
 
+  `rollout_key` draws the rollout, `last_key` the action at its last state.
   `wm` and `actor` are frozen copies (their parameters stopped), so nothing
   learns through imagination except the actor's log-probabilities, which
   `actor_critic_loss` evaluates again. Returns `({}, trajectory, metrics)`:
   the shape of the loss stages, with no loss of its own.
   """
-  rollout_key, last_key = jax.random.split(key)
   policy = lambda latent, k: sg(actor(wm.dynamics.features(latent)).sample(k))
   imagined, actions = wm.dynamics.imagine(starts, policy, horizon, rollout_key)
   states = jax.tree.map(lambda s, x: jnp.concatenate([s[:, None], x], 1), starts, imagined)
