@@ -1,5 +1,5 @@
-"""Tests for wmrl/behavior.py: lambda-returns, return normalisation and the
-actor's policy distributions.
+"""Tests for wmrl/behavior.py: lambda-returns, return normalisation, the
+actor's policy distributions, and the actor-critic and replay value losses.
 
 Expected returns are written out by hand below (with the arithmetic in the
 comments) or computed by a plain Python loop over the recursion
@@ -338,3 +338,159 @@ def test_discrete_sample_has_straight_through_gradient():
   grads = nnx.grad(loss)(actor)
   norm = sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(grads))
   assert norm > 0 and math.isfinite(norm)
+
+
+# --- the actor-critic and replay value losses, worked out by hand --------------------
+#
+# The losses only combine what the networks output, so small stand-ins with
+# outputs chosen here replace them (the symexp two-hot maths of the real critic
+# has its own tests in tests/test_dists.py). A stand-in critic reads its value
+# from feature column 0, times a parameter `scale` (so gradients can be
+# followed), the slow critic from column 1, the actor's entropy is column 2;
+# the critic's loss is the squared error.
+
+class StandInCritic:
+
+  def __init__(self, column=0, scale=1.0):
+    self.column, self.scale = column, scale
+
+  def __call__(self, feat):
+    return self.scale * feat[..., self.column]
+
+  def value(self, logits):
+    return logits
+
+  def loss(self, logits, target):
+    return (logits - target) ** 2
+
+
+class StandInPolicy:
+
+  def __init__(self, feat, logp_scale):
+    self.feat, self.logp_scale = feat, logp_scale
+
+  def logp(self, action):
+    return self.logp_scale * action[..., 0]
+
+  def entropy(self):
+    return self.feat[..., 2]
+
+
+class StandInActor:
+
+  def __init__(self, logp_scale=1.0):
+    self.logp_scale = logp_scale
+
+  def __call__(self, feat):
+    return StandInPolicy(feat, self.logp_scale)
+
+
+# Three imagined states (the start and two more): value, slow value, entropy.
+IMAG_FEAT = jnp.asarray([[[1.0, 1.5, 0.3], [2.0, 2.5, 0.6], [4.0, 3.0, 0.9]]])
+IMAG_REWARD = jnp.asarray([[0.0, 1.0, 2.0]])
+IMAG_CONT = jnp.asarray([[1.0, 0.5, 1.0]])  # the second state continues with 0.5
+IMAG_LOGP = jnp.asarray([[[-1.0], [-2.0], [-3.0]]])  # the stand-in's logp is the action itself
+
+
+def _ac_loss(config, retnorm=None, critic=None, actor=None):
+  trajectory = behavior.Trajectory(IMAG_FEAT, IMAG_LOGP, IMAG_REWARD, IMAG_CONT)
+  return behavior.actor_critic_loss(actor or StandInActor(), critic or StandInCritic(0),
+                                    StandInCritic(1), trajectory,
+                                    retnorm or behavior.ReturnNorm.init(), config)
+
+
+def test_actor_critic_loss_on_three_steps_by_hand():
+  config = BehaviorConfig(lam=0.5, entropy=0.1, slow_reg=1.0, contdisc=True)
+  losses, out, _ = _ac_loss(config)
+  # contdisc: imagination discounts by the predicted continues alone (discount 1).
+  # Weights: cumprod(cont) = [1, 0.5, 0.5]; steps 0 and 1 get 1 and 0.5.
+  # Returns (value v = [1, 2, 4] bootstraps): R1 = r2 + c2 v2 = 2 + 4 = 6;
+  # R0 = r1 + c1 ((1 - lam) v1 + lam R1) = 1 + 0.5 (0.5 * 2 + 0.5 * 6) = 3.
+  np.testing.assert_allclose(np.asarray(out["ret"]), [[3.0, 6.0]], rtol=1e-6)
+  # Return range from zeros: percentiles 5 and 95 of [3, 6] are 3.15 and 5.85,
+  # the EMA (rate 0.01) makes them 0.0315 and 0.0585: the range 0.027 is below
+  # the limit 1, so advantages are not scaled: R - v = [2, 4].
+  np.testing.assert_allclose([float(out["retnorm"].low), float(out["retnorm"].high)],
+                             [0.0315, 0.0585], rtol=1e-5)
+  # Policy: -w (logp adv + 0.1 entropy) = -[1 (-1 * 2 + 0.03), 0.5 (-2 * 4 + 0.06)]
+  #       = [1.97, 3.97]; mean over the two steps 2.97.
+  np.testing.assert_allclose(np.asarray(losses["policy"]), [2.97], rtol=1e-6)
+  # Value: w ((v - R)^2 + (v - slow)^2) = [1 (4 + 0.25), 0.5 (16 + 0.25)] = [4.25, 8.125].
+  np.testing.assert_allclose(np.asarray(losses["value"]), [(4.25 + 8.125) / 2], rtol=1e-6)
+
+
+def test_actor_critic_advantage_is_divided_by_a_return_range_above_the_limit():
+  config = BehaviorConfig(lam=0.5, entropy=0.0, contdisc=True)
+  losses, out, _ = _ac_loss(config, retnorm=behavior.ReturnNorm(jnp.float32(0.0), jnp.float32(10.0)))
+  # EMA: low 0.01 * 3.15 = 0.0315, high 0.99 * 10 + 0.01 * 5.85 = 9.9585; scale 9.927.
+  scale = 9.9585 - 0.0315
+  expected = -(1.0 * (-1.0 * 2 / scale) + 0.5 * (-2.0 * 4 / scale)) / 2
+  np.testing.assert_allclose(np.asarray(losses["policy"]), [expected], rtol=1e-5)
+
+
+def test_actor_critic_weights_and_returns_with_a_separate_discount():
+  config = BehaviorConfig(lam=0.5, entropy=0.0, horizon=10, contdisc=False)
+  losses, out, _ = _ac_loss(config)
+  # discount 0.9 on top of the continues: cumprod(0.9 c) / 0.9 = [1, 0.45, 0.405].
+  # R1 = 2 + 0.9 * 4 = 5.6; R0 = 1 + 0.45 (0.5 * 2 + 0.5 * 5.6) = 2.71.
+  np.testing.assert_allclose(np.asarray(out["ret"]), [[2.71, 5.6]], rtol=1e-6)
+  # Value loss: [1 ((1 - 2.71)^2 + 0.25), 0.45 ((2 - 5.6)^2 + 0.25)], averaged.
+  expected = (1.0 * (1.71 ** 2 + 0.25) + 0.45 * (3.6 ** 2 + 0.25)) / 2
+  np.testing.assert_allclose(np.asarray(losses["value"]), [expected], rtol=1e-5)
+
+
+def test_actor_critic_entropy_bonus_lowers_the_policy_loss():
+  low = _ac_loss(BehaviorConfig(lam=0.5, entropy=0.0))[0]["policy"]
+  high = _ac_loss(BehaviorConfig(lam=0.5, entropy=1.0))[0]["policy"]
+  # -w * entropy coefficient * entropy: [-1 * 0.3, -0.5 * 0.6] averaged = -0.3.
+  np.testing.assert_allclose(np.asarray(high - low), [-0.3], rtol=1e-5)
+
+
+def test_actor_critic_gradients_reach_only_their_own_networks():
+  config = BehaviorConfig(lam=0.5, entropy=0.1)
+
+  def loss(critic_scale, logp_scale, name):
+    losses, _, _ = _ac_loss(config, critic=StandInCritic(0, critic_scale),
+                            actor=StandInActor(logp_scale))
+    return losses[name].sum()
+
+  grad = lambda name, arg: float(jax.grad(loss, argnums=arg)(1.0, 1.0, name))
+  # The advantage and the weights are stopped: the policy loss does not train the critic.
+  assert grad("policy", 0) == 0.0 and grad("policy", 1) != 0.0
+  # The critic learns from its loss; the actor has no part in it.
+  assert grad("value", 0) != 0.0 and grad("value", 1) == 0.0
+
+
+def _replay_loss(is_last, is_terminal):
+  # Four replayed steps: critic values [1, 2, 3, 4], slow values 0.5 higher,
+  # bootstraps (imagined returns) [10, 20, 30, 40], discount 0.9, lambda 0.5.
+  value = np.asarray([1.0, 2.0, 3.0, 4.0])
+  feat = jnp.asarray(np.stack([value, value + 0.5], -1)[None], jnp.float32)
+  data = {"reward": jnp.asarray([[0.0, 1.0, 2.0, 3.0]]),
+          "is_last": jnp.asarray([is_last]), "is_terminal": jnp.asarray([is_terminal])}
+  boot = jnp.asarray([[10.0, 20.0, 30.0, 40.0]])
+  config = BehaviorConfig(lam=0.5, horizon=10, slow_reg=1.0)
+  return behavior.replay_value_loss(StandInCritic(0), StandInCritic(1), feat, data, boot, config)
+
+
+def test_replay_value_loss_at_an_episode_end_by_hand():
+  losses, out, _ = _replay_loss([False, False, True, False], [False] * 4)
+  # cont = lam (1 - last) = [0.5, 0, 0.5] for steps 1..3; the return of step 1,
+  # whose next step ends the episode, uses that step's bootstrap alone:
+  # R2 = 3 + 0.9 (0.5 * 40 + 0.5 * 40) = 39; R1 = 2 + 0.9 * 30 = 29;
+  # R0 = 1 + 0.9 (0.5 * 20 + 0.5 * 29) = 23.05.
+  np.testing.assert_allclose(np.asarray(out["ret"]), [[23.05, 29.0, 39.0]], rtol=1e-6)
+  # Weight 1 - is_last: step 2, whose next step starts a new episode, gets none.
+  # Loss: [(1 - 23.05)^2 + 0.25, (2 - 29)^2 + 0.25, 0].
+  assert losses["repval"].shape == (1, 3)
+  np.testing.assert_allclose(np.asarray(losses["repval"]), [[22.05 ** 2 + 0.25, 27.0 ** 2 + 0.25, 0.0]],
+                             rtol=1e-6)
+
+
+def test_replay_value_loss_at_a_terminal_by_hand():
+  losses, out, _ = _replay_loss([False, False, True, False], [False, False, True, False])
+  # A terminal at step 2 ends the return there: R1 = r2 = 2; R0 = 1 + 0.9 (0.5 * 20 + 0.5 * 2)
+  # = 10.9; R2 (across the boundary, weight 0) = 39 as before.
+  np.testing.assert_allclose(np.asarray(out["ret"]), [[10.9, 2.0, 39.0]], rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(losses["repval"]), [[9.9 ** 2 + 0.25, 0.0 ** 2 + 0.25, 0.0]],
+                             rtol=1e-6)
