@@ -99,10 +99,3 @@ def test_check_names_the_unknown_preset_before_applying_any():
   with pytest.raises(ValueError, match=r"unknown preset 'smal'; did you mean small\?.*known: size1m"):
     presets.check("size1m,smal")
 
-
-def test_config_module_still_resolves_the_moved_names():
-  # A transition for importers of wmrl.config.apply_presets (tests/test_agent.py).
-  from wmrl.config import apply_presets as old
-  assert old is apply_presets and cfg.PRESETS is presets.PRESETS
-  with pytest.raises(AttributeError, match="no attribute 'nothing'"):
-    cfg.nothing  # noqa: B018
