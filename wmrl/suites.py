@@ -30,6 +30,7 @@ import re
 from typing import Any, Callable, Iterable, Mapping
 
 from wmrl import presets as presets_lib
+from wmrl.config import EnvConfig
 from wmrl.names import did_you_mean
 
 
@@ -66,6 +67,34 @@ def task_name(env_id: str) -> str:
   if game is not None:
     return "atari_" + _slug(_snake(game))
   return _slug(env_id)
+
+
+# --- frames: what the published curves count --------------------------------------------
+
+def emulator_frame_skip(env_id: str) -> int:
+  """The frames the environment itself advances per step, before wmrl's action repeat.
+
+  ALE's v5 ids (gym:ale_py:ALE/Pong-v5) skip 4 frames themselves (frameskip=4), as do
+  the old Deterministic ids (Gymnasium registers SpaceInvaders there with 3); NoFrameskip
+  ids skip none. Every other id counts one frame a step, the old plain Pong-v4 too,
+  whose skip is drawn from 2 to 4 at every step and so has no fixed count.
+  """
+  name = env_id.split(":")[-1]
+  if re.fullmatch(r"ALE/\w+-v5", name):
+    return 4
+  match = re.fullmatch(r"(\w+?)Deterministic-v\d+", name)
+  if match:
+    return 3 if match.group(1) == "SpaceInvaders" else 4
+  return 1
+
+
+def frames_per_step(env: EnvConfig) -> int:
+  """Environment frames per agent step: the action repeat times the emulator's own frame skip.
+
+  The published curves count frames (the reference's logger multiplies its agent-step
+  counter by the suite's repeat), so a run is compared at agent steps x this.
+  """
+  return int(env.action_repeat) * emulator_frame_skip(env.id)
 
 
 # --- env ids: task -> env id -------------------------------------------------------------
