@@ -11,31 +11,36 @@ from wmrl.compare.errors import CompareError
 from wmrl.compare.tables import format_table
 
 
-def parse_steps(text: str) -> list[int]:
+def parse_frames(text: str) -> list[int]:
   """'50000,100k,1M' -> [50000, 100000, 1000000]."""
-  steps = []
+  frames = []
   for item in (t.strip() for t in text.split(",") if t.strip()):
     match = re.fullmatch(r"(\d+(?:\.\d+)?)([kKmM]?)", item)
     if not match:
-      raise CompareError(f"--steps item '{item}' is not a step count; write e.g. 50000,100k,1M")
+      raise CompareError(f"--frames item '{item}' is not a frame count; write e.g. 50000,100k,1M")
     scale = {"": 1, "k": 1000, "m": 1_000_000}[match.group(2).lower()]
-    steps.append(int(round(float(match.group(1)) * scale)))
-  if not steps:
-    raise CompareError("--steps is empty; write e.g. 50000,100000")
-  return steps
+    frames.append(int(round(float(match.group(1)) * scale)))
+  if not frames:
+    raise CompareError("--frames is empty; write e.g. 50000,100000")
+  return frames
 
 
 def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="wmrl compare",
-      usage="wmrl compare RUNS... --reference NAME [--steps S,T] [--metric M] [--out DIR]",
-      description="Put training runs beside the published DreamerV3 learning curves.")
+      usage="wmrl compare RUNS... --reference NAME [--frames F,G] [--metric M] [--out DIR]",
+      description="Put training runs beside the published DreamerV3 learning curves, on their "
+                  "axis: environment frames (agent steps x action repeat x the emulator's "
+                  "frame skip).")
   parser.add_argument("runs", nargs="+", metavar="RUNS",
                       help="run folders (config.json + metrics.jsonl) or folders holding them")
   parser.add_argument("--reference", required=True,
                       help="published suite: " + ", ".join(suites.references()))
-  parser.add_argument("--steps", help="comma-separated env steps for the table, e.g. 50k,100k "
-                      "(default: up to 6 reference steps the runs reached, with the last)")
+  parser.add_argument("--frames", help="comma-separated environment frames for the table, e.g. "
+                      "50k,100k (default: up to 6 reference points the runs reached, with the "
+                      "last)")
+  # The option's old name: its numbers were always the reference's axis, which counts frames.
+  parser.add_argument("--steps", help=argparse.SUPPRESS)
   parser.add_argument("--metric", default="episode/score",
                       help="metric to compare (default: episode/score; or eval/score)")
   parser.add_argument("--out", help="folder for compare.json, compare.md and a PNG per task")
@@ -49,8 +54,12 @@ def main(argv: list[str]) -> int:
   """`wmrl compare ...`; returns the exit status."""
   args = _parser().parse_args(argv)
   try:
-    steps = parse_steps(args.steps) if args.steps is not None else None
-    result = compare(args.runs, args.reference, steps=steps, metric=args.metric, out=args.out,
+    if args.steps is not None:
+      raise CompareError("--steps is now --frames: the published curves count environment "
+                         "frames (agent steps x action repeat), and so does the table; pass "
+                         f"--frames {args.steps} if those are frames")
+    frames = parse_frames(args.frames) if args.frames is not None else None
+    result = compare(args.runs, args.reference, frames=frames, metric=args.metric, out=args.out,
                      bootstrap=args.bootstrap, seed=args.seed)
   except (CompareError, ImportError) as e:
     print(f"wmrl compare: error: {e}", file=sys.stderr)
