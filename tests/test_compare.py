@@ -1,7 +1,7 @@
 """Tests for wmrl/compare/: the frames axis (from records, or computed for older runs),
-window scores, per-task and aggregate numbers worked out by hand on synthetic runs,
-bootstrap intervals, the shipped reference figures, the outputs (table, JSON, Markdown,
-PNG) and every user error."""
+window scores, per-task and aggregate numbers worked out by hand on synthetic runs, the
+inside/outside verdict and its exit status, bootstrap intervals, the shipped reference
+figures, the outputs (table, JSON, Markdown, PNG) and every user error."""
 import json
 import subprocess
 import sys
@@ -41,6 +41,10 @@ RUNS = {
 # Scores by hand (window means):      10k           20k              30k
 WALKER = {10000: [100, 50, 150], 20000: [200, 300, 100], 30000: [250, 300, 100]}
 CHEETAH = {10000: [30, 50, 100], 20000: [100, 70, None], 30000: [100, 80, None]}
+# Seed means against the published [min, max]:
+#   walker  100 in [60, 140], 200 in [150, 250], 216.7 out of [250, 350]: 2 of 3 inside
+#   cheetah  60 in [40, 60] (the end counts), 85 in [80, 120], 90 out of [0, 0]: 2 of 3
+INSIDE = {"dmc_walker_walk": [True, True, False], "dmc_cheetah_run": [True, True, False]}
 
 
 def write_run(folder, env_id, seed, points, last_step, metric="episode/score", repeat=1,
@@ -241,6 +245,120 @@ def test_a_published_mean_of_zero_leaves_the_task_out_of_normalised_aggregates(
   assert result["aggregate"]["raw"][2]["tasks"] == ["dmc_cheetah_run", "dmc_walker_walk"]
 
 
+# --- inside or outside the published band, by hand ------------------------------------
+
+# Against REFERENCE_CSV's walker [60, 140] and [150, 250], cheetah [40, 60] and [80, 120]:
+# walker's seed means 100 and 150 lie inside (150 on the end; its seed at 100 lies below,
+# but the mean is what counts); cheetah's single seed at 70 and 130 lies above both.
+BAND_RUNS = {
+    "walker/s0": ("dmc:walker-walk", 0, [(10000, 80), (20000, 100)], 20000),
+    "walker/s1": ("dmc:walker-walk", 1, [(10000, 120), (20000, 200)], 20000),
+    "cheetah/s0": ("dmc:cheetah-run", 0, [(10000, 70), (20000, 130)], 20000),
+}
+
+
+@pytest.fixture
+def band_runs(tmp_path):
+  for name, (env_id, seed, points, last) in BAND_RUNS.items():
+    write_run(tmp_path / "band" / name, env_id, seed, points, last)
+  return str(tmp_path / "band")
+
+
+def test_the_verdict_per_point_per_task_and_overall(band_runs, small_reference):
+  result = cmp.compare([band_runs], "dmc_proprio", bootstrap=0)
+  assert result["frames"] == [10000, 20000]
+  walker, cheetah = result["tasks"]["dmc_walker_walk"], result["tasks"]["dmc_cheetah_run"]
+  assert [p["runs"]["mean"] for p in walker["points"]] == [100.0, 150.0]
+  assert [p["inside"] for p in walker["points"]] == [True, True]
+  assert [p["inside"] for p in cheetah["points"]] == [False, False]
+  assert walker["verdict"] == {"points": 2, "inside": 2, "share": 1.0}
+  assert cheetah["verdict"] == {"points": 2, "inside": 0, "share": 0.0}
+  assert result["verdict"] == {"points": 4, "inside": 2, "share": 0.5, "require_inside": None,
+                               "passed": None}
+
+
+def test_the_verdict_of_the_hand_worked_runs(runs_dir, small_reference):
+  result = cmp.compare([str(runs_dir)], "dmc_proprio", bootstrap=0)
+  for task, expected in INSIDE.items():
+    assert [p["inside"] for p in result["tasks"][task]["points"]] == expected, task
+  assert (result["verdict"]["inside"], result["verdict"]["points"]) == (4, 6)
+
+
+def test_inside_counts_the_ends_and_judges_no_missing_figure():
+  published = {"mean": 5.0, "min": 2.0, "max": 8.0, "seeds": 5}
+  assert cmp.inside({"mean": 2.0}, published) and cmp.inside({"mean": 8.0}, published)
+  assert cmp.inside({"mean": 8.5}, published) is False
+  assert cmp.inside({"mean": None}, published) is None
+  assert cmp.inside({"mean": 3.0}, {"mean": None, "min": None, "max": None, "seeds": None}) is None
+  assert cmp.share_inside([True, None, False, True]) == {"points": 3, "inside": 2,
+                                                         "share": pytest.approx(2 / 3)}
+  assert cmp.share_inside([None]) == {"points": 0, "inside": 0, "share": None}
+
+
+def test_the_table_marks_each_point_and_the_shares(band_runs, small_reference, capsys):
+  assert cmp.main([band_runs, "--reference", "dmc_proprio", "--bootstrap", "0"]) == 0
+  lines = capsys.readouterr().out.splitlines()
+  walker = next(line for line in lines if line.startswith("dmc_walker_walk"))
+  assert "100.0 [80.0, 120.0] in" in walker and "150.0 [100.0, 200.0] in" in walker
+  assert walker.endswith("2/2 (100%)")
+  cheetah = next(line for line in lines if line.startswith("dmc_cheetah_run"))
+  assert "70.0 [70.0, 70.0] out" in cheetah and cheetah.endswith("0/2 (0%)")
+  assert "inside the published [min, max]: 2/4 (50%) of task points" in lines
+
+
+@pytest.mark.parametrize("required, status", [(None, 0), ("0", 0), ("0.5", 0), ("0.75", 3),
+                                              ("1", 3)])
+def test_require_inside_sets_the_exit_status(band_runs, small_reference, capsys, required,
+                                             status):
+  flag = [] if required is None else ["--require-inside", required]
+  assert cmp.main([band_runs, "--reference", "dmc_proprio", "--bootstrap", "0"] + flag) == status
+  captured = capsys.readouterr()
+  assert "dmc_walker_walk" in captured.out  # the table is printed either way
+  if status == 3:
+    assert (f"wmrl compare: inside the published [min, max]: 2/4 (50%) of task points; "
+            f"required {float(required):.0%}: NOT met (--require-inside {required})") in captured.err
+  else:
+    assert "NOT met" not in captured.err + captured.out
+
+
+def test_require_inside_is_recorded_in_the_result(band_runs, small_reference):
+  result = cmp.compare([band_runs], "dmc_proprio", bootstrap=0, require_inside=0.75)
+  assert result["verdict"]["require_inside"] == 0.75 and result["verdict"]["passed"] is False
+  assert cmp.compare([band_runs], "dmc_proprio", bootstrap=0,
+                     require_inside=0.5)["verdict"]["passed"] is True
+
+
+def test_no_judged_point_does_not_meet_a_requirement(tmp_path, small_reference, capsys):
+  # The run's first score comes after both compared points: nothing is judged.
+  write_run(tmp_path / "w", "dmc:walker-walk", 0, [(25000, 100)], 30000)
+  result = cmp.compare([str(tmp_path / "w")], "dmc_proprio", frames=[10000, 20000], bootstrap=0,
+                       require_inside=0.0)
+  assert result["verdict"]["share"] is None and result["verdict"]["passed"] is False
+  assert cmp.main([str(tmp_path / "w"), "--reference", "dmc_proprio", "--frames", "10k,20k",
+                   "--require-inside", "0"]) == 3
+  assert "none judged" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fraction", ["1.5", "-0.1", "half", "nan", "inf"])
+def test_a_bad_fraction_is_refused_with_status_2(band_runs, small_reference, capsys, fraction):
+  assert cmp.main([band_runs, "--reference", "dmc_proprio", "--require-inside", fraction]) == 2
+  err = capsys.readouterr().err
+  assert "--require-inside takes a fraction from 0 to 1" in err and fraction in err
+
+
+@pytest.mark.parametrize("fraction", [1.5, -1, True, "0.5"])
+def test_compare_refuses_a_bad_fraction(band_runs, small_reference, fraction):
+  with pytest.raises(cmp.CompareError, match="--require-inside takes a fraction from 0 to 1"):
+    cmp.compare([band_runs], "dmc_proprio", bootstrap=0, require_inside=fraction)
+
+
+def test_help_names_the_exit_statuses(capsys):
+  with pytest.raises(SystemExit):
+    cmp.main(["--help"])
+  out = " ".join(capsys.readouterr().out.split())
+  assert "--require-inside FRACTION" in out and "3 fewer points inside the published band" in out
+
+
 # --- aggregates, by hand ---------------------------------------------------------------
 
 def test_aggregate_mean_median_iqm_on_hand_values():
@@ -307,12 +425,14 @@ def test_cli_prints_the_table(runs_dir, small_reference, capsys):
   assert lines[0].startswith("6 runs on 2 tasks vs DreamerV3 'dmc_proprio'")
   assert "columns are environment frames" in lines[0]
   header = next(line for line in lines if line.startswith("task "))
-  assert header.split() == ["task", "source", "10k", "20k"]
+  assert header.split() == ["task", "source", "10k", "20k", "inside"]
   walker = next(line for line in lines if line.startswith("dmc_walker_walk"))
   assert walker.split("  ")[0] == "dmc_walker_walk"
-  assert "100.0 [50.0, 150.0]" in walker and "200.0 [100.0, 300.0]" in walker
+  assert "100.0 [50.0, 150.0] in" in walker and "200.0 [100.0, 300.0] in" in walker
+  assert walker.endswith("2/2 (100%)")
   cheetah = next(line for line in lines if line.startswith("dmc_cheetah_run"))
-  assert "85.0 [70.0, 100.0] (2)" in cheetah  # two of three seeds reached 20k
+  assert "85.0 [70.0, 100.0] (2) in" in cheetah  # two of three seeds reached 20k
+  assert "inside the published [min, max]: 4/4 (100%) of task points" in lines
   mean_row = next(line for line in lines if line.strip().startswith("mean "))
   assert mean_row.split()[1] == "1.10"
 
@@ -323,14 +443,17 @@ def test_out_writes_json_markdown_and_pngs(runs_dir, small_reference, tmp_path):
   result = cmp.compare([str(runs_dir)], "dmc_proprio", out=str(out), bootstrap=50)
   assert json.loads((out / "compare.json").read_text()) == result
   markdown = (out / "compare.md").read_text()
-  assert ("| dmc_walker_walk | runs (3) | 100.0 [50.0, 150.0] | 200.0 [100.0, 300.0] "
-          "| 216.7 [100.0, 300.0] |") in markdown
-  assert "| --- | --- | --- | --- | --- |" in markdown
+  assert ("| dmc_walker_walk | runs (3) | 100.0 [50.0, 150.0] in | 200.0 [100.0, 300.0] in "
+          "| 216.7 [100.0, 300.0] out | 2/3 (67%) |") in markdown
+  assert "| --- | --- | --- | --- | --- | --- |" in markdown
+  assert "inside the published [min, max]: 4/6 (67%) of task points" in markdown
   for task in ("dmc_walker_walk", "dmc_cheetah_run"):
     data = (out / f"{task}.png").read_bytes()
     assert len(data) > 1000 and data.startswith(PNG_SIGNATURE)
   curve = result["tasks"]["dmc_cheetah_run"]["curve"]
   assert curve["frames"] == [10000, 20000, 30000] and curve["n"] == [3, 2, 2]
+  assert result["verdict"] == {"points": 6, "inside": 4, "share": pytest.approx(4 / 6),
+                               "require_inside": None, "passed": None}
 
 
 def test_json_has_no_nan(runs_dir, small_reference, tmp_path):

@@ -6,9 +6,12 @@ import re
 import sys
 
 from wmrl import suites
-from wmrl.compare.comparison import compare
+from wmrl.compare.comparison import check_fraction, compare
 from wmrl.compare.errors import CompareError
-from wmrl.compare.tables import format_table
+from wmrl.compare.tables import format_table, verdict_line
+
+# Exit statuses: a comparison made, a bad run or option, a required share not met.
+OK, ERROR, BELOW_REQUIRED = 0, 2, 3
 
 
 def parse_frames(text: str) -> list[int]:
@@ -25,13 +28,25 @@ def parse_frames(text: str) -> list[int]:
   return frames
 
 
+def parse_fraction(text: str) -> float:
+  """'0.8' -> 0.8; a number outside 0..1, or no number, is refused."""
+  try:
+    value = float(text)
+  except ValueError:
+    raise CompareError(f"--require-inside takes a fraction from 0 to 1, got '{text}'") from None
+  return check_fraction(value)
+
+
 def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="wmrl compare",
-      usage="wmrl compare RUNS... --reference NAME [--frames F,G] [--metric M] [--out DIR]",
+      usage="wmrl compare RUNS... --reference NAME [--frames F,G] [--metric M] [--out DIR] "
+            "[--require-inside FRACTION]",
       description="Put training runs beside the published DreamerV3 learning curves, on their "
                   "axis: environment frames (agent steps x action repeat x the emulator's "
-                  "frame skip).")
+                  "frame skip).",
+      epilog=f"exit status: {OK} compared; {ERROR} a bad run folder or option; {BELOW_REQUIRED} "
+             "fewer points inside the published band than --require-inside asks.")
   parser.add_argument("runs", nargs="+", metavar="RUNS",
                       help="run folders (config.json + metrics.jsonl) or folders holding them")
   parser.add_argument("--reference", required=True,
@@ -47,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument("--bootstrap", type=int, default=2000,
                       help="bootstrap resamples; 0: no intervals (default 2000)")
   parser.add_argument("--seed", type=int, default=0, help="bootstrap random seed (default 0)")
+  parser.add_argument("--require-inside", metavar="FRACTION",
+                      help="exit with status 3 when the share of task points whose mean over "
+                      "seeds lies inside the published [min, max] of the seed means is below "
+                      "FRACTION (0 to 1)")
   return parser
 
 
@@ -59,12 +78,17 @@ def main(argv: list[str]) -> int:
                          "frames (agent steps x action repeat), and so does the table; pass "
                          f"--frames {args.steps} if those are frames")
     frames = parse_frames(args.frames) if args.frames is not None else None
+    required = parse_fraction(args.require_inside) if args.require_inside is not None else None
     result = compare(args.runs, args.reference, frames=frames, metric=args.metric, out=args.out,
-                     bootstrap=args.bootstrap, seed=args.seed)
+                     bootstrap=args.bootstrap, seed=args.seed, require_inside=required)
   except (CompareError, ImportError) as e:
     print(f"wmrl compare: error: {e}", file=sys.stderr)
-    return 2
+    return ERROR
   print(format_table(result))
   if args.out:
     print(f"\nwrote {args.out}/compare.json, compare.md and {len(result['tasks'])} plots")
-  return 0
+  if result["verdict"]["passed"] is False:
+    print(f"wmrl compare: {verdict_line(result)} (--require-inside {args.require_inside})",
+          file=sys.stderr)
+    return BELOW_REQUIRED
+  return OK

@@ -1,8 +1,10 @@
 """The comparison itself: runs grouped by task, scored at the chosen frames beside the
-published figures, and aggregated over tasks; a JSON-ready dict."""
+published figures, judged inside or outside the published band, and aggregated over
+tasks; a JSON-ready dict."""
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -15,8 +17,25 @@ from wmrl.compare.scores import check_frames, default_frames, window_scores
 from wmrl.compare.stats import aggregate, number, over_seeds
 
 
+def inside(runs: dict[str, Any], published: dict[str, Any]) -> bool | None:
+  """Whether the runs' mean over seeds lies in the published [min, max] of the seed means,
+  ends included; None where either side is missing."""
+  if runs["mean"] is None or published["min"] is None:
+    return None
+  return bool(published["min"] <= runs["mean"] <= published["max"])
+
+
+def share_inside(flags: Iterable[bool | None]) -> dict[str, Any]:
+  """How many judged points lie inside, and their share (None where none was judged)."""
+  judged = [f for f in flags if f is not None]
+  count = sum(judged)
+  return {"points": len(judged), "inside": count,
+          "share": count / len(judged) if judged else None}
+
+
 def _task_point(scores: np.ndarray, published: dict[str, Any]) -> dict[str, Any]:
-  """One task at one point: the runs over seeds, the published figure, and their ratio."""
+  """One task at one point: the runs over seeds, the published figure, their ratio and
+  whether the runs' mean lies in the published band."""
   entry = {"runs": over_seeds(scores) | {"scores": [number(v) for v in scores]},
            "published": published}
   # A ratio to a published mean at or below zero (early DMC points, Pong) has no meaning.
@@ -25,6 +44,7 @@ def _task_point(scores: np.ndarray, published: dict[str, Any]) -> dict[str, Any]
     entry["normalised"] = over_seeds(ratios) | {"scores": [number(v) for v in ratios]}
   else:
     entry["normalised"] = None
+  entry["inside"] = inside(entry["runs"], published)
   return entry
 
 
@@ -50,11 +70,13 @@ def _published_curve(reference: Reference, task: str) -> dict[str, list]:
 
 def _task_summary(task: str, runs: list[Run], frames: list[int], reference: Reference) -> dict:
   scores = np.stack([window_scores(r, frames, reference.window) for r in runs])
+  points = [dict(frames=f, **_task_point(scores[:, i], reference.at(task, f)))
+            for i, f in enumerate(frames)]
   return {
       "runs": [r.path for r in runs],
       "seeds": [r.seed for r in runs],
-      "points": [dict(frames=f, **_task_point(scores[:, i], reference.at(task, f)))
-                 for i, f in enumerate(frames)],
+      "points": points,
+      "verdict": share_inside(p["inside"] for p in points),
       "curve": _curve(runs, reference.window),
       "published_curve": _published_curve(reference, task),
   }
@@ -85,21 +107,44 @@ def _aggregates(tasks: dict[str, dict], frames: list[int], bootstrap: int, seed:
   return result
 
 
+def check_fraction(value) -> float:
+  """A share from 0 to 1 for `require_inside`; anything else is refused."""
+  if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+      or not 0 <= value <= 1):
+    raise CompareError(f"--require-inside takes a fraction from 0 to 1 (the share of compared "
+                       f"points inside the published band), got {value!r}")
+  return float(value)
+
+
+def _verdict(tasks: dict[str, dict], require_inside: float | None) -> dict[str, Any]:
+  verdict = share_inside(p["inside"] for s in tasks.values() for p in s["points"])
+  if require_inside is None:
+    passed = None
+  else:
+    # No judged point is no evidence: a required share is then not met.
+    passed = verdict["share"] is not None and verdict["share"] >= require_inside
+  return verdict | {"require_inside": require_inside, "passed": passed}
+
+
 def compare(run_paths: list[str], reference: str, frames: list[int] | None = None,
             metric: str = "episode/score", out: str | None = None, bootstrap: int = 2000,
-            seed: int = 0) -> dict:
+            seed: int = 0, require_inside: float | None = None) -> dict:
   """Compares training runs with the published DreamerV3 curves of `reference`, on their
   axis: environment frames (agent steps x action repeat x the emulator's frame skip).
 
-  Returns a JSON-ready dict (missing values are None): the runs used and skipped, per task
-  and point the runs' mean/min/max over seeds beside the published mean/min/max, and per
-  point the aggregates over tasks (normalised by the published mean, and raw) with
-  bootstrap confidence intervals. With `out`, also writes compare.json, compare.md and
-  one PNG per task there.
+  Returns a JSON-ready dict (missing values are None): the runs used and skipped; per task
+  and point the runs' mean/min/max over seeds beside the published mean/min/max, and
+  whether the runs' mean lies inside the published [min, max]; per task and overall the
+  share of points inside (overall: `verdict`, with `passed` against `require_inside` when
+  given); and per point the aggregates over tasks (normalised by the published mean, and
+  raw) with bootstrap confidence intervals. With `out`, also writes compare.json,
+  compare.md and one PNG per task there.
   """
   ref = references.load_reference(reference)  # an unknown name fails before any run is read
   if bootstrap < 0:
     raise CompareError(f"bootstrap must be >= 0 resamples, got {bootstrap}")
+  if require_inside is not None:
+    require_inside = check_fraction(require_inside)
   runs = [load_run(p, metric) for p in find_runs(run_paths)]
   runs, skipped = select_runs(runs, ref)
   check_metric(runs, metric)
@@ -118,6 +163,7 @@ def compare(run_paths: list[str], reference: str, frames: list[int] | None = Non
                 "frames_per_step": r.frames_per_step, "frames_computed": r.frames_computed,
                 "records": int(len(r.frames))} for r in runs],
       "skipped": skipped, "tasks": tasks,
+      "verdict": _verdict(tasks, require_inside),
       "aggregate": _aggregates(tasks, frames, bootstrap, seed),
   }
   if out is not None:

@@ -23,6 +23,21 @@ def _range_cell(entry: dict | None, digits: int, seeds: int | None = None) -> st
   return text
 
 
+def _runs_cell(point: dict, seeds: int) -> str:
+  """The runs' figures, then `in` or `out`: their mean inside the published band or not."""
+  text = _range_cell(point["runs"], 1, seeds)
+  if point["inside"] is not None:
+    text += " in" if point["inside"] else " out"
+  return text
+
+
+def _share(verdict: dict) -> str:
+  """'4/6 (67%)', or 'none judged'."""
+  if verdict["share"] is None:
+    return "none judged"
+  return f"{verdict['inside']}/{verdict['points']} ({verdict['share']:.0%})"
+
+
 def _ci_cell(entry: dict | None, digits: int) -> str:
   if entry is None:
     return "missing"
@@ -33,15 +48,15 @@ def _ci_cell(entry: dict | None, digits: int) -> str:
 
 
 def _task_table(result: dict) -> tuple[list[str], list[list[str]]]:
-  header = ["task", "source"] + [frames_label(f) for f in result["frames"]]
+  header = ["task", "source"] + [frames_label(f) for f in result["frames"]] + ["inside"]
   rows = []
   for task, summary in result["tasks"].items():
     seeds = len(summary["runs"])
     published_seeds = summary["published_curve"]["seeds"]
-    rows.append([task, f"runs ({seeds})"]
-                + [_range_cell(p["runs"], 1, seeds) for p in summary["points"]])
+    rows.append([task, f"runs ({seeds})"] + [_runs_cell(p, seeds) for p in summary["points"]]
+                + [_share(summary["verdict"])])
     rows.append(["", f"published ({published_seeds})"]
-                + [_range_cell(p["published"], 1) for p in summary["points"]])
+                + [_range_cell(p["published"], 1) for p in summary["points"]] + [""])
   return header, rows
 
 
@@ -81,17 +96,28 @@ def _title(result: dict) -> str:
           f"(f - {frames_label(result['window'])}, f]")
 
 
+def verdict_line(result: dict) -> str:
+  """The overall share of points inside the published band, and the requirement if any."""
+  verdict = result["verdict"]
+  text = f"inside the published [min, max]: {_share(verdict)} of task points"
+  if verdict["require_inside"] is not None:
+    met = "met" if verdict["passed"] else "NOT met"
+    text += f"; required {verdict['require_inside']:.0%}: {met}"
+  return text
+
+
 def _notes(result: dict) -> str:
   intervals = (f"[..]: 95% stratified bootstrap CI, {result['bootstrap']} resamples"
                if result["bootstrap"] else "no bootstrap intervals (--bootstrap 0)")
-  return ("cells: mean [min, max] over seeds; (n): seeds that reached the point. "
-          "normalised: score / published mean at the same point (tasks with a published mean "
-          f"<= 0 left out); {intervals}")
+  return ("cells: mean [min, max] over seeds; (n): seeds that reached the point; in / out: "
+          "the runs' mean over seeds inside / outside the published [min, max] of the seed "
+          "means; inside: the task's points inside. normalised: score / published mean at "
+          f"the same point (tasks with a published mean <= 0 left out); {intervals}")
 
 
 def format_table(result: dict) -> str:
   """The per-task and aggregate tables as plain text, for the terminal."""
-  return "\n\n".join([_title(result), _render_text(*_task_table(result)),
+  return "\n\n".join([_title(result), _render_text(*_task_table(result)), verdict_line(result),
                       _render_text(*_aggregate_table(result)), _notes(result)])
 
 
@@ -99,5 +125,6 @@ def format_markdown(result: dict) -> str:
   """The same tables in Markdown."""
   return "\n\n".join([f"# wmrl compare\n\n{_title(result)}",
                       "## Per task\n\n" + _render_markdown(*_task_table(result)),
+                      verdict_line(result),
                       "## Aggregate\n\n" + _render_markdown(*_aggregate_table(result)),
                       _notes(result)]) + "\n"
