@@ -2,10 +2,11 @@
 
     from wmrl import suites
     suite = suites.get("dmc_proprio")
-    suite.presets                           # 'dmc_proprio,size1m': names from wmrl/presets.py
+    suite.presets                           # 'dmc_proprio': names from wmrl/presets.py
     suite.env_id("dmc_walker_walk")         # 'dmc:walker-walk'
     suite.task_name("dmc:walker-walk")      # 'dmc_walker_walk'
     suite.figures                           # 'dreamerv3_dmc_proprio.csv' in wmrl/reference/
+    frames_per_step(config.env)             # 2 at action repeat 2: the figures count frames
 
 A `Suite` holds what every reader of a benchmark needs: its presets (by
 name, so the recipe is written once, in wmrl/presets.py), its tasks as
@@ -260,12 +261,14 @@ GYM_MUJOCO_IDS = ("gym:HalfCheetah-v5", "gym:Hopper-v5", "gym:Walker2d-v5", "gym
                   "gym:Humanoid-v5")
 _DMC_NEEDS = {"dm_control": "pip install 'wmrl[dmc]'  (dm-control with mujoco<4)"}
 
+# The DMC suites train the recipe that made their published curves (wmrl/presets.py).
 register(Suite(
-    "dmc_proprio", "DeepMind Control, proprioceptive inputs: 18 tasks, 500k steps",
-    _from_figures("dreamerv3_dmc_proprio.csv", dmc_env_id), presets="dmc_proprio,size1m",
+    "dmc_proprio", "DeepMind Control, proprioceptive inputs: 18 tasks, 300k agent steps "
+    "(600k frames)",
+    _from_figures("dreamerv3_dmc_proprio.csv", dmc_env_id), presets="dmc_proprio",
     requires=_DMC_NEEDS, figures="dreamerv3_dmc_proprio.csv"))
 register(Suite(
-    "dmc_vision", "DeepMind Control from 64x64 pixels: 20 tasks, 1M steps",
+    "dmc_vision", "DeepMind Control from 64x64 pixels: 20 tasks, 600k agent steps (1.2M frames)",
     _from_figures("dreamerv3_dmc_vision.csv", dmc_env_id), presets="dmc_vision",
     requires=_DMC_NEEDS, figures="dreamerv3_dmc_vision.csv"))
 register(Suite(
