@@ -315,8 +315,9 @@ def test_require_inside_sets_the_exit_status(band_runs, small_reference, capsys,
   captured = capsys.readouterr()
   assert "dmc_walker_walk" in captured.out  # the table is printed either way
   if status == 3:
-    assert (f"wmrl compare: inside the published [min, max]: 2/4 (50%) of task points; "
-            f"required {float(required):.0%}: NOT met (--require-inside {required})") in captured.err
+    assert ("wmrl compare: inside the published [min, max]: 2/4 (50%) of task points; "
+            f"required {float(required):.0%}: NOT met (--require-inside {required})"
+            in captured.err)
   else:
     assert "NOT met" not in captured.err + captured.out
 
