@@ -5,8 +5,9 @@ proprioception, scored against the published DreamerV3 curves.
   python benchmarks/learning.py --steps 50000 --train-ratio 32 --parallel 3   # what a CPU affords
 
 Runs (or resumes) one seed per task through the suite runner, then prints
-`wmrl compare` at 50k and 100k steps (those reached) and writes its table,
-JSON and plots to LOGDIR/compare/. The reference implementation manages
+`wmrl compare` at 50k and 100k agent steps (those reached; compared at their
+frames, 100k and 200k at the suite's action repeat 2, the published curves'
+axis) and writes its table, JSON and plots to LOGDIR/compare/. The reference implementation manages
 about 1.4 environment steps per second at train ratio 512 on a 2-core CPU,
 so full-ratio runs are GPU work; the ratio used is in every run's config.json.
 """
@@ -17,8 +18,13 @@ import pathlib
 import subprocess
 import sys
 
-TASKS = ("dmc_cartpole_balance", "dmc_reacher_easy", "dmc_walker_walk")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from wmrl import presets, suites  # noqa: E402
+from wmrl.config import Config  # noqa: E402
+
+TASKS = ("dmc_cartpole_balance", "dmc_reacher_easy", "dmc_walker_walk")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,9 +41,13 @@ def main(argv: list[str] | None = None) -> int:
          "--steps", str(args.steps), "--parallel", str(args.parallel),
          "--run.train_ratio", str(args.train_ratio)]
   code = subprocess.run(run).returncode
-  steps = ",".join(str(s) for s in (50_000, 100_000) if s <= args.steps) or str(args.steps)
+  steps = [s for s in (50_000, 100_000) if s <= args.steps] or [args.steps]
+  # The published curves count frames: agent steps x the suite's action repeat.
+  per_step = suites.frames_per_step(
+      presets.apply_presets(Config(), suites.get("dmc_proprio").presets).env)
+  frames = ",".join(str(s * per_step) for s in steps)
   compare = [sys.executable, "-m", "wmrl.cli", "compare", args.logdir, "--reference", "dmc_proprio",
-             "--steps", steps, "--out", str(pathlib.Path(args.logdir) / "compare")]
+             "--frames", frames, "--out", str(pathlib.Path(args.logdir) / "compare")]
   return code or subprocess.run(compare).returncode
 
 

@@ -123,7 +123,7 @@ def test_json_round_trip_default():
 
 
 def test_json_round_trip_modified():
-  c = apply_presets(Config(), "size1m,dmc_vision").replace(**{
+  c = apply_presets(Config(), "dmc_vision,size1m").replace(**{
       "model.encoder.mults": "2,2", "env.image_size": "32,48", "optim.eps": 1e-8,
       "env.id": "dmc:walker-walk", "behavior.contdisc": False})
   back = Config.from_dict(json.loads(c.to_json()))

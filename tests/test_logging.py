@@ -80,6 +80,43 @@ def test_resumed_logger_tells_tensorboard_to_drop_later_steps(tmp_path):
   assert starts == [101]  # records at the checkpoint's own step stay
 
 
+def test_records_carry_agent_steps_and_frames(tmp_path):
+  logger = Logger(tmp_path, console=False, frames_per_step=2)
+  logger.write(10, {"episode/score": 3.0})
+  logger.close()
+  assert read_metrics(tmp_path / "metrics.jsonl") == [
+      {"step": 10, "frames": 20, "episode/score": 3.0}]
+
+
+@pytest.mark.parametrize("env_id, repeat, frames", [
+    ("fake_envs:make_counter", 1, 30), ("dmc:walker-walk", 2, 60),
+    ("gym:ale_py:ALE/Pong-v5", 1, 120)])  # ALE v5 skips 4 frames itself
+def test_run_logger_counts_frames_from_the_env_config(tmp_path, env_id, repeat, frames):
+  config = tiny_config(**{"env.id": env_id, "env.action_repeat": repeat,
+                          "run.tensorboard": False})
+  logger = Logger.for_run(tmp_path, config, console=False)
+  logger.write(30, {"loss/rec": 1.0})
+  logger.close()
+  assert read_metrics(tmp_path / "metrics.jsonl")[0]["frames"] == frames
+
+
+def test_progress_line_shows_frames_where_they_differ_from_steps(tmp_path, capsys):
+  Logger(tmp_path, total_steps=100, frames_per_step=2).progress(40, {"score(10)": 1.5})
+  Logger(tmp_path / "b", total_steps=100).progress(40, {})
+  first, second = capsys.readouterr().err.splitlines()
+  assert first.startswith("step 40/100 | frames 80 | env/s") and "score(10) 1.5" in first
+  assert "frames" not in second
+
+
+def test_metrics_may_not_take_the_names_of_the_axes(tmp_path):
+  logger = Logger(tmp_path, console=False)
+  with pytest.raises(ValueError, match="'step' or 'frames'"):
+    logger.write(1, {"frames": 3})
+  logger.close()
+  with pytest.raises(ValueError, match="frames_per_step must be a positive int"):
+    Logger(tmp_path, console=False, frames_per_step=0)
+
+
 @pytest.mark.parametrize("frames", [np.zeros((4, 8, 8, 3), np.float32),
                                     np.zeros((8, 8, 3), np.uint8)], ids=["float", "no-time-axis"])
 def test_bad_video_is_refused_naming_the_fix(tmp_path, frames):

@@ -68,9 +68,56 @@ def test_apply_presets_order_with_overlapping_fields(monkeypatch):
   assert (c.run.seed, c.run.steps) == (1, 7)
 
 
+# The recipes, from the reference's configs.yaml: April 2024 (commit 2411f7d, the one that
+# made the published DMC curves) and its current one (no published curves).
+RECIPES = {
+    "dmc_proprio": {"model.rssm.deter": 2048, "env.action_repeat": 2, "env.num_envs": 16,
+                    "env.pixels": False, "run.train_ratio": 512, "run.steps": 300_000,
+                    "run.eval_every": 10_000, "run.eval_episodes": 10},
+    "dmc_vision": {"model.rssm.deter": 2048, "env.action_repeat": 2, "env.num_envs": 16,
+                   "env.pixels": True, "run.train_ratio": 512, "run.steps": 600_000,
+                   "run.eval_every": 10_000, "run.eval_episodes": 10},
+    "dmc_proprio_2025": {"model.rssm.deter": 512, "env.action_repeat": 1, "env.num_envs": 16,
+                         "env.pixels": False, "run.train_ratio": 1024, "run.steps": 1_100_000,
+                         "run.eval_every": 10_000, "run.eval_episodes": 10},
+    "dmc_vision_2025": {"model.rssm.deter": 8192, "env.action_repeat": 1, "env.num_envs": 16,
+                        "env.pixels": True, "run.train_ratio": 256, "run.steps": 1_100_000,
+                        "run.eval_every": 10_000, "run.eval_episodes": 10},
+    "atari100k": {"env.action_repeat": 1, "env.pixels": True, "env.image_size": (64, 64),
+                  "env.num_envs": 1, "run.train_ratio": 256, "run.steps": 110_000},
+}
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_suite_presets_are_the_reference_recipes(name):
+  flat = cfg._flatten(apply_presets(Config(), name).to_dict())
+  assert {k: flat[k] for k in RECIPES[name]} == RECIPES[name]
+
+
+@pytest.mark.parametrize("name, size", [("dmc_proprio", "size12m"), ("dmc_vision", "size12m"),
+                                        ("dmc_proprio_2025", "size1m"),
+                                        ("dmc_vision_2025", "size200m")])
+def test_dmc_recipes_set_their_whole_model_size(name, size):
+  # From any starting size: a recipe names its model, a later size preset still wins.
+  start = apply_presets(Config(), "size400m")
+  assert apply_presets(start, name).model == apply_presets(Config(), size).model
+  assert apply_presets(Config(), f"{name},size1m").model == apply_presets(Config(), "size1m").model
+
+
+def test_the_published_recipes_reach_the_end_of_their_curves():
+  # The published curves count frames: agent steps x action repeat (x4 for ALE v5).
+  from wmrl import compare, suites
+  for name, env_id in (("dmc_proprio", "dmc:walker-walk"), ("dmc_vision", "dmc:walker-walk"),
+                       ("atari100k", suites.atari_env_id("atari_pong"))):
+    config = apply_presets(Config(), suites.get(name).presets).replace(**{"env.id": env_id})
+    reference = compare.load_reference(name)
+    end = reference.frames(reference.tasks)[-1]
+    assert config.run.steps * suites.frames_per_step(config.env) >= end, name
+
+
 def test_suite_and_debug_presets():
-  c = apply_presets(Config(), "size1m,dmc_proprio,debug")
-  assert c.env.action_repeat == 2 and c.run.steps == 500_000
+  c = apply_presets(Config(), "dmc_proprio,debug")
+  assert c.env.action_repeat == 2 and c.run.steps == 300_000
   assert c.run.batch_size == 8 and c.optim.warmup == 0 and c.run.train_ratio == 64
   assert apply_presets(Config(), "dmc_vision").env.pixels is True
 

@@ -155,6 +155,20 @@ def test_suites_reuse_the_presets_not_copies_of_them():
   assert {n: s.figures for n, s in registry.SUITES.items() if s.figures} == registry.references()
 
 
+@pytest.mark.parametrize("env_id, repeat, frames", [
+    ("dmc:walker-walk", 2, 2),
+    ("gym:ale_py:ALE/Pong-v5", 1, 4),  # ALE v5 skips 4 frames itself
+    ("gym:ALE/MsPacman-v5", 2, 8),
+    ("gym:PongNoFrameskip-v4", 4, 4),
+    ("gym:BreakoutDeterministic-v4", 1, 4),
+    ("gym:SpaceInvadersDeterministic-v4", 1, 3),
+    ("gym:Hopper-v5", 1, 1),  # MuJoCo's frame_skip is physics substeps, not frames
+    ("gym:CartPole-v1", 3, 3),
+])
+def test_frames_per_step_is_the_repeat_times_the_emulators_skip(env_id, repeat, frames):
+  assert registry.frames_per_step(cfg.EnvConfig(id=env_id, action_repeat=repeat)) == frames
+
+
 def test_the_registry_imports_no_jax():
   code = "import sys, wmrl.suites; print('jax' in sys.modules)"
   result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -171,10 +185,12 @@ def test_gym_mujoco_tasks():
 # --- settings and command lines --------------------------------------------------------
 
 @pytest.mark.parametrize("name, expected", [
-    ("dmc_proprio", {"env.action_repeat": 2, "env.pixels": False, "run.train_ratio": 512,
-                     "run.steps": 500_000, "model.rssm.deter": 512}),
+    # The April-2024 recipe that made the published DMC curves (reference commit 2411f7d).
+    ("dmc_proprio", {"env.action_repeat": 2, "env.pixels": False, "env.num_envs": 16,
+                     "run.train_ratio": 512, "run.steps": 300_000, "model.rssm.deter": 2048}),
     ("dmc_vision", {"env.action_repeat": 2, "env.pixels": True, "env.image_size": (64, 64),
-                    "run.train_ratio": 512, "run.steps": 1_000_000}),
+                    "env.num_envs": 16, "run.train_ratio": 512, "run.steps": 600_000,
+                    "model.rssm.deter": 2048}),
     ("gym_mujoco", {"env.action_repeat": 1, "run.train_ratio": 512, "run.steps": 1_000_000,
                     "model.rssm.deter": 512}),
     ("atari100k", {"env.action_repeat": 1, "env.pixels": True, "env.image_size": (64, 64),

@@ -1,7 +1,7 @@
 """The `wmrl` command line.
 
   wmrl train --env gym:CartPole-v1 --logdir runs/cartpole --preset size1m --steps 20000
-  wmrl train --env dmc:walker-walk --logdir runs/walker --preset dmc_proprio,size12m
+  wmrl train --env dmc:walker-walk --logdir runs/walker --preset dmc_proprio
   wmrl train --env mypkg.envs:make_maze --logdir runs/maze --run.train_ratio 64
 
 Every config field is a flag named by its dotted path (`--model.rssm.deter 512`

@@ -1,10 +1,13 @@
 """Metrics to JSONL, TensorBoard, Weights & Biases and a live console line; videos.
 
 Every record is one JSON object per line in ``LOGDIR/metrics.jsonl`` with
-``step`` (environment steps) and metric names such as ``episode/score``,
-``loss/rec`` or ``fps/env``. The same records go, as scalars named by those
-names, to TensorBoard event files in ``LOGDIR/tb`` (with tensorboardX) and to
-Weights & Biases when asked for. Videos land in ``LOGDIR/videos`` and in both.
+``step`` (agent steps: the steps the agent acts, after action repeat),
+``frames`` (environment frames: steps x action repeat x the emulator's own
+frame skip, the axis of the published curves; `wmrl.suites.frames_per_step`)
+and metric names such as ``episode/score``, ``loss/rec`` or ``fps/env``. The
+same metrics go, as scalars named by those names at the agent step, to
+TensorBoard event files in ``LOGDIR/tb`` (with tensorboardX) and to Weights &
+Biases when asked for. Videos land in ``LOGDIR/videos`` and in both.
 
 The JSONL file is the record of a run: the other outputs are optional
 extras, imported only when switched on, so a missing one never stops a run
@@ -23,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from wmrl import video
+from wmrl import suites, video
 
 if TYPE_CHECKING:
   from wmrl.config import Config
@@ -50,15 +53,19 @@ class Logger:
   Weights & Biases project, with `config` as the run's config. `start_step`
   is where a resumed run continues: what an earlier, interrupted process
   logged after it is dropped from metrics.jsonl and hidden in TensorBoard,
-  so both read as one uninterrupted run.
+  so both read as one uninterrupted run. `frames_per_step` turns a record's
+  agent step into its `frames`.
   """
 
   def __init__(self, logdir: str | pathlib.Path, total_steps: int = 0, console: bool = True,
                tensorboard: bool = False, wandb_project: str | None = None,
-               config: dict | None = None, start_step: int = 0):
+               config: dict | None = None, start_step: int = 0, frames_per_step: int = 1):
+    if isinstance(frames_per_step, bool) or not isinstance(frames_per_step, int) or frames_per_step < 1:
+      raise ValueError(f"frames_per_step must be a positive int, got {frames_per_step!r}")
     self.logdir = pathlib.Path(logdir)
     self.logdir.mkdir(parents=True, exist_ok=True)
     self.total_steps = total_steps
+    self.frames_per_step = frames_per_step
     self.console = console
     self._start = time.time()
     self._start_step: int | None = None
@@ -85,11 +92,16 @@ class Logger:
     r = config.run
     return cls(logdir, total_steps=r.steps, console=console, tensorboard=r.tensorboard,
                wandb_project=r.wandb_project if r.wandb else None, config=config.to_dict(),
-               start_step=start_step)
+               start_step=start_step, frames_per_step=suites.frames_per_step(config.env))
 
   def write(self, step: int, metrics: dict[str, Any]) -> None:
+    """One record: the metrics at agent step `step` and at its environment frames."""
     values = {k: _scalar(v) for k, v in metrics.items()}
-    self._file.write(json.dumps({"step": int(step), **values}) + "\n")
+    if "step" in values or "frames" in values:
+      raise ValueError("metrics named 'step' or 'frames' would hide the record's own axes; "
+                       "rename them")
+    record = {"step": int(step), "frames": int(step) * self.frames_per_step, **values}
+    self._file.write(json.dumps(record) + "\n")
     for sink in self._sinks:
       sink.scalars(int(step), values)
 
@@ -104,7 +116,8 @@ class Logger:
     return path
 
   def progress(self, step: int, fields: dict[str, Any]) -> None:
-    """One console line: steps, rates, latest scores and the time left."""
+    """One console line: steps (and frames, where they differ), rates, latest scores and
+    the time left."""
     if not self.console:
       return
     if self._start_step is None:
@@ -112,8 +125,11 @@ class Logger:
       self._start = time.time()
     elapsed = time.time() - self._start
     rate = (step - self._start_step) / elapsed if elapsed > 0 else 0.0
-    parts = [f"step {step:,}" + (f"/{self.total_steps:,}" if self.total_steps else ""),
-             f"env/s {rate:.1f}"]
+    parts = [f"step {step:,}" + (f"/{self.total_steps:,}" if self.total_steps else "")]
+    if self.frames_per_step != 1:
+      # The published curves count frames: a score read off this line compares there.
+      parts.append(f"frames {step * self.frames_per_step:,}")
+    parts.append(f"env/s {rate:.1f}")
     for name, value in fields.items():
       if isinstance(value, float) and not math.isnan(value):
         parts.append(f"{name} {value:.4g}")

@@ -2,10 +2,11 @@
 
     from wmrl import suites
     suite = suites.get("dmc_proprio")
-    suite.presets                           # 'dmc_proprio,size1m': names from wmrl/presets.py
+    suite.presets                           # 'dmc_proprio': names from wmrl/presets.py
     suite.env_id("dmc_walker_walk")         # 'dmc:walker-walk'
     suite.task_name("dmc:walker-walk")      # 'dmc_walker_walk'
     suite.figures                           # 'dreamerv3_dmc_proprio.csv' in wmrl/reference/
+    frames_per_step(config.env)             # 2 at action repeat 2: the figures count frames
 
 A `Suite` holds what every reader of a benchmark needs: its presets (by
 name, so the recipe is written once, in wmrl/presets.py), its tasks as
@@ -30,6 +31,7 @@ import re
 from typing import Any, Callable, Iterable, Mapping
 
 from wmrl import presets as presets_lib
+from wmrl.config import EnvConfig
 from wmrl.names import did_you_mean
 
 
@@ -66,6 +68,34 @@ def task_name(env_id: str) -> str:
   if game is not None:
     return "atari_" + _slug(_snake(game))
   return _slug(env_id)
+
+
+# --- frames: what the published curves count --------------------------------------------
+
+def emulator_frame_skip(env_id: str) -> int:
+  """The frames the environment itself advances per step, before wmrl's action repeat.
+
+  ALE's v5 ids (gym:ale_py:ALE/Pong-v5) skip 4 frames themselves (frameskip=4), as do
+  the old Deterministic ids (Gymnasium registers SpaceInvaders there with 3); NoFrameskip
+  ids skip none. Every other id counts one frame a step, the old plain Pong-v4 too,
+  whose skip is drawn from 2 to 4 at every step and so has no fixed count.
+  """
+  name = env_id.split(":")[-1]
+  if re.fullmatch(r"ALE/\w+-v5", name):
+    return 4
+  match = re.fullmatch(r"(\w+?)Deterministic-v\d+", name)
+  if match:
+    return 3 if match.group(1) == "SpaceInvaders" else 4
+  return 1
+
+
+def frames_per_step(env: EnvConfig) -> int:
+  """Environment frames per agent step: the action repeat times the emulator's own frame skip.
+
+  The published curves count frames (the reference's logger multiplies its agent-step
+  counter by the suite's repeat), so a run is compared at agent steps x this.
+  """
+  return int(env.action_repeat) * emulator_frame_skip(env.id)
 
 
 # --- env ids: task -> env id -------------------------------------------------------------
@@ -231,12 +261,14 @@ GYM_MUJOCO_IDS = ("gym:HalfCheetah-v5", "gym:Hopper-v5", "gym:Walker2d-v5", "gym
                   "gym:Humanoid-v5")
 _DMC_NEEDS = {"dm_control": "pip install 'wmrl[dmc]'  (dm-control with mujoco<4)"}
 
+# The DMC suites train the recipe that made their published curves (wmrl/presets.py).
 register(Suite(
-    "dmc_proprio", "DeepMind Control, proprioceptive inputs: 18 tasks, 500k steps",
-    _from_figures("dreamerv3_dmc_proprio.csv", dmc_env_id), presets="dmc_proprio,size1m",
+    "dmc_proprio", "DeepMind Control, proprioceptive inputs: 18 tasks, 300k agent steps "
+    "(600k frames)",
+    _from_figures("dreamerv3_dmc_proprio.csv", dmc_env_id), presets="dmc_proprio",
     requires=_DMC_NEEDS, figures="dreamerv3_dmc_proprio.csv"))
 register(Suite(
-    "dmc_vision", "DeepMind Control from 64x64 pixels: 20 tasks, 1M steps",
+    "dmc_vision", "DeepMind Control from 64x64 pixels: 20 tasks, 600k agent steps (1.2M frames)",
     _from_figures("dreamerv3_dmc_vision.csv", dmc_env_id), presets="dmc_vision",
     requires=_DMC_NEEDS, figures="dreamerv3_dmc_vision.csv"))
 register(Suite(

@@ -19,18 +19,20 @@ def _figure_class():
 
 
 def plot_task(task: str, summary: dict, path: str | pathlib.Path) -> None:
-  """One task's published mean and min-max band beside the runs' seed mean and band."""
+  """One task's published mean and min-max band beside the runs' seed mean and band, over
+  environment frames."""
   # The object API, not pyplot: no global figure state, no GUI backend needed.
   figure = _figure_class()(figsize=(6, 4), dpi=100)
   ax = figure.subplots()
   published = summary["published_curve"]
-  ax.plot(published["step"], published["mean"], color="0.3",
+  ax.plot(published["frames"], published["mean"], color="0.3",
           label=f"DreamerV3 published ({published['seeds']} seeds)")
-  ax.fill_between(published["step"], published["min"], published["max"], color="0.3", alpha=0.15)
+  ax.fill_between(published["frames"], published["min"], published["max"], color="0.3",
+                  alpha=0.15)
   curve = summary["curve"]
-  ax.plot(curve["step"], curve["mean"], color="C0", label=f"runs ({len(summary['runs'])} seeds)")
-  ax.fill_between(curve["step"], curve["min"], curve["max"], color="C0", alpha=0.25)
-  ax.set(title=task, xlabel="environment steps", ylabel="score")
+  ax.plot(curve["frames"], curve["mean"], color="C0", label=f"runs ({len(summary['runs'])} seeds)")
+  ax.fill_between(curve["frames"], curve["min"], curve["max"], color="C0", alpha=0.25)
+  ax.set(title=task, xlabel="environment frames (agent steps x action repeat)", ylabel="score")
   ax.legend(loc="best", fontsize="small")
   ax.grid(alpha=0.3)
   figure.tight_layout()

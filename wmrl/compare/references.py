@@ -1,7 +1,9 @@
 """The published figures a comparison is made against.
 
 Which suites have figures, and where their files are, is the suite
-registry's (wmrl/suites.py); this module reads and indexes them.
+registry's (wmrl/suites.py); this module reads and indexes them. The
+figures count environment frames (agent steps x action repeat), as the
+reference's logger does.
 """
 from __future__ import annotations
 
@@ -19,19 +21,21 @@ from wmrl.names import did_you_mean
 
 @dataclasses.dataclass(frozen=True)
 class Reference:
-  """One published suite: per task, columns env_step, seeds, mean, min, max (sorted by step)."""
+  """One published suite: per task, columns frames, seeds, mean, min, max (sorted by frames)."""
 
   name: str
   tasks: dict[str, dict[str, np.ndarray]]
-  window: int  # step spacing of the figures: a run's score at s averages over (s - window, s]
+  window: int  # frame spacing of the figures: a run's score at f averages over (f - window, f]
 
-  def steps(self, tasks) -> list[int]:
-    return sorted({int(s) for t in tasks for s in self.tasks[t]["env_step"]})
+  def frames(self, tasks) -> list[int]:
+    """The frames at which any of `tasks` has a point, ascending."""
+    return sorted({int(f) for t in tasks for f in self.tasks[t]["frames"]})
 
-  def at(self, task: str, step: int) -> dict[str, Any]:
-    """The published mean, min, max and seeds at a step (all None where the figure has no point)."""
+  def at(self, task: str, frames: int) -> dict[str, Any]:
+    """The published mean, min, max and seeds at a frame count (all None where the figure
+    has no point)."""
     columns = self.tasks[task]
-    where = np.flatnonzero(columns["env_step"] == step)
+    where = np.flatnonzero(columns["frames"] == frames)
     if not where.size:
       return {"mean": None, "min": None, "max": None, "seeds": None}
     i = where[0]
@@ -40,23 +44,23 @@ class Reference:
 
 
 def parse_reference(text: str, name: str) -> Reference:
-  """A reference from CSV text with the columns task, env_step, seeds, mean, min, max."""
+  """A reference from CSV text with the columns task, frames, seeds, mean, min, max."""
   rows = list(csv.DictReader(io.StringIO(text)))
-  columns = ("env_step", "seeds", "mean", "min", "max")
+  columns = ("frames", "seeds", "mean", "min", "max")
   missing = [c for c in ("task",) + columns if rows and c not in rows[0]]
   if not rows or missing:
     raise CompareError(f"reference '{name}' has no rows or lacks the columns {missing}; "
-                       "expected task, env_step, seeds, mean, min, max")
+                       "expected task, frames, seeds, mean, min, max")
   grouped: dict[str, list[dict[str, str]]] = {}
   for row in rows:
     grouped.setdefault(row["task"], []).append(row)
   tasks = {}
   for task, task_rows in grouped.items():
-    task_rows.sort(key=lambda r: int(float(r["env_step"])))
+    task_rows.sort(key=lambda r: int(float(r["frames"])))
     tasks[task] = {c: np.array([float(r[c]) for r in task_rows]) for c in columns}
-    tasks[task]["env_step"] = tasks[task]["env_step"].astype(np.int64)
-  steps = np.unique(np.concatenate([t["env_step"] for t in tasks.values()]))
-  window = int(np.diff(steps).min()) if len(steps) > 1 else int(steps[0])
+    tasks[task]["frames"] = tasks[task]["frames"].astype(np.int64)
+  frames = np.unique(np.concatenate([t["frames"] for t in tasks.values()]))
+  window = int(np.diff(frames).min()) if len(frames) > 1 else int(frames[0])
   return Reference(name, tasks, window)
 
 

@@ -1,6 +1,6 @@
-"""Reading training runs: finding run folders, their env id, seed and metric records,
-and the checks that keep a comparison honest (task in the reference, metric logged,
-no seed counted twice)."""
+"""Reading training runs: finding run folders, their env id, seed and metric records on
+the frames axis, and the checks that keep a comparison honest (task in the reference,
+metric logged, no seed counted twice, frames computed for older runs said so)."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,9 +12,10 @@ import numpy as np
 
 from wmrl.compare.errors import CompareError, warn
 from wmrl.compare.references import Reference
+from wmrl.config import EnvConfig
 from wmrl.logging import read_metrics
 from wmrl.names import close_names
-from wmrl.suites import task_name
+from wmrl.suites import frames_per_step, task_name
 
 RUN_FILES = ("config.json", "metrics.jsonl")
 REQUIRED_RECORDS = "config.json (with env.id) and metrics.jsonl"
@@ -22,16 +23,21 @@ REQUIRED_RECORDS = "config.json (with env.id) and metrics.jsonl"
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-  """One training run: where it is, what it trained on, and the chosen metric's records."""
+  """One training run: where it is, what it trained on, and the chosen metric's records,
+  placed on the published curves' axis, environment frames."""
 
   path: str
   env_id: str
   task: str
   seed: int | None
-  last_step: int  # the furthest step of any record: how far the run got
-  steps: np.ndarray  # steps of the metric's records, ascending
+  last_frame: int  # the furthest frame count of any record: how far the run got
+  frames: np.ndarray  # frames of the metric's records, ascending
   values: np.ndarray
   metrics: frozenset[str]  # every metric name the run logged
+  last_step: int = 0  # the same as `last_frame`, in agent steps
+  action_repeat: int | None = 1  # env.action_repeat of config.json; None where it had none
+  frames_per_step: int = 1  # what a record without `frames` is counted at
+  frames_computed: int = 0  # records without `frames` (older wmrl), counted as step x that
 
 
 def _is_run_dir(path: pathlib.Path) -> bool:
@@ -60,8 +66,8 @@ def find_runs(paths: list[str]) -> list[pathlib.Path]:
   return list(found)
 
 
-def _read_config(path: pathlib.Path) -> tuple[str, int | None]:
-  """The env id and seed from a run's config.json."""
+def _read_config(path: pathlib.Path) -> tuple[str, int | None, int | None]:
+  """The env id, seed and action repeat from a run's config.json."""
   file = path / RUN_FILES[0]
   try:
     config = json.loads(file.read_text())
@@ -73,7 +79,11 @@ def _read_config(path: pathlib.Path) -> tuple[str, int | None]:
     raise CompareError(f"{file} has no field env.id (the environment id, e.g. "
                        "\"dmc:walker-walk\"); add it or rerun `wmrl train`")
   seed = _field(config, "run", "seed")
-  return env_id, seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+  repeat = _field(config, "env", "action_repeat")
+  if repeat is not None and (isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1):
+    raise CompareError(f"{file} has env.action_repeat {repeat!r}; it must be a positive int "
+                       "(the frames a run counts are its agent steps times it)")
+  return env_id, seed if isinstance(seed, int) and not isinstance(seed, bool) else None, repeat
 
 
 def _field(config, group: str, name: str):
@@ -87,16 +97,45 @@ def _finite(value) -> bool:
 
 
 def load_run(path: str | pathlib.Path, metric: str) -> Run:
-  """A run folder's env id, seed and the (step, value) records of `metric`."""
+  """A run folder's env id, seed and the (frames, value) records of `metric`.
+
+  A record's frames are its `frames`; records written before wmrl logged them count
+  step x action repeat x the emulator's frame skip, from the run's config.json.
+  """
   path = pathlib.Path(path)
-  env_id, seed = _read_config(path)
+  env_id, seed, repeat = _read_config(path)
+  per_step = frames_per_step(EnvConfig(id=env_id, action_repeat=repeat or 1))
   records = [r for r in read_metrics(path / RUN_FILES[1]) if _finite(r.get("step"))]
-  points = sorted((r["step"], r[metric]) for r in records if _finite(r.get(metric)))
-  steps = np.array([p[0] for p in points], np.int64)
-  values = np.array([p[1] for p in points], np.float64)
-  last_step = max((int(r["step"]) for r in records), default=0)
-  metrics = frozenset(k for r in records for k in r if k != "step")
-  return Run(str(path), env_id, task_name(env_id), seed, last_step, steps, values, metrics)
+  frames = [int(r["frames"]) if _finite(r.get("frames")) else int(r["step"]) * per_step
+            for r in records]
+  points = sorted((f, r[metric]) for f, r in zip(frames, records) if _finite(r.get(metric)))
+  return Run(
+      str(path), env_id, task_name(env_id), seed, last_frame=max(frames, default=0),
+      frames=np.array([p[0] for p in points], np.int64),
+      values=np.array([p[1] for p in points], np.float64),
+      metrics=frozenset(k for r in records for k in r if k not in ("step", "frames")),
+      last_step=max((int(r["step"]) for r in records), default=0), action_repeat=repeat,
+      frames_per_step=per_step,
+      frames_computed=sum(not _finite(r.get("frames")) for r in records))
+
+
+def warn_computed_frames(runs: list[Run]) -> None:
+  """One warning for every run whose frames came (in part) from config.json, not its records."""
+  older = [r for r in runs if r.frames_computed]
+  if not older:
+    return
+  groups: dict[tuple[int, bool], list[str]] = {}
+  for run in older:
+    groups.setdefault((run.frames_per_step, run.action_repeat is None), []).append(run.path)
+  parts = []
+  for (per_step, guessed), paths in sorted(groups.items()):
+    more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
+    guess = " (its config.json has no env.action_repeat: taken as 1)" if guessed else ""
+    parts.append(f"x{per_step} for {paths[0]}{more}{guess}")
+  runs_text = "1 run has" if len(older) == 1 else f"{len(older)} runs have"
+  warn(f"{runs_text} records without 'frames' (written before wmrl logged them): their frames "
+       "are agent step x env.action_repeat x the emulator's frame skip, from config.json: "
+       + "; ".join(parts))
 
 
 def select_runs(runs: list[Run], reference: Reference) -> tuple[list[Run], list[dict]]:
@@ -123,7 +162,7 @@ def select_runs(runs: list[Run], reference: Reference) -> tuple[list[Run], list[
 
 def check_metric(runs: list[Run], metric: str) -> None:
   """Fails when no run logged `metric`; warns about the runs that did not."""
-  without = [r for r in runs if not len(r.steps)]
+  without = [r for r in runs if not len(r.frames)]
   if len(without) == len(runs):
     names = sorted(set().union(*(r.metrics for r in runs)))
     raise CompareError(f"no run has records of metric '{metric}'; metrics in these runs: "

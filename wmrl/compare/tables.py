@@ -4,23 +4,38 @@ from __future__ import annotations
 from wmrl.compare.stats import STATISTICS
 
 
-def step_label(step: int) -> str:
-  """50000 -> 50k, 1000000 -> 1M; other steps as they are."""
-  if step and step % 1_000_000 == 0:
-    return f"{step // 1_000_000}M"
-  if step and step % 1000 == 0:
-    return f"{step // 1000}k"
-  return str(step)
+def frames_label(frames: int) -> str:
+  """50000 -> 50k, 1000000 -> 1M; other counts as they are."""
+  if frames and frames % 1_000_000 == 0:
+    return f"{frames // 1_000_000}M"
+  if frames and frames % 1000 == 0:
+    return f"{frames // 1000}k"
+  return str(frames)
 
 
 def _range_cell(entry: dict | None, digits: int, seeds: int | None = None) -> str:
-  """mean [min, max], with (n) when fewer than `seeds` seeds reached the step."""
+  """mean [min, max], with (n) when fewer than `seeds` seeds reached the point."""
   if entry is None or entry.get("mean") is None:
     return "missing"
   text = f"{entry['mean']:.{digits}f} [{entry['min']:.{digits}f}, {entry['max']:.{digits}f}]"
   if seeds is not None and entry["n"] < seeds:
     text += f" ({entry['n']})"
   return text
+
+
+def _runs_cell(point: dict, seeds: int) -> str:
+  """The runs' figures, then `in` or `out`: their mean inside the published band or not."""
+  text = _range_cell(point["runs"], 1, seeds)
+  if point["inside"] is not None:
+    text += " in" if point["inside"] else " out"
+  return text
+
+
+def _share(verdict: dict) -> str:
+  """'4/6 (67%)', or 'none judged'."""
+  if verdict["share"] is None:
+    return "none judged"
+  return f"{verdict['inside']}/{verdict['points']} ({verdict['share']:.0%})"
 
 
 def _ci_cell(entry: dict | None, digits: int) -> str:
@@ -33,20 +48,20 @@ def _ci_cell(entry: dict | None, digits: int) -> str:
 
 
 def _task_table(result: dict) -> tuple[list[str], list[list[str]]]:
-  header = ["task", "source"] + [step_label(s) for s in result["steps"]]
+  header = ["task", "source"] + [frames_label(f) for f in result["frames"]] + ["inside"]
   rows = []
   for task, summary in result["tasks"].items():
     seeds = len(summary["runs"])
     published_seeds = summary["published_curve"]["seeds"]
-    rows.append([task, f"runs ({seeds})"]
-                + [_range_cell(e["runs"], 1, seeds) for e in summary["steps"]])
+    rows.append([task, f"runs ({seeds})"] + [_runs_cell(p, seeds) for p in summary["points"]]
+                + [_share(summary["verdict"])])
     rows.append(["", f"published ({published_seeds})"]
-                + [_range_cell(e["published"], 1) for e in summary["steps"]])
+                + [_range_cell(p["published"], 1) for p in summary["points"]] + [""])
   return header, rows
 
 
 def _aggregate_table(result: dict) -> tuple[list[str], list[list[str]]]:
-  header = ["aggregate", "statistic"] + [step_label(s) for s in result["steps"]]
+  header = ["aggregate", "statistic"] + [frames_label(f) for f in result["frames"]]
   rows = []
   for kind, digits in (("normalised", 2), ("raw", 1)):
     entries = result["aggregate"][kind]
@@ -75,21 +90,34 @@ def _render_markdown(header: list[str], rows: list[list[str]]) -> str:
 def _title(result: dict) -> str:
   tasks = len(result["tasks"])
   return (f"{len(result['runs'])} runs on {tasks} task{'s' * (tasks != 1)} vs DreamerV3 "
-          f"'{result['reference']}'; metric {result['metric']}; a run's score at step s is "
-          f"its mean over (s - {step_label(result['window'])}, s]")
+          f"'{result['reference']}'; metric {result['metric']}; columns are environment "
+          "frames (agent steps x action repeat x the emulator's frame skip), the published "
+          f"curves' axis; a run's score at frame f is its mean over "
+          f"(f - {frames_label(result['window'])}, f]")
+
+
+def verdict_line(result: dict) -> str:
+  """The overall share of points inside the published band, and the requirement if any."""
+  verdict = result["verdict"]
+  text = f"inside the published [min, max]: {_share(verdict)} of task points"
+  if verdict["require_inside"] is not None:
+    met = "met" if verdict["passed"] else "NOT met"
+    text += f"; required {verdict['require_inside']:.0%}: {met}"
+  return text
 
 
 def _notes(result: dict) -> str:
   intervals = (f"[..]: 95% stratified bootstrap CI, {result['bootstrap']} resamples"
                if result["bootstrap"] else "no bootstrap intervals (--bootstrap 0)")
-  return ("cells: mean [min, max] over seeds; (n): seeds that reached the step. "
-          "normalised: score / published mean at the same step (tasks with a published mean "
-          f"<= 0 left out); {intervals}")
+  return ("cells: mean [min, max] over seeds; (n): seeds that reached the point; in / out: "
+          "the runs' mean over seeds inside / outside the published [min, max] of the seed "
+          "means; inside: the task's points inside. normalised: score / published mean at "
+          f"the same point (tasks with a published mean <= 0 left out); {intervals}")
 
 
 def format_table(result: dict) -> str:
   """The per-task and aggregate tables as plain text, for the terminal."""
-  return "\n\n".join([_title(result), _render_text(*_task_table(result)),
+  return "\n\n".join([_title(result), _render_text(*_task_table(result)), verdict_line(result),
                       _render_text(*_aggregate_table(result)), _notes(result)])
 
 
@@ -97,5 +125,6 @@ def format_markdown(result: dict) -> str:
   """The same tables in Markdown."""
   return "\n\n".join([f"# wmrl compare\n\n{_title(result)}",
                       "## Per task\n\n" + _render_markdown(*_task_table(result)),
+                      verdict_line(result),
                       "## Aggregate\n\n" + _render_markdown(*_aggregate_table(result)),
                       _notes(result)]) + "\n"
