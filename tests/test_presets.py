@@ -72,10 +72,10 @@ def test_apply_presets_order_with_overlapping_fields(monkeypatch):
 # made the published DMC curves) and its current one (no published curves).
 RECIPES = {
     "dmc_proprio": {"model.rssm.deter": 2048, "env.action_repeat": 2, "env.num_envs": 16,
-                    "env.pixels": False, "run.train_ratio": 512, "run.steps": 300_000,
+                    "env.pixels": False, "run.train_ratio": 512, "run.steps": 250_000,
                     "run.eval_every": 10_000, "run.eval_episodes": 10},
     "dmc_vision": {"model.rssm.deter": 2048, "env.action_repeat": 2, "env.num_envs": 16,
-                   "env.pixels": True, "run.train_ratio": 512, "run.steps": 600_000,
+                   "env.pixels": True, "run.train_ratio": 512, "run.steps": 500_000,
                    "run.eval_every": 10_000, "run.eval_episodes": 10},
     "dmc_proprio_2025": {"model.rssm.deter": 512, "env.action_repeat": 1, "env.num_envs": 16,
                          "env.pixels": False, "run.train_ratio": 1024, "run.steps": 1_100_000,
@@ -84,7 +84,7 @@ RECIPES = {
                         "env.pixels": True, "run.train_ratio": 256, "run.steps": 1_100_000,
                         "run.eval_every": 10_000, "run.eval_episodes": 10},
     "atari100k": {"env.action_repeat": 1, "env.pixels": True, "env.image_size": (64, 64),
-                  "env.num_envs": 1, "run.train_ratio": 256, "run.steps": 110_000},
+                  "env.num_envs": 1, "run.train_ratio": 256, "run.steps": 100_000},
 }
 
 
@@ -117,7 +117,7 @@ def test_the_published_recipes_reach_the_end_of_their_curves():
 
 def test_suite_and_debug_presets():
   c = apply_presets(Config(), "dmc_proprio,debug")
-  assert c.env.action_repeat == 2 and c.run.steps == 300_000
+  assert c.env.action_repeat == 2 and c.run.steps == 250_000
   assert c.run.batch_size == 8 and c.optim.warmup == 0 and c.run.train_ratio == 64
   assert apply_presets(Config(), "dmc_vision").env.pixels is True
 

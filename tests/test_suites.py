@@ -187,14 +187,14 @@ def test_gym_mujoco_tasks():
 @pytest.mark.parametrize("name, expected", [
     # The April-2024 recipe that made the published DMC curves (reference commit 2411f7d).
     ("dmc_proprio", {"env.action_repeat": 2, "env.pixels": False, "env.num_envs": 16,
-                     "run.train_ratio": 512, "run.steps": 300_000, "model.rssm.deter": 2048}),
+                     "run.train_ratio": 512, "run.steps": 250_000, "model.rssm.deter": 2048}),
     ("dmc_vision", {"env.action_repeat": 2, "env.pixels": True, "env.image_size": (64, 64),
-                    "env.num_envs": 16, "run.train_ratio": 512, "run.steps": 600_000,
+                    "env.num_envs": 16, "run.train_ratio": 512, "run.steps": 500_000,
                     "model.rssm.deter": 2048}),
     ("gym_mujoco", {"env.action_repeat": 1, "run.train_ratio": 512, "run.steps": 1_000_000,
                     "model.rssm.deter": 512}),
     ("atari100k", {"env.action_repeat": 1, "env.pixels": True, "env.image_size": (64, 64),
-                   "env.num_envs": 1, "run.train_ratio": 256, "run.steps": 110_000}),
+                   "env.num_envs": 1, "run.train_ratio": 256, "run.steps": 100_000}),
 ])
 def test_suite_settings_are_the_papers(name, expected):
   _, _, config = suites.resolve(suites.SUITES[name])

@@ -263,12 +263,12 @@ _DMC_NEEDS = {"dm_control": "pip install 'wmrl[dmc]'  (dm-control with mujoco<4)
 
 # The DMC suites train the recipe that made their published curves (wmrl/presets.py).
 register(Suite(
-    "dmc_proprio", "DeepMind Control, proprioceptive inputs: 18 tasks, 300k agent steps "
-    "(600k frames)",
+    "dmc_proprio", "DeepMind Control, proprioceptive inputs: 18 tasks, 250k agent steps "
+    "(500k frames)",
     _from_figures("dreamerv3_dmc_proprio.csv", dmc_env_id), presets="dmc_proprio",
     requires=_DMC_NEEDS, figures="dreamerv3_dmc_proprio.csv"))
 register(Suite(
-    "dmc_vision", "DeepMind Control from 64x64 pixels: 20 tasks, 600k agent steps (1.2M frames)",
+    "dmc_vision", "DeepMind Control from 64x64 pixels: 20 tasks, 500k agent steps (1M frames)",
     _from_figures("dreamerv3_dmc_vision.csv", dmc_env_id), presets="dmc_vision",
     requires=_DMC_NEEDS, figures="dreamerv3_dmc_vision.csv"))
 register(Suite(
@@ -276,6 +276,6 @@ register(Suite(
     _named(GYM_MUJOCO_IDS), presets="gym_mujoco,size1m",
     requires={"mujoco": "pip install 'gymnasium[mujoco]' 'mujoco<4'"}))
 register(Suite(
-    "atari100k", "Atari 100k: 26 games, 110k agent steps (440k frames)",
+    "atari100k", "Atari 100k: 26 games, 100k agent steps (400k frames)",
     _from_figures("dreamerv3_atari100k.csv", atari_env_id), presets="atari100k",
     requires={"ale_py": "pip install ale-py"}, figures="dreamerv3_atari100k.csv"))
