@@ -44,6 +44,15 @@ def _overrides(**dotted: Any) -> Preset:
   return lambda config: config.replace(**dotted)
 
 
+def _dmc(config, size: str, repeat: int, ratio: float, steps: int, pixels: bool = False):
+  """A DeepMind Control recipe of the reference: a model size, 16 environments, its
+  action repeat, train ratio and run length, evaluated every 10k steps."""
+  return PRESETS[size](config).replace(**{
+      "env.action_repeat": repeat, "env.pixels": pixels, "env.num_envs": 16,
+      "run.steps": steps, "run.train_ratio": ratio, "run.eval_every": 10_000,
+      "run.eval_episodes": 10})
+
+
 PRESETS: dict[str, Preset] = {
     # Model sizes: deter / hidden / classes / units / CNN depth.
     "size1m": _size(512, 64, 4, 64, 4),
@@ -60,22 +69,17 @@ PRESETS: dict[str, Preset] = {
     # curves do: 250k agent steps from proprioception (500k frames; the curve ends at
     # 490k) and 500k from pixels (1M frames). The reference ran on (3e5 and 6e5 agent
     # steps), past any point there is to compare with.
-    "dmc_proprio": lambda config: PRESETS["size12m"](config).replace(**{
-        "env.action_repeat": 2, "env.num_envs": 16, "run.steps": 250_000,
-        "run.train_ratio": 512, "run.eval_every": 10_000, "run.eval_episodes": 10}),
-    "dmc_vision": lambda config: PRESETS["size12m"](config).replace(**{
-        "env.action_repeat": 2, "env.pixels": True, "env.num_envs": 16, "run.steps": 500_000,
-        "run.train_ratio": 512, "run.eval_every": 10_000, "run.eval_episodes": 10}),
+    "dmc_proprio": lambda config: _dmc(config, "size12m", repeat=2, ratio=512, steps=250_000),
+    "dmc_vision": lambda config: _dmc(config, "size12m", repeat=2, ratio=512, steps=500_000,
+                                      pixels=True),
     # The reference's current configs.yaml (its HEAD): another recipe, with no published
     # curves to compare with. No action repeat (env.dmc.repeat 1), 16 environments,
     # 1.1e6 agent steps; from proprioception the 1m model at train ratio 1024, from
     # pixels the default size (200m) at ratio 256.
-    "dmc_proprio_2025": lambda config: PRESETS["size1m"](config).replace(**{
-        "env.action_repeat": 1, "env.num_envs": 16, "run.steps": 1_100_000,
-        "run.train_ratio": 1024, "run.eval_every": 10_000, "run.eval_episodes": 10}),
-    "dmc_vision_2025": lambda config: PRESETS["size200m"](config).replace(**{
-        "env.action_repeat": 1, "env.pixels": True, "env.num_envs": 16, "run.steps": 1_100_000,
-        "run.train_ratio": 256, "run.eval_every": 10_000, "run.eval_episodes": 10}),
+    "dmc_proprio_2025": lambda config: _dmc(config, "size1m", repeat=1, ratio=1024,
+                                            steps=1_100_000),
+    "dmc_vision_2025": lambda config: _dmc(config, "size200m", repeat=1, ratio=256,
+                                           steps=1_100_000, pixels=True),
     # Gymnasium MuJoCo v5 (no published DreamerV3 curves): the v5 tasks skip
     # frames themselves (HalfCheetah 5, Hopper 4), so no action repeat on top.
     "gym_mujoco": _overrides(**{
