@@ -24,7 +24,6 @@ import pathlib
 import shutil
 from typing import Any
 
-import jax
 import numpy as np
 import orbax.checkpoint as ocp
 

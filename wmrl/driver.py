@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-import jax
 import numpy as np
 
 from wmrl import envs
