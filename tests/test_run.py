@@ -171,10 +171,10 @@ def test_non_finite_loss_stops_run_naming_metric(tmp_path, monkeypatch):
   real = algorithms.get("dreamerv3")
 
   def poisoned(state, batch):
-    state, metrics = real.train_step(state, batch)
+    state, metrics, updates = real.train_step(state, batch)
     metrics = dict(metrics)
     metrics["loss/rew"] = metrics["loss/rew"] * np.nan
-    return state, metrics
+    return state, metrics, updates
 
   monkeypatch.setitem(algorithms.ALGORITHMS, "dreamerv3",
                       dataclasses.replace(real, train_step=poisoned))
