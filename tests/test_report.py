@@ -47,6 +47,18 @@ def test_open_loop_shows_real_predicted_and_error(image_state):
   assert np.abs(error - np.abs(real - pred)).max() <= 1  # rounding of the [0, 1] predictions
 
 
+def test_open_loop_starts_from_the_latent_stored_with_the_context_step(image_state):
+  batch = _batch()
+  frames = lambda b: np.asarray(open_loop(image_state, b, jax.random.key(1), context=2))
+  base = frames(batch)
+  elsewhere = {**batch, "latent/deter": batch["latent/deter"].copy()}
+  elsewhere["latent/deter"][:, 1:] += 3.0  # the trained steps' latents: not read
+  np.testing.assert_array_equal(frames(elsewhere), base)
+  context_step = {**batch, "latent/deter": batch["latent/deter"].copy()}
+  context_step["latent/deter"][:, 0] += 3.0  # the last context step's: the start
+  assert not np.array_equal(frames(context_step), base)
+
+
 def test_open_loop_horizon_and_its_limits(image_state):
   batch = _batch()
   key = jax.random.key(0)
