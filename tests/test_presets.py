@@ -143,5 +143,5 @@ def test_split_and_join_are_the_one_syntax():
 
 def test_check_names_the_unknown_preset_before_applying_any():
   assert presets.check("size1m,debug") == ["size1m", "debug"]
-  with pytest.raises(ValueError, match=r"unknown preset 'smal'; did you mean small\?.*known: size1m"):
-    presets.check("size1m,smal")
+  with pytest.raises(ValueError, match=r"unknown preset 'clasic'; did you mean classic\?.*known: size1m"):
+    presets.check("size1m,clasic")
