@@ -269,7 +269,7 @@ def test_discrete_policy_shapes_and_one_hot_samples():
 
 def test_discrete_policy_logp_is_log_of_mixed_probability():
   spec = ActionSpec("discrete", (5,))
-  actor = make_actor(spec)
+  actor = make_actor(spec, actor_unimix=0.01)
   feat = feats()
   probs = np_mixed_probs(actor.head(feat))
   policy = actor(feat)
@@ -283,9 +283,10 @@ def test_discrete_policy_logp_is_log_of_mixed_probability():
   np.testing.assert_allclose(policy.entropy(), entropy, rtol=1e-5, atol=1e-6)
 
 
-def test_discrete_policy_logp_without_unimix_is_log_softmax():
+def test_discrete_policy_by_default_is_a_plain_softmax():
+  # The reference's categorical policy has no uniform mix.
   spec = ActionSpec("discrete", (4,))
-  actor = make_actor(spec, actor_unimix=0.0)
+  actor = make_actor(spec)
   feat = feats()
   probs = np_mixed_probs(actor.head(feat), unimix=0.0)
   action = jnp.broadcast_to(jnp.eye(4)[2], (2, 3, 4))
@@ -295,7 +296,7 @@ def test_discrete_policy_logp_without_unimix_is_log_softmax():
 
 def test_multi_discrete_policy_concatenates_one_hot_blocks():
   spec = ActionSpec("discrete", (3, 4))
-  actor = make_actor(spec)
+  actor = make_actor(spec, actor_unimix=0.01)
   feat = feats()
   policy = actor(feat)
   assert len(policy.params) == 2

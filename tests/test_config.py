@@ -42,8 +42,9 @@ def test_default_model_is_reference():
   assert m.reward.bins == 255 and m.critic.bins == 255
   assert m.reward.outscale == 0.0 and m.critic.outscale == 0.0  # zero-initialised outputs
   assert m.encoder.mults == (2, 3, 4, 4) and m.encoder.kernel == 5 and m.encoder.symlog
-  assert m.decoder.mults == (2, 3, 4, 4) and m.decoder.kernel == 5
-  assert (m.actor_min_std, m.actor_max_std, m.actor_unimix) == (0.1, 1.0, 0.01)
+  assert m.decoder.mults == (2, 3, 4, 4) and m.decoder.kernel == 5 and m.decoder.bspace == 8
+  # The reference's categorical policy ignores its unimix setting.
+  assert (m.actor_min_std, m.actor_max_std, m.actor_unimix) == (0.1, 1.0, 0.0)
   assert (m.reward.layers, m.cont.layers, m.actor.layers, m.critic.layers) == (1, 1, 3, 3)
   assert m.actor.outscale == 0.01 and m.cont.outscale == 1.0
 

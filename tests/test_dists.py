@@ -83,78 +83,106 @@ def test_twohot_clips_beyond_the_edges():
   np.testing.assert_array_equal(dists.twohot(x, SMALL_BINS), expected)
 
 
+def _hand_bins():
+  """The 255 bins by hand in float64: symexp(-20 + 40 k / 254) for k = 0 ... 254."""
+  y = -20.0 + 40.0 * np.arange(255) / 254
+  return np.sign(y) * np.expm1(np.abs(y))
+
+
 def test_twohot_sums_to_one_and_expectation_is_x():
   bins = dists.twohot_bins(255)
-  x = jax.random.uniform(jax.random.PRNGKey(0), (3, 50), minval=-20.0, maxval=20.0)
+  # Raw values over many magnitudes: the bins are dense near 0 and sparse far out.
+  mags = jnp.asarray(np.logspace(-4, 6, 60), jnp.float32)
+  x = jnp.concatenate([-mags, jnp.zeros(1), mags])
   weights = dists.twohot(x, bins)
-  assert weights.shape == (3, 50, 255)
+  assert weights.shape == (121, 255)
   assert float(weights.min()) >= 0.0
-  # At most two non-zero weights, on neighbouring bins.
   nonzero = np.asarray(weights) > 0
-  assert nonzero.sum(-1).max() <= 2
+  assert nonzero.sum(-1).max() <= 2  # at most two bins, and neighbours:
+  assert all(np.ptp(np.flatnonzero(row)) <= 1 for row in nonzero)
   np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-6)
-  np.testing.assert_allclose(weights @ bins, x, atol=1e-5)
+  np.testing.assert_allclose(weights @ bins, x, rtol=1e-5, atol=1e-6)
 
 
-def test_twohot_bins_are_symlog_range_minus_20_to_20():
+def test_twohot_bins_are_symexp_of_minus_20_to_20():
   bins = np.asarray(dists.twohot_bins(255))
-  assert bins.shape == (255,)
-  assert bins[0] == -20.0 and bins[-1] == 20.0
-  np.testing.assert_allclose(np.diff(bins), 40.0 / 254, rtol=1e-4)
+  assert bins.shape == (255,) and bins.dtype == np.float32
+  np.testing.assert_allclose(bins, _hand_bins(), rtol=1e-5)
+  # The outermost bins: +-(e^20 - 1) = +-4.85e8; the ones next to 0: +-(e^(20/127) - 1) = +-0.17056.
+  assert abs(bins[-1] - 4.8516519e8) < 1e3 and abs(bins[128] - 0.170558) < 1e-6
 
 
 def test_twohot_bins_are_exactly_symmetric_about_zero():
   """The centre bin must be exactly 0 and bin k exactly -bin(254 - k), or the
-  symmetric sum in symexp_twohot_mean cannot give exactly 0."""
+  symmetric sum in twohot_mean cannot give exactly 0."""
   bins = np.asarray(dists.twohot_bins(255))
   assert bins[127] == 0.0, bins[127]
   np.testing.assert_array_equal(bins, -bins[::-1])
+  # An even count, as the reference builds it: two centre bins, -0 and +0.
+  even = np.asarray(dists.twohot_bins(6))
+  y = np.array([-20.0, -10.0, 0.0])
+  np.testing.assert_allclose(even, np.concatenate([-np.expm1(-y), np.expm1(-y[::-1])]),
+                             rtol=1e-6)
+  np.testing.assert_array_equal(even, -even[::-1])
 
 
-# --- symexp two-hot head ------------------------------------------------------------
+# --- two-hot head -------------------------------------------------------------------
 
-def test_symexp_twohot_mean_of_uniform_logits_is_exactly_zero():
+@pytest.mark.parametrize("count", [255, 256])
+def test_twohot_mean_of_uniform_logits_is_exactly_zero(count):
   """A zero-initialised head must predict 0.0 bit-exactly, not a rounding residue."""
-  bins = dists.twohot_bins(255)
-  out = np.asarray(dists.symexp_twohot_mean(jnp.zeros((4, 3, 255)), bins))
+  bins = dists.twohot_bins(count)
+  out = np.asarray(dists.twohot_mean(jnp.zeros((4, 3, count)), bins))
   assert out.shape == (4, 3)
   assert (out == 0.0).all(), out
 
 
 @pytest.mark.parametrize("index", [0, 40, 127, 128, 200, 254])
-def test_symexp_twohot_mean_with_all_mass_on_one_bin(index):
+def test_twohot_mean_with_all_mass_on_one_bin(index):
   bins = dists.twohot_bins(255)
   logits = jnp.where(jnp.arange(255) == index, 1e4, 0.0)
-  b = -20.0 + index * 40.0 / 254  # the bin's position, by hand
-  expected = math.copysign(math.expm1(abs(b)), b)
-  np.testing.assert_allclose(dists.symexp_twohot_mean(logits, bins), expected, rtol=2e-5,
+  np.testing.assert_allclose(dists.twohot_mean(logits, bins), _hand_bins()[index], rtol=2e-5,
                              atol=1e-6)
 
 
-def test_symexp_twohot_mean_of_two_equal_bins_is_symexp_of_midpoint():
-  # Half the mass on bins 1 and 2 of [-1, 0, 1, 2]: E = 0.5, prediction e^0.5 - 1.
+def test_twohot_mean_averages_raw_values():
+  # A reward of 2 with probability 0.1, else 0: the mean is 0.2. (Averaging in
+  # symlog space and applying symexp, the 2023 head's way, gives
+  # expm1(0.1 * log 3) = 0.116.) Bins [0, 2] put the probabilities on the values.
+  bins = jnp.array([-2.0, 0.0, 2.0])
+  logits = jnp.log(jnp.array([1e-30, 0.9, 0.1]))
+  np.testing.assert_allclose(dists.twohot_mean(logits, bins), 0.2, rtol=1e-6)
+  # Half the mass on bins 1 and 2 of [-1, 0, 1, 2]: E = 0.5.
   logits = jnp.array([-1e4, 0.0, 0.0, -1e4])
-  np.testing.assert_allclose(dists.symexp_twohot_mean(logits, SMALL_BINS), math.expm1(0.5),
-                             rtol=1e-6)
+  np.testing.assert_allclose(dists.twohot_mean(logits, SMALL_BINS), 0.5, rtol=1e-6)
 
 
-def test_symexp_twohot_loss_is_hand_cross_entropy():
+def test_twohot_loss_is_hand_cross_entropy():
   logits = [0.1, 0.2, -0.3, 0.4]
   lse = math.log(sum(math.exp(v) for v in logits))
   logp = [v - lse for v in logits]
-  # symlog(e^0.25 - 1) = 0.25 -> 0.75 on bin 1, 0.25 on bin 2.
-  target = math.exp(0.25) - 1
+  # 0.25 in raw space -> 0.75 on bin 1 (0.0), 0.25 on bin 2 (1.0).
   expected = -(0.75 * logp[1] + 0.25 * logp[2])
-  out = dists.symexp_twohot_loss(jnp.array(logits), jnp.array(target), SMALL_BINS)
+  out = dists.twohot_loss(jnp.array(logits), jnp.array(0.25), SMALL_BINS)
   np.testing.assert_allclose(out, expected, rtol=1e-6)
   # A huge target clips to the top bin: the loss is -log p[3].
-  out = dists.symexp_twohot_loss(jnp.array(logits), jnp.array(1e6), SMALL_BINS)
+  out = dists.twohot_loss(jnp.array(logits), jnp.array(1e6), SMALL_BINS)
   np.testing.assert_allclose(out, -logp[3], rtol=1e-6)
 
 
-def test_symexp_twohot_loss_has_no_gradient_through_target():
+def test_twohot_loss_of_a_reward_between_symexp_bins():
+  # Reward 0.1 on the 255 bins: between bin 127 (0) and bin 128 (e^(20/127) - 1 = 0.170558),
+  # so weight 0.1 / 0.170558 = 0.58631 on bin 128 and 0.41369 on bin 127.
   bins = dists.twohot_bins(255)
-  grad = jax.grad(lambda t: dists.symexp_twohot_loss(jnp.zeros(255), t, bins))(jnp.array(3.0))
+  upper = math.expm1(20 / 127)
+  weights = np.asarray(dists.twohot(jnp.array(0.1), bins))
+  np.testing.assert_allclose(weights[127:129], [1 - 0.1 / upper, 0.1 / upper], rtol=1e-5)
+  assert weights.sum() - weights[127:129].sum() == 0.0
+
+
+def test_twohot_loss_has_no_gradient_through_target():
+  bins = dists.twohot_bins(255)
+  grad = jax.grad(lambda t: dists.twohot_loss(jnp.zeros(255), t, bins))(jnp.array(3.0))
   assert float(grad) == 0.0
 
 

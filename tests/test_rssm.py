@@ -102,15 +102,6 @@ def test_shared_inputs_go_to_the_first_block_layer(dyn_layers):
   np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-5)
 
 
-def test_block_linear_init_scales_by_the_whole_fan_in():
-  # Own and shared inputs together are each block's fan-in: std about 1/sqrt(64 + 192)
-  # (the truncated normal's std is rescaled to the variance asked).
-  layer = BlockLinear(256, 256, 4, shared=192, rngs=nnx.Rngs(0))
-  weights = np.concatenate([np.asarray(layer.kernel[...]).ravel(),
-                            np.asarray(layer.shared_kernel[...]).ravel()])
-  assert np.std(weights) == pytest.approx(1 / 16, rel=0.03)
-
-
 def test_block_linear_keeps_extra_batch_axes_and_refuses_uneven_blocks():
   layer = BlockLinear(6, 4, 2, rngs=nnx.Rngs(0))
   x = jax.random.normal(jax.random.key(0), (3, 5, 6))

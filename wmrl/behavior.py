@@ -16,7 +16,7 @@ sg = jax.lax.stop_gradient
 
 
 class Actor(nnx.Module):
-  """Bounded normal for continuous actions; unimix categoricals for discrete ones."""
+  """Bounded normal for continuous actions; categoricals (optionally unimix) for discrete ones."""
 
   def __init__(self, feat_dim: int, act_spec: ActionSpec, config: ModelConfig, *, rngs):
     h = config.actor
@@ -80,10 +80,10 @@ class Critic(nnx.Module):
     return self.head(feat)
 
   def value(self, logits):
-    return dists.symexp_twohot_mean(logits, dists.twohot_bins(self.bins))
+    return dists.twohot_mean(logits, dists.twohot_bins(self.bins))
 
   def loss(self, logits, target):
-    return dists.symexp_twohot_loss(logits, target, dists.twohot_bins(self.bins))
+    return dists.twohot_loss(logits, target, dists.twohot_bins(self.bins))
 
 
 def _offsets(sizes):

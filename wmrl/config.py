@@ -47,6 +47,10 @@ class DecoderConfig:
   depth: int = 64
   mults: tuple[int, ...] = (2, 3, 4, 4)
   kernel: int = 5
+  # The image decoder's first layer: with bspace > 0 the reference's block-space
+  # projection (deter through a block-linear layer of `bspace` blocks, stoch
+  # through two dense layers, summed); 0 projects all features with one dense layer.
+  bspace: int = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +59,7 @@ class HeadConfig:
 
   units: int = 1024
   layers: int = 1
-  outscale: float = 1.0  # variance scale of the output layer's init (0 = zeros)
+  outscale: float = 1.0  # factor on the output layer's initial weights (0 = zeros)
   bins: int = 255  # two-hot bins, for symexp two-hot heads
 
 
@@ -70,7 +74,10 @@ class ModelConfig:
   critic: HeadConfig = HeadConfig(layers=3, outscale=0.0)
   actor_min_std: float = 0.1
   actor_max_std: float = 1.0
-  actor_unimix: float = 0.01
+  # Uniform mix of discrete actors' probabilities. The reference's categorical
+  # policy has none: its configs.yaml sets policy.unimix 0.01, but the
+  # `categorical` output it uses for discrete actions ignores it.
+  actor_unimix: float = 0.0
   # "float32" or "bfloat16"; parameters stay float32 either way.
   compute_dtype: str = "float32"
   # The sequence model of the world model (wmrl/world_model.py, DYNAMICS).

@@ -22,55 +22,66 @@ def symexp(x):
   return jnp.sign(x) * jnp.expm1(jnp.abs(x))
 
 
-# --- two-hot over symlog-spaced bins --------------------------------------------
+# --- two-hot over symexp-spaced bins --------------------------------------------
 
 def twohot_bins(num_bins: int = 255, low: float = -20.0, high: float = 20.0):
-  """Bin positions in symlog space (the paper's B = [-20 ... 20]).
+  """Bin positions symexp(linspace(low, high)): dense near 0, up to +-4.9e8.
 
-  For odd counts with low == -high, one half is mirrored onto the other so
-  the bins are exactly symmetric around an exact 0: a plain float32
-  linspace is off by ~1e-7 there, and zero-initialised heads would not
-  predict exactly 0.
+  Scalars are two-hot encoded in raw space over these bins (the reference's
+  `symexp_twohot` head, 2024 version). With low == -high, one half is
+  computed and mirrored onto the other, as the reference does, so the bins are
+  exactly symmetric around 0 (for odd counts an exact 0 bin; for even counts
+  two, -0 and +0): a plain float32 linspace is off by ~1e-7 there, and
+  zero-initialised heads would not predict exactly 0.
   """
-  if num_bins % 2 == 1 and low == -high:
-    half = jnp.linspace(low, 0.0, (num_bins - 1) // 2 + 1, dtype=jnp.float32)
+  if low != -high:
+    return symexp(jnp.linspace(low, high, num_bins, dtype=jnp.float32))
+  if num_bins % 2 == 1:
+    half = symexp(jnp.linspace(low, 0.0, (num_bins - 1) // 2 + 1, dtype=jnp.float32))
     return jnp.concatenate([half, -half[:-1][::-1]])
-  return jnp.linspace(low, high, num_bins, dtype=jnp.float32)
+  half = symexp(jnp.linspace(low, 0.0, num_bins // 2, dtype=jnp.float32))
+  return jnp.concatenate([half, -half[::-1]])
 
 
 def twohot(x, bins):
   """Encodes scalars `x` [...] as weights [..., K] on the two nearest bins.
 
-  The weights interpolate linearly, so `twohot(x) @ bins == x` for x inside
-  the bins' range; values outside are clipped to the nearest edge bin.
+  The weights interpolate linearly between the two bins around x, so
+  `twohot(x) @ bins == x` for x inside the bins' range; values outside put
+  all weight on the nearest edge bin. The weights are distances to the
+  other bin over their sum, as the reference computes them (`outs.TwoHot`).
   """
-  x = jnp.clip(x, bins[0], bins[-1])
-  above = jnp.clip(jnp.searchsorted(bins, x, side="right"), 1, len(bins) - 1)
-  below = above - 1
-  width = bins[above] - bins[below]
-  weight_above = (x - bins[below]) / width
-  return (jax.nn.one_hot(below, len(bins)) * (1 - weight_above)[..., None]
-          + jax.nn.one_hot(above, len(bins)) * weight_above[..., None])
+  x = x.astype(jnp.float32)
+  n = bins.shape[-1]
+  below = jnp.clip((bins <= x[..., None]).sum(-1) - 1, 0, n - 1)
+  above = jnp.clip(n - (bins > x[..., None]).sum(-1), 0, n - 1)
+  equal = below == above
+  to_below = jnp.where(equal, 1.0, jnp.abs(bins[below] - x))
+  to_above = jnp.where(equal, 1.0, jnp.abs(bins[above] - x))
+  total = to_below + to_above
+  return (jax.nn.one_hot(below, n) * (to_above / total)[..., None]
+          + jax.nn.one_hot(above, n) * (to_below / total)[..., None])
 
 
-def symexp_twohot_mean(logits, bins):
-  """The prediction symexp(E[bin]) of a symexp two-hot head.
+def twohot_mean(logits, bins):
+  """The prediction E[bin] of a two-hot head: the probability-weighted bins.
 
-  The expectation sums the two halves of the bins from the centre outwards,
-  so symmetric probabilities give exactly 0 (a plain left-to-right sum leaves
-  a rounding residue, and zero-initialised heads should predict exactly 0).
+  The sum runs from the centre outwards over the two halves, so symmetric
+  probabilities give exactly 0 (a plain left-to-right sum leaves a rounding
+  residue, and zero-initialised heads should predict exactly 0).
   """
   probs = jax.nn.softmax(logits.astype(jnp.float32), -1)
-  m = (bins.shape[-1] - 1) // 2
+  n = bins.shape[-1]
+  m = n // 2
   left = (probs[..., :m] * bins[:m])[..., ::-1]
-  right = probs[..., bins.shape[-1] - m:] * bins[bins.shape[-1] - m:]
-  centre = (probs[..., m:bins.shape[-1] - m] * bins[m:bins.shape[-1] - m]).sum(-1)
-  return symexp(centre + (left + right).sum(-1))
+  right = probs[..., n - m:] * bins[n - m:]
+  centre = (probs[..., m:n - m] * bins[m:n - m]).sum(-1)  # the 0 bin of odd counts
+  return centre + (left + right).sum(-1)
 
 
-def symexp_twohot_loss(logits, target, bins):
-  """Cross-entropy of a symexp two-hot head against real-valued targets."""
-  target = twohot(symlog(sg(target.astype(jnp.float32))), bins)
+def twohot_loss(logits, target, bins):
+  """Cross-entropy of a two-hot head against the two-hot encoding of the raw targets."""
+  target = twohot(sg(target.astype(jnp.float32)), bins)
   return -(target * jax.nn.log_softmax(logits.astype(jnp.float32), -1)).sum(-1)
 
 

@@ -23,6 +23,9 @@ class Dynamics(Protocol):
   """A sequence model of the world: filtered on observations, rolled out in imagination."""
 
   feat_dim: int  # size of the last axis of `features`
+  # The features are [recurrent part | stochastic part] of these sizes (summing to
+  # feat_dim): the image decoder projects the two differently.
+  feat_split: tuple[int, int]
 
   def initial(self, batch_shape: tuple[int, ...]) -> Carry:
     """The carry before the first step of an episode."""

@@ -70,6 +70,7 @@ class RSSM(nnx.Module):
     self.prior_out = Linear(c.hidden, stoch_dim, rngs=rngs, dtype=dtype)
     self.post_mlp = MLP(c.deter + embed_dim, c.hidden, c.obs_layers, rngs=rngs, dtype=dtype)
     self.post_out = Linear(c.hidden, stoch_dim, rngs=rngs, dtype=dtype)
+    self.feat_split = (c.deter, stoch_dim)
     self.feat_dim = c.deter + stoch_dim
 
   def features(self, latent: Latent) -> jax.Array:

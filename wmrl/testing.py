@@ -34,7 +34,7 @@ TINY = {
     "model.rssm.classes": 4, "model.rssm.blocks": 2,
     "model.encoder.units": 16, "model.encoder.layers": 1, "model.encoder.depth": 2,
     "model.encoder.mults": (1, 2), "model.decoder.units": 16, "model.decoder.layers": 1,
-    "model.decoder.depth": 2, "model.decoder.mults": (1, 2),
+    "model.decoder.depth": 2, "model.decoder.mults": (1, 2), "model.decoder.bspace": 2,
     "model.reward.units": 16, "model.cont.units": 16, "model.actor.units": 16,
     "model.actor.layers": 1, "model.critic.units": 16, "model.critic.layers": 1,
     "behavior.imag_horizon": 3, "run.batch_size": 2, "run.batch_length": 6,

@@ -66,15 +66,17 @@ class Encoder(nnx.Module):
 class Decoder(nnx.Module):
   """Reconstructs every observation key from the model features."""
 
-  def __init__(self, obs_spec, feat_dim: int, config: ModelConfig, *, rngs, dtype):
+  def __init__(self, obs_spec, feat_split: tuple[int, int], config: ModelConfig, *, rngs, dtype):
     c = config.decoder
+    feat_dim = sum(feat_split)
     self.images, self.vectors = split_keys(obs_spec)
     self.sizes = [obs_spec[k].shape[0] for k in self.vectors]
     self.channels = [obs_spec[k].shape[2] for k in self.images]
     self.mlp = MLP(feat_dim, c.units, c.layers, rngs=rngs, dtype=dtype) if self.vectors else None
     self.vec_out = Linear(c.units, sum(self.sizes), rngs=rngs, dtype=dtype) if self.vectors else None
-    self.cnn = ConvDecoder(feat_dim, _stacked_image_shape(obs_spec, self.images), c.depth, c.mults,
-                           c.kernel, rngs=rngs, dtype=dtype) if self.images else None
+    self.cnn = ConvDecoder(feat_split, _stacked_image_shape(obs_spec, self.images), c.depth,
+                           c.mults, c.kernel, c.units, c.bspace, rngs=rngs,
+                           dtype=dtype) if self.images else None
 
   def __call__(self, feat) -> dict[str, jax.Array]:
     """Predictions: symlog vectors and images in [0, 1]."""
@@ -129,7 +131,7 @@ class WorldModel(nnx.Module):
     self.encoder = Encoder(obs_spec, config, rngs=rngs, dtype=dtype)
     self.dynamics = make_dynamics(config, self.encoder.out_dim, action_dim, rngs=rngs, dtype=dtype)
     self.feat_dim = self.dynamics.feat_dim
-    self.decoder = Decoder(obs_spec, self.feat_dim, config, rngs=rngs, dtype=dtype)
+    self.decoder = Decoder(obs_spec, self.dynamics.feat_split, config, rngs=rngs, dtype=dtype)
     h = config.reward
     self.reward = Head(self.feat_dim, h.bins, h.units, h.layers, h.outscale, rngs=rngs, dtype=dtype)
     h = config.cont
@@ -137,7 +139,7 @@ class WorldModel(nnx.Module):
     self.bins = config.reward.bins
 
   def predict_reward(self, feat):
-    return dists.symexp_twohot_mean(self.reward(feat), dists.twohot_bins(self.bins))
+    return dists.twohot_mean(self.reward(feat), dists.twohot_bins(self.bins))
 
   def predict_cont(self, feat):
     return jax.nn.sigmoid(self.cont(feat)[..., 0])
@@ -155,7 +157,7 @@ def world_model_loss(wm: WorldModel, start, data: dict, prev_actions, key, cont_
   feat = wm.dynamics.features(post)
   losses["rec"] = wm.decoder.loss(feat, data)
   bins = dists.twohot_bins(wm.bins)
-  losses["rew"] = dists.symexp_twohot_loss(wm.reward(feat), data["reward"], bins)
+  losses["rew"] = dists.twohot_loss(wm.reward(feat), data["reward"], bins)
   cont = (1.0 - data["is_terminal"].astype(jnp.float32)) * cont_target
   losses["con"] = dists.binary_loss(wm.cont(feat)[..., 0], cont)
   return losses, post, metrics
