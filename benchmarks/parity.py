@@ -355,6 +355,20 @@ def reference_names(spec) -> dict:
 
 
 
+def regrouped(spec) -> set[str]:
+  """The reference tensors that wmrl keeps split or merged otherwise: the first block
+  layer's kernel (wmrl: own and shared inputs apart), the actor's mean and stddev layers
+  (wmrl: one layer) and the decoder's per-key vector outputs (wmrl: one layer). Per-tensor
+  maths (the optimiser's adaptive gradient clipping) differs on them."""
+  names = {"dyn/dynhid0/kernel" if spec.model.rssm.dyn_layers else "dyn/dyngru/kernel"}
+  if spec.act_spec.kind == "continuous":
+    names |= {f"pol/head/action/{n}/{p}" for n in ("mean", "stddev") for p in ("kernel", "bias")}
+  _, vectors = split_keys(dict(spec.obs_spec))
+  if len(vectors) > 1:
+    names |= {f"dec/vec/{k}/pred/{p}" for k in vectors for p in ("kernel", "bias")}
+  return names
+
+
 def to_reference(tree: dict, spec, prefix: str = "") -> dict[str, np.ndarray]:
   """A tree shaped like wmrl's parameters (parameters, gradients, moments) in reference
   names; with `prefix`, only the reference names that start with it."""
@@ -454,6 +468,15 @@ def perturbed(tree, rng, scale: float):
     noise = rng.normal(size=x.shape) * scale * (rms if rms > 0 else 0.1)
     return jnp.asarray(x + noise, x.dtype)
   return jax.tree.map(one, tree)
+
+
+def peaked(bias):
+  """A two-hot head's output bias falling off linearly from the centre bin, as a trained
+  head's puts little weight on the far bins. With random output weights alone the
+  predictions would be differences of the edge bins' +-4.9e8 (symexp(20)), and the heads'
+  losses would lose float32 precision to that cancellation, not to any difference."""
+  k = np.arange(bias.shape[-1]) - (bias.shape[-1] - 1) / 2
+  return jnp.asarray(np.asarray(bias) - 0.3 * np.abs(k), jnp.float32)
 
 
 def ref_inputs(I, act_spec, spec) -> dict[str, np.ndarray]:
@@ -643,7 +666,7 @@ def wmrl_outputs(state, I, draws, grads) -> dict[str, np.ndarray]:
   # The whole loss (computed before the inputs were written: its gradients make the
   # optimiser's given moments).
   total, losses, retnorm, grad_tree = grads
-  out["loss/total"] = total
+  out["loss/total"] = out["loss/total_f64"] = total
   for name, value in losses.items():
     out[f"loss/{name}"] = value
   out.update({f"grad/{k}": v for k, v in to_reference(grad_tree, spec).items()})
@@ -697,19 +720,28 @@ def rel_diff(a, b) -> float:
   return float(diff / max(scale, 1e-30))
 
 
-def rows(ours: dict, ref: dict, act_spec: ActionSpec, obs_keys) -> list[tuple[str, float, str]]:
+def rows(ours: dict, ref: dict, spec) -> list[tuple[str, float, str]]:
   """(comparison, largest relative difference, worst tensor) for every comparison."""
   table = []
+  act_spec, obs_keys = spec.act_spec, sorted(k for k, _ in spec.obs_spec)
+  split = regrouped(spec)
 
   def one(label, name):
     table.append((label, rel_diff(ours[name], ref[name]), ""))
 
-  def group(label, prefix):
-    names = sorted(k for k in ref if k.startswith(prefix))
+  def change(label, name, before):
+    table.append((label, rel_diff(ours[name] - np.float32(before),
+                                  ref[name] - np.float32(before)), ""))
+
+  def group(label, prefix, alike=False):
+    """The worst tensor under `prefix` (with `alike`, of those both lay out alike)."""
+    names = sorted(k for k in ref if k.startswith(prefix)
+                   and not (alike and k[len(prefix):] in split))
     if not names:
       raise KeyError(f"the reference computed nothing under '{prefix}'")
-    worst = max(names, key=lambda k: rel_diff(ours[k], ref[k]))
-    table.append((label, rel_diff(ours[worst], ref[worst]), worst[len(prefix):]))
+    diffs = {k: rel_diff(ours[k], ref[k]) for k in names}
+    worst = max(names, key=diffs.get)
+    table.append((label, diffs[worst], worst[len(prefix):]))
 
   one("encoder output", "encoder/tokens")
   for step, what in (("observe_step", "posterior"), ("imagine_step", "prior")):
@@ -737,35 +769,28 @@ def rows(ours: dict, ref: dict, act_spec: ActionSpec, obs_keys) -> list[tuple[st
   one("actor-critic, given trajectory: policy loss", "ac/policy")
   one("actor-critic, given trajectory: value loss", "ac/value")
   one("actor-critic, given trajectory: lambda-returns", "ac/ret")
-  one("return normaliser after one update: low", "ac/retnorm_lo")
-  one("return normaliser after one update: high", "ac/retnorm_hi")
+  # The normaliser moves by 1% of a percentile per update: compare its change, which
+  # the given state would otherwise drown.
+  change("return normaliser after one update: change of low", "ac/retnorm_lo", RETNORM[0])
+  change("return normaliser after one update: change of high", "ac/retnorm_hi", RETNORM[1])
   one("replay value loss, given replay: repval", "repval/repval")
   one("replay value loss, given replay: returns", "repval/ret")
   for name in ("policy", "value", "repval"):
     one(f"whole loss (imagination included): {name}", f"loss/{name}")
   one("whole loss: total", "loss/total")
+  one("  against the reference's per-step losses summed in float64", "loss/total_f64")
   group("whole loss: gradients", "grad/")
   group("optimiser alone, given gradients: update", "opt/")
+  group("  the same, tensors laid out alike", "opt/", alike=True)
   group("train step: parameters after", "train/param/")
-  table.append(_changes(ours, ref))
+  group("  the same, tensors laid out alike", "train/param/", alike=True)
   group("train step: optimiser second moments", "train/nu/")
+  group("  the same, tensors laid out alike", "train/nu/", alike=True)
   group("train step: optimiser first moments", "train/mu/")
-  one("train step: return normaliser low", "train/retnorm_lo")
-  one("train step: return normaliser high", "train/retnorm_hi")
+  group("  the same, tensors laid out alike", "train/mu/", alike=True)
+  change("train step: return normaliser, change of low", "train/retnorm_lo", RETNORM[0])
+  change("train step: return normaliser, change of high", "train/retnorm_hi", RETNORM[1])
   return table
-
-
-def _changes(ours, ref):
-  """The parameters' change in the train step, worst tensor (stricter than their values)."""
-  worst, worst_name = -1.0, ""
-  for name in ref:
-    if not name.startswith("train/param/"):
-      continue
-    before = ref[f"before/{name[len('train/param/'):]}"]
-    diff = rel_diff(ours[name] - before, ref[name] - before)
-    if diff > worst:
-      worst, worst_name = diff, name[len("train/param/"):]
-  return ("train step: parameter changes", worst, worst_name)
 
 
 # --- running the reference ---------------------------------------------------------
@@ -796,6 +821,8 @@ def run_parity(name: str, args, workdir: pathlib.Path) -> list[tuple[str, float,
   rng = np.random.default_rng(1)
   state = agent.init(jax.random.key(0), obs_spec, act_spec, config)
   params = perturbed(state.params, rng, 0.2)
+  params["wm"]["reward"]["out"]["bias"] = peaked(params["wm"]["reward"]["out"]["bias"])
+  params["critic"]["head"]["out"]["bias"] = peaked(params["critic"]["head"]["out"]["bias"])
   state = state.replace(params=params, slow_critic=perturbed(params["critic"], rng, 0.05),
                         retnorm=behavior.ReturnNorm(jnp.float32(RETNORM[0]),
                                                     jnp.float32(RETNORM[1])))
@@ -833,8 +860,7 @@ def run_parity(name: str, args, workdir: pathlib.Path) -> list[tuple[str, float,
   if message.get("error"):
     raise RuntimeError(f"the reference failed: {message['error']} (log: {folder}/reference.log)")
   ref = dict(np.load(folder / "outputs.npz"))
-  ref.update({f"before/{k}": v for k, v in params_ref.items()})
-  table = rows(ours, ref, act_spec, sorted(obs_spec))
+  table = rows(ours, ref, spec)
   if args.verbose:
     for prefix in ("grad/", "opt/", "train/param/", "train/nu/", "train/mu/"):
       for k in sorted(n for n in ref if n.startswith(prefix)):
@@ -916,6 +942,8 @@ def main(argv=None) -> int:
   parser.add_argument("--updates", type=int, default=5, help="timed updates per side and round")
   parser.add_argument("--tolerance", type=float, default=None,
                       help="exit with status 1 when the largest difference is above this")
+  parser.add_argument("--json", type=pathlib.Path, default=None,
+                      help="also write the tables (and timing) to this JSON file")
   parser.add_argument("--verbose", action="store_true",
                       help="also print each tensor's difference in the tensor groups")
   parser.add_argument("--workdir", type=pathlib.Path, default=None,
@@ -931,6 +959,7 @@ def main(argv=None) -> int:
   print(f"wmrl: JAX {jax.__version__}, {jax.devices()[0].platform}")
   workdir = args.workdir or pathlib.Path(tempfile.mkdtemp(prefix="wmrl-parity-"))
   largest = 0.0
+  results = {"reference": how, "configs": {}}
   if not args.time_only:
     names = list(SETUPS) if args.config == "all" else [args.config]
     for name in names:
@@ -951,6 +980,8 @@ def main(argv=None) -> int:
         where = f"  ({worst})" if worst else ""
         print(f"  {label:<{width}}  {diff:9.2e}{flag}{where}")
       largest = max([largest] + [diff for _, diff, _ in table])
+      results["configs"][name] = [{"comparison": label, "difference": diff, "worst": worst}
+                                  for label, diff, worst in table]
   if args.time or args.time_only:
     print(f"\ntiming: size1m, walker spaces, batch {TIME_BATCH} x {TIME_LENGTH} (+1 context), "
           f"float32, {jax.devices()[0].platform}; {args.rounds} rounds of {args.updates} updates "
@@ -958,7 +989,11 @@ def main(argv=None) -> int:
     result = run_timing(args, workdir)
     print(f"train step: wmrl {result['wmrl']:.3f} s, reference {result['reference']:.3f} s per "
           f"update (medians); reference / wmrl = {result['ratio']:.2f}")
-    (workdir / "timing.json").write_text(json.dumps(result, indent=1))
+    results["timing"] = result
+  if not args.time_only:
+    results["largest"] = largest
+  if args.json:
+    args.json.write_text(json.dumps(results, indent=1))
   if not args.time_only:
     print(f"largest relative difference: {largest:.3e}")
     if args.tolerance is not None and largest > args.tolerance:

@@ -242,6 +242,11 @@ def parity(args):
     for name in ("dyn", "rep", "rew", "con", "policy", "value", "repval"):
       out[f"loss/{name}"] = losses[name]
     out.update({f"grad/{k}": v for k, v in grads.items()})
+    # The total again from the per-step losses, summed in float64: XLA's float32 reduction
+    # of the image loss over B x T x H x W x C inside the jitted total loses some digits.
+    scales = model.scales
+    out["loss/total_f64"] = np.float64(sum(
+        scales[k] * np.asarray(v, np.float64).mean() for k, v in losses.items()))
 
     # The optimiser alone: one update from the given state and gradients.
     opt = model._make_opt(**cfg.opt)
