@@ -1,11 +1,13 @@
 """Module-by-module parity of wmrl's DreamerV3 with the reference implementation.
 
-    git clone https://github.com/danijar/dreamerv3 && git -C dreamerv3 checkout e3f02248693a79dc8b0ebd62c93683888ddaccfe
-    python3 -m venv refenv && refenv/bin/pip install "jax==0.4.33" "jaxlib==0.4.33" "numpy<2" \\
-        "ninjax==3.5.1" "elements==3.19.1" "portal==3.5.0" "optax==0.2.4" "chex==0.1.87" einops
+    git clone https://github.com/danijar/dreamerv3
+    git -C dreamerv3 checkout e3f02248693a79dc8b0ebd62c93683888ddaccfe
+    python3 -m venv refenv && refenv/bin/pip install "jax==0.4.33" "jaxlib==0.4.33" \\
+        "numpy<2" "ninjax==3.5.1" "elements==3.19.1" "portal==3.5.0" "optax==0.2.4" \\
+        "chex==0.1.87" einops
     python benchmarks/parity.py --reference-src dreamerv3 --reference-python refenv/bin/python
-    python benchmarks/parity.py ... --config image          # image and vector keys, discrete actions
-    python benchmarks/parity.py ... --time --rounds 5       # also time both train steps side by side
+    python benchmarks/parity.py ... --config image     # image and vector keys, discrete actions
+    python benchmarks/parity.py ... --time --rounds 5  # also time both train steps side by side
 
 The reference (danijar/dreamerv3 at the commit above, the only one accepted)
 pins JAX 0.4.33, wmrl needs a current JAX, so each runs in its own Python:
@@ -13,7 +15,7 @@ this script (wmrl's environment) builds wmrl's agent, writes its parameters
 in the reference's names and layouts, the inputs and every random draw to
 a folder, runs `benchmarks/parity_reference.py` in the reference's Python on
 that folder, and compares what the two computed. The reference's parameters
-are all copied from wmrl's (`reference_params`, the one naming map), so
+are all copied from wmrl's (`reference_names`, the one naming map), so
 the initialisations do not matter; wmrl's are first perturbed at random, so
 zero-initialised outputs, unit norm scales and a mapping that mixes up rows
 or blocks cannot hide.
@@ -31,6 +33,12 @@ largest of all. `--tolerance X` exits with status 1 when that is above X.
 The replay context: both use `replay_context` 1 with the stored latent of
 the first replayed step zero, so the reference starts its window from zeros
 as wmrl does (the reference takes the stored latent, wmrl the initial one).
+The optimiser's state is given as after OPT_COUNT updates: from a fresh state
+LaProp's first update is lr x sign(gradient), which compares nothing.
+
+`--time` (or `--time-only`) then times one train step of each, on the same
+shapes on this machine, alternating rounds of wmrl's and the reference's,
+and prints the medians and their ratio.
 """
 from __future__ import annotations
 
@@ -38,7 +46,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import math
 import pathlib
 import statistics
 import subprocess
@@ -91,6 +98,7 @@ BATCH, LENGTH = 4, 16  # the parity batch: 4 sequences of 16 steps (+1 context s
 OPT_COUNT = 100  # updates the given optimiser state has seen
 RETNORM = (-2.0, 3.0)  # the given return normaliser's (low, high), a range above its limit
 TIME_BATCH, TIME_LENGTH = 16, 64
+WARMUP = 5  # untimed updates after the first (compiling) one, each side
 
 
 class RefusedReference(SystemExit):
@@ -312,7 +320,8 @@ def reference_names(spec) -> dict:
     for key in vectors:  # wmrl's one output layer, its columns key by key in sorted order
       size = obs_spec[key].shape[0]
       cols = slice(offset, offset + size)
-      rules[f"dec/vec/{key}/pred/kernel"] = lambda t, c=cols: _at(t, (*dec, "vec_out", "kernel"))[:, c]
+      rules[f"dec/vec/{key}/pred/kernel"] = (
+          lambda t, c=cols: _at(t, (*dec, "vec_out", "kernel"))[:, c])
       rules[f"dec/vec/{key}/pred/bias"] = lambda t, c=cols: _at(t, (*dec, "vec_out", "bias"))[c]
       offset += size
   if images:
@@ -795,6 +804,18 @@ def rows(ours: dict, ref: dict, spec) -> list[tuple[str, float, str]]:
 
 # --- running the reference ---------------------------------------------------------
 
+def reference_spaces(obs_spec, act_spec: ActionSpec) -> dict:
+  """The reference agent's observation and action spaces (as JSON) for wmrl's specs."""
+  spaces = {k: {"dtype": s.dtype, "shape": list(s.shape)} for k, s in obs_spec.items()}
+  spaces.update({k: {"dtype": "bool", "shape": []} for k in ("is_first", "is_last", "is_terminal")})
+  spaces["reward"] = {"dtype": "float32", "shape": []}
+  if act_spec.kind == "continuous":
+    action = {"dtype": "float32", "shape": [act_spec.dim], "low": -1, "high": 1}
+  else:
+    action = {"dtype": "int32", "shape": [], "low": 0, "high": int(act_spec.sizes[0])}
+  return {"obs_space": spaces, "act_space": {"action": action}}
+
+
 def launch_reference(python: str, src: pathlib.Path, workdir: pathlib.Path, mode: str,
                      log) -> subprocess.Popen:
   command = [python, str(HERE / "parity_reference.py"), "--reference-src", str(src),
@@ -835,16 +856,8 @@ def run_parity(name: str, args, workdir: pathlib.Path) -> list[tuple[str, float,
     grads = wmrl_grads(state, I, draws)
     state = given_opt_state(state, grads[3], rng)
     params_ref = reference_state(state, spec)
-    spaces = {k: {"dtype": s.dtype, "shape": list(s.shape)} for k, s in obs_spec.items()}
-    spaces.update({k: {"dtype": "bool", "shape": []} for k in ("is_first", "is_last",
-                                                              "is_terminal")})
-    spaces["reward"] = {"dtype": "float32", "shape": []}
-    if act_spec.kind == "continuous":
-      action = {"dtype": "float32", "shape": [act_spec.dim], "low": -1, "high": 1}
-    else:
-      action = {"dtype": "int32", "shape": [], "low": 0, "high": int(act_spec.sizes[0])}
     (folder / "spec.json").write_text(json.dumps({
-        "config": reference_config(config), "obs_space": spaces, "act_space": {"action": action},
+        "config": reference_config(config), **reference_spaces(obs_spec, act_spec),
         "decoder_keys": sorted(obs_spec)}, indent=1))
     np.savez(folder / "params.npz", **params_ref)
     np.savez(folder / "inputs.npz", **ref_inputs(I, act_spec, spec),
@@ -872,19 +885,15 @@ def run_parity(name: str, args, workdir: pathlib.Path) -> list[tuple[str, float,
 
 def run_timing(args, workdir: pathlib.Path) -> dict:
   """Both train steps on the same shapes, alternated: wmrl's then the reference's, per round."""
-  config = apply_presets(Config(), "size1m").replace(**{
+  config = apply_presets(Config(), args.size).replace(**{
       "run.batch_size": TIME_BATCH, "run.batch_length": TIME_LENGTH,
       "model.compute_dtype": "float32"})
   obs_spec, act_spec = SETUPS["vector"]
   folder = workdir / "timing"
   folder.mkdir(parents=True, exist_ok=True)
-  spaces = {k: {"dtype": s.dtype, "shape": list(s.shape)} for k, s in obs_spec.items()}
-  spaces.update({k: {"dtype": "bool", "shape": []} for k in ("is_first", "is_last", "is_terminal")})
-  spaces["reward"] = {"dtype": "float32", "shape": []}
   (folder / "spec.json").write_text(json.dumps({
-      "config": reference_config(config), "obs_space": spaces,
-      "act_space": {"action": {"dtype": "float32", "shape": [act_spec.dim], "low": -1,
-                               "high": 1}}}, indent=1))
+      "config": reference_config(config), **reference_spaces(obs_spec, act_spec),
+      "warmup": WARMUP}, indent=1))
   state = agent.init(jax.random.key(0), obs_spec, act_spec, config)
   batch = jax.tree.map(jnp.asarray, random_batch(obs_spec, act_spec, TIME_BATCH,
                                                  TIME_LENGTH + config.run.replay_context))
@@ -896,7 +905,7 @@ def run_timing(args, workdir: pathlib.Path) -> dict:
       state, metrics = agent.train_step(state, batch)
       jax.block_until_ready((state.params, metrics))
       ours_compile = time.perf_counter() - start
-      for _ in range(2):
+      for _ in range(WARMUP):
         state, metrics = agent.train_step(state, batch)
         jax.block_until_ready((state.params, metrics))
       ours, theirs = [], []
@@ -918,7 +927,8 @@ def run_timing(args, workdir: pathlib.Path) -> dict:
     finally:
       process.wait(timeout=60)
   wmrl_s, ref_s = statistics.median(ours), statistics.median(theirs)
-  return {"wmrl": wmrl_s, "reference": ref_s, "ratio": ref_s / wmrl_s, "rounds": args.rounds,
+  return {"size": args.size, "wmrl": wmrl_s, "reference": ref_s, "ratio": ref_s / wmrl_s,
+          "rounds": args.rounds,
           "updates": args.updates, "wmrl_rounds": ours, "reference_rounds": theirs,
           "wmrl_first_call": ours_compile, "reference_first_call": ready.get("first_call")}
 
@@ -936,8 +946,9 @@ def main(argv=None) -> int:
                       help="vector: walker's proprio spaces, continuous actions; image: an "
                            "image and a vector, discrete actions (default: both)")
   parser.add_argument("--time", action="store_true",
-                      help="also time both train steps (size1m, batch 16 x 64, float32)")
+                      help="also time both train steps (--size, batch 16 x 64, float32)")
   parser.add_argument("--time-only", action="store_true", help="time without the parity check")
+  parser.add_argument("--size", default="size1m", help="the model size preset to time")
   parser.add_argument("--rounds", type=int, default=3, help="timing rounds (alternated)")
   parser.add_argument("--updates", type=int, default=5, help="timed updates per side and round")
   parser.add_argument("--tolerance", type=float, default=None,
@@ -983,7 +994,7 @@ def main(argv=None) -> int:
       results["configs"][name] = [{"comparison": label, "difference": diff, "worst": worst}
                                   for label, diff, worst in table]
   if args.time or args.time_only:
-    print(f"\ntiming: size1m, walker spaces, batch {TIME_BATCH} x {TIME_LENGTH} (+1 context), "
+    print(f"\ntiming: {args.size}, walker spaces, batch {TIME_BATCH} x {TIME_LENGTH} (+1 context), "
           f"float32, {jax.devices()[0].platform}; {args.rounds} rounds of {args.updates} updates "
           "each, wmrl then the reference")
     result = run_timing(args, workdir)

@@ -103,8 +103,9 @@ def load_params(agent, path) -> dict:
   wrong = sorted(k for k in set(given) & set(agent.params)
                  if tuple(given[k].shape) != tuple(agent.params[k].shape))
   if missing or extra or wrong:
+    shapes = [(k, given[k].shape, agent.params[k].shape) for k in wrong]
     raise ValueError(f"the mapped parameters do not fit the reference agent: missing {missing}, "
-                     f"extra {extra}, shapes differ {[(k, given[k].shape, agent.params[k].shape) for k in wrong]}")
+                     f"extra {extra}, shapes differ {shapes}")
   return {k: jnp.asarray(v, agent.params[k].dtype) for k, v in given.items()}
 
 
@@ -323,7 +324,7 @@ def serve(args):
     return time.perf_counter() - start
 
   first = step()
-  for _ in range(2):
+  for _ in range(int(spec.get("warmup", 5))):
     step()
   message({"ready": True, "first_call": first})
   for line in sys.stdin:
