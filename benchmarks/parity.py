@@ -145,10 +145,12 @@ def check_reference(src) -> str:
 
 # --- configuration ---------------------------------------------------------------
 
-def parity_config(batch: int = BATCH, length: int = LENGTH) -> Config:
-  """wmrl's size1m (its defaults otherwise), float32, on a short batch."""
+def parity_config(overrides: dict | None = None) -> Config:
+  """wmrl's size1m (its defaults otherwise), float32, on a short batch, then `overrides`
+  (dotted config fields; the reference gets the same through `reference_config`)."""
   return apply_presets(Config(), "size1m").replace(**{
-      "run.batch_size": batch, "run.batch_length": length, "model.compute_dtype": "float32"})
+      "run.batch_size": BATCH, "run.batch_length": LENGTH, "model.compute_dtype": "float32",
+      **(overrides or {})})
 
 
 def decoder_bspace(model) -> int:
@@ -836,7 +838,7 @@ def read_message(process, log) -> dict:
 
 def run_parity(name: str, args, workdir: pathlib.Path) -> list[tuple[str, float, str]]:
   obs_spec, act_spec = SETUPS[name]
-  config = parity_config()
+  config = parity_config(args.overrides)
   folder = workdir / name
   folder.mkdir(parents=True, exist_ok=True)
   rng = np.random.default_rng(1)
@@ -945,6 +947,9 @@ def main(argv=None) -> int:
   parser.add_argument("--config", choices=[*SETUPS, "all"], default="all",
                       help="vector: walker's proprio spaces, continuous actions; image: an "
                            "image and a vector, discrete actions (default: both)")
+  parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                      help="a wmrl config field for the parity check, e.g. optim.agc=0 "
+                           "(the reference gets its equivalent); repeatable")
   parser.add_argument("--time", action="store_true",
                       help="also time both train steps (--size, batch 16 x 64, float32)")
   parser.add_argument("--time-only", action="store_true", help="time without the parity check")
@@ -960,6 +965,12 @@ def main(argv=None) -> int:
   parser.add_argument("--workdir", type=pathlib.Path, default=None,
                       help="where the exchanged files go (default: a temporary folder)")
   args = parser.parse_args(argv)
+  try:  # a mistyped field fails here, before any work
+    args.overrides = dict(item.split("=", 1) for item in args.set)
+    parity_config(args.overrides)
+  except ValueError as error:
+    print(f"parity: --set {' '.join(args.set)}: {error}", file=sys.stderr)
+    return 2
   try:
     how = check_reference(args.reference_src)
   except RefusedReference as refused:
@@ -977,8 +988,10 @@ def main(argv=None) -> int:
       obs_spec, act_spec = SETUPS[name]
       print(f"\n[{name}] obs {', '.join(f'{k} {s.shape}' for k, s in obs_spec.items())}; "
             f"{act_spec.kind} actions {act_spec.sizes}; size1m, float32, batch {BATCH} x "
-            f"{LENGTH} (+1 context), imagination {parity_config().behavior.imag_horizon} steps")
-      for note in without_equivalent(parity_config(), act_spec):
+            f"{LENGTH} (+1 context), imagination "
+            f"{parity_config(args.overrides).behavior.imag_horizon} steps"
+            + "".join(f", {k}={v}" for k, v in args.overrides.items()))
+      for note in without_equivalent(parity_config(args.overrides), act_spec):
         print(f"  note: {note}")
       try:
         table = run_parity(name, args, workdir)
