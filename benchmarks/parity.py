@@ -30,9 +30,11 @@ the step of the rollout, so both consume the same draws in the same order.
 Each comparison prints the largest relative difference, max |wmrl - ref| /
 max |ref| (over the tensors of a group, the worst tensor's), and last the
 largest of all. `--tolerance X` exits with status 1 when that is above X.
-The replay context: both use `replay_context` 1 with the stored latent of
-the first replayed step zero, so the reference starts its window from zeros
-as wmrl does (the reference takes the stored latent, wmrl the initial one).
+The replay context: both use `replay_context` 1. The reference starts each
+window from the latent stored with its context step; where wmrl does too
+(`agent.start_latent`) the stored latents are random and the posteriors
+returned for the replay are compared; where wmrl starts from zeros, the
+stored latents are zeros, so both start from zeros.
 The optimiser's state is given as after OPT_COUNT updates: from a fresh state
 LaProp's first update is lr x sign(gradient), which compares nothing.
 
@@ -98,6 +100,9 @@ BATCH, LENGTH = 4, 16  # the parity batch: 4 sequences of 16 steps (+1 context s
 OPT_COUNT = 100  # updates the given optimiser state has seen
 RETNORM = (-2.0, 3.0)  # the given return normaliser's (low, high), a range above its limit
 TIME_BATCH, TIME_LENGTH = 16, 64
+# wmrl with a replay context starts training from the latent stored with the context step
+# (the reference's way); before that, from zeros.
+STARTS_FROM_STORED = hasattr(agent, "start_latent")
 WARMUP = 5  # untimed updates after the first (compiling) one, each side
 
 
@@ -451,8 +456,17 @@ def make_inputs(config: Config, obs_spec, act_spec: ActionSpec, embed_dim: int, 
     batch["is_last"][b, t] = True
     batch["is_first"][b, t + 1] = True
   batch["is_terminal"][1, 6] = True
+  # The latents the policy stored with each replayed step; training starts from the one of
+  # the context step. Random where wmrl reads them (replay context), else zeros, which is
+  # where wmrl's windows start.
+  if STARTS_FROM_STORED:
+    stored = {"deter": deter(B, T + 1), "stoch": stoch(B, T + 1)}
+    batch.update(agent.tree_named(Latent(stored["deter"], stored["stoch"]), agent.LATENT))
+  else:
+    stored = {"deter": np.zeros((B, T + 1, r.deter), np.float32),
+              "stoch": np.zeros((B, T + 1, S, C), np.float32)}
 
-  I = {"batch": batch}
+  I = {"batch": batch, "stored": stored}
   I["step"] = {"deter": deter(B), "stoch": stoch(B), "action": action(B),
                "embed": rng.normal(size=(B, embed_dim)).astype(np.float32),
                "is_first": np.array([True, False, False, True][:B] + [False] * (B - 4))}
@@ -490,18 +504,22 @@ def peaked(bias):
   return jnp.asarray(np.asarray(bias) - 0.3 * np.abs(k), jnp.float32)
 
 
+def spec_keys(spec) -> set[str]:
+  """The keys of a replayed step the reference's agent takes besides its extras."""
+  return {k for k, _ in spec.obs_spec} | {"reward", "is_first", "is_last", "is_terminal"}
+
+
 def ref_inputs(I, act_spec, spec) -> dict[str, np.ndarray]:
   """The inputs in the reference's formats, flat: 'group/name'."""
   out = {}
-  r = spec.model.rssm
   batch = dict(I["batch"])
   B, T1 = batch["reward"].shape
-  data = {k: v for k, v in batch.items() if k != "action"}
+  data = {k: v for k, v in batch.items() if k in spec_keys(spec)}
   data["action"] = ref_action(batch["action"], act_spec)
-  data["consec"] = np.zeros((B, T1), np.int32)
+  data["consec"] = np.zeros((B, T1), np.int32)  # every window its chunk's first: replay context
   data["stepid"] = np.zeros((B, T1, 20), np.uint8)
-  data["dyn/deter"] = np.zeros((B, T1, r.deter), np.float32)
-  data["dyn/stoch"] = np.zeros((B, T1, r.stoch, r.classes), np.float32)
+  data["dyn/deter"] = np.asarray(I["stored"]["deter"], np.float32)
+  data["dyn/stoch"] = np.asarray(I["stored"]["stoch"], np.float32)
   out.update({f"batch|{k}": v for k, v in data.items()})
   for group in ("step", "feat", "traj", "repl"):
     for k, v in I[group].items():
@@ -561,19 +579,25 @@ def _logp(logits):
 def wmrl_grads(state, I, draws):
   """The whole loss of one train step, its per-step losses and gradients, with the draws."""
   spec = state.spec
-  data, prev = agent.split_batch(jax.tree.map(jnp.asarray, I["batch"]), spec.context)
+  batch = jax.tree.map(jnp.asarray, I["batch"])
   D.use(draws["loss"])
 
   @jax.jit
-  def run(params, state, data, prev):
+  def run(params, state, batch):
+    data, prev = agent.split_batch(batch, spec.context)
+    start = {}
+    if STARTS_FROM_STORED:
+      start = {"start": agent.start_latent(agent.modules(spec, params)[0].dynamics, batch,
+                                           spec.context)}
+
     def lossfn(params):
       CAPTURED.clear()
-      total, (_, retnorm) = agent.loss(params, state, data, prev, jax.random.key(1))
-      return total, (dict(CAPTURED), retnorm)
+      total, aux = agent.loss(params, state, data, prev, jax.random.key(1), **start)
+      return total, (dict(CAPTURED), aux[1])  # aux: metrics, return normaliser[, posteriors]
     (total, (losses, retnorm)), grads = jax.value_and_grad(lossfn, has_aux=True)(params)
     return total, losses, retnorm, grads
 
-  return run(state.params, state, data, prev)
+  return run(state.params, state, batch)
 
 
 def wmrl_outputs(state, I, draws, grads) -> dict[str, np.ndarray]:
@@ -689,7 +713,11 @@ def wmrl_outputs(state, I, draws, grads) -> dict[str, np.ndarray]:
 
   # One whole train step from the given state (the same draws as the whole loss).
   D.use(draws["loss"])
-  new, _ = agent.train_step(jax.tree.map(jnp.copy, state), batch)
+  new, *rest = agent.train_step(jax.tree.map(jnp.copy, state), batch)
+  if rest[1:] and rest[1]:  # with a replay context, the posteriors to write back
+    names = agent.tree_named(Latent("deter", "stoch"), agent.LATENT)
+    for name, field in names.items():
+      out[f"train/replay/{field}"] = rest[1][name]
   ref = reference_state(new, spec)
   for name, value in ref.items():
     if name.startswith(("opt/state/1/1/", "opt/state/2/1/")):
@@ -799,6 +827,9 @@ def rows(ours: dict, ref: dict, spec) -> list[tuple[str, float, str]]:
   group("  the same, tensors laid out alike", "train/nu/", alike=True)
   group("train step: optimiser first moments", "train/mu/")
   group("  the same, tensors laid out alike", "train/mu/", alike=True)
+  if "train/replay/deter" in ours:
+    one("train step: posteriors for the replay, deter", "train/replay/deter")
+    one("train step: posteriors for the replay, latent", "train/replay/stoch")
   change("train step: return normaliser, change of low", "train/retnorm_lo", RETNORM[0])
   change("train step: return normaliser, change of high", "train/retnorm_hi", RETNORM[1])
   return table

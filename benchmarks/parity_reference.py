@@ -276,6 +276,10 @@ def parity(args):
         out[f"train/mu/{name[len('opt/state/2/1/'):]}"] = value
       elif not name.startswith(("opt/", "slowval_count", "retnorm")):
         out[f"train/param/{name}"] = value
+    # The posteriors of the trained steps, for writing back into the replay.
+    replay = agent._take_outs(agent.pending_outs)["replay"]
+    out["train/replay/deter"] = replay["dyn/deter"]
+    out["train/replay/stoch"] = replay["dyn/stoch"]
     out["train/retnorm_lo"] = np.asarray(agent.params["retnorm/lo/value"])
     out["train/retnorm_hi"] = np.asarray(agent.params["retnorm/hi/value"])
 
