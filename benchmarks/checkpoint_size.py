@@ -32,10 +32,12 @@ def main(preset: str = "size12m", replay_steps: int = 100_000) -> None:
   config = apply_presets(Config(), f"dmc_proprio,{preset}")
   obs, act = bench.task_spaces(config, None)
   state = agent.init(jax.random.key(0), obs, act, config)
-  state, _ = agent.train_step(state, bench.random_batch(obs, act, 16, 65))
+  # The replay holds the policy latents a replay context stores with every step.
+  entries = bench.entry_specs(agent.DREAMERV3, state) if config.run.replay_context else {}
+  state, _, _ = agent.train_step(state, bench.random_batch(obs, act, 16, 65, entries=entries))
   jax.block_until_ready(state)  # time the save, not the step
   replay = Replay(config.run.replay_capacity, 1)
-  chunk = bench.random_batch(obs, act, 1, replay_steps)
+  chunk = bench.random_batch(obs, act, 1, replay_steps, entries=entries)
   for t in range(replay_steps):
     replay.add({k: v[:, t] for k, v in chunk.items()})
   root = pathlib.Path(tempfile.mkdtemp())

@@ -26,17 +26,19 @@ WHOLE = "whole loss (fwd+bwd)"
 
 
 def parts(state, batch_size: int, length: int):
-  batch = testing.random_batch(testing.WALKER_OBS, testing.WALKER_ACT, batch_size, length + 1)
+  batch = testing.random_batch(testing.WALKER_OBS, testing.WALKER_ACT, batch_size, length + 1,
+                               entries=testing.entry_specs(agent.DREAMERV3, state))
   data, prev = agent.split_batch(batch, 1)
+  wm, _, _ = agent.modules(state.spec, state.params)
+  start = agent.start_latent(wm.dynamics, batch, 1)  # the stored latent of the context step
 
   def whole(params):
-    return jax.grad(agent.loss, has_aux=True)(params, state, data, prev, jax.random.key(0))
+    return jax.grad(agent.loss, has_aux=True)(params, state, data, prev, jax.random.key(0), start)
 
   def world_model(params):
     def f(p):
       wm = nnx.merge(state.spec.graphs[0], p)
-      losses, _, _ = world_model_loss(wm, wm.dynamics.initial((batch_size,)), data, prev,
-                                      jax.random.key(0), 1.0)
+      losses, _, _ = world_model_loss(wm, start, data, prev, jax.random.key(0), 1.0)
       return sum(v.mean() for v in losses.values())
     return jax.grad(f)(params["wm"])
 

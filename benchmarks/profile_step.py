@@ -31,17 +31,19 @@ def trace_steps(preset: str, steps: int, trace_dir: str, hlo_path: str | None) -
   obs_spec, act_spec = bench.task_spaces(config, None)
   state = agent.init(jax.random.key(0), obs_spec, act_spec, config)
   length = config.run.replay_context + config.run.batch_length
-  batch = jax.device_put(bench.random_batch(obs_spec, act_spec, config.run.batch_size, length))
+  entries = bench.entry_specs(agent.DREAMERV3, state) if config.run.replay_context else {}
+  batch = jax.device_put(bench.random_batch(obs_spec, act_spec, config.run.batch_size, length,
+                                            entries=entries))
   if hlo_path:
     with open(hlo_path, "w") as f:
       f.write(agent.train_step.lower(state, batch).compile().as_text())
   for _ in range(2):  # compile and warm up outside the trace
-    state, _ = agent.train_step(state, batch)
+    state, _, _ = agent.train_step(state, batch)
   jax.block_until_ready(state)
   with jax.profiler.trace(trace_dir):
     start = time.perf_counter()
     for _ in range(steps):
-      state, _ = agent.train_step(state, batch)
+      state, _, _ = agent.train_step(state, batch)
       jax.block_until_ready(state)
     return (time.perf_counter() - start) / steps
 

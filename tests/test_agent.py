@@ -9,12 +9,17 @@ from wmrl import agent
 from wmrl.config import Config
 from wmrl.presets import apply_presets
 from wmrl.spaces import ActionSpec, ArraySpec
-from wmrl.testing import SPACES, WALKER_ACT, WALKER_OBS
+from wmrl.testing import SPACES, WALKER_ACT, WALKER_OBS, entry_specs
 
 
-def _batch_for(config, obs_spec, act_spec, seed=0):
+def _batch_for(config, obs_spec, act_spec, seed=0, state=None):
+  """A batch [B, context + T] for `config`; with a replay context it holds the
+  stored latents of `state`'s model (random values)."""
   length = config.run.replay_context + config.run.batch_length
-  return random_batch(obs_spec, act_spec, config.run.batch_size, length, seed)
+  if state is None:
+    state = jax.eval_shape(lambda k: agent.init(k, obs_spec, act_spec, config), jax.random.key(0))
+  entries = entry_specs(agent.DREAMERV3, state) if config.run.replay_context else None
+  return random_batch(obs_spec, act_spec, config.run.batch_size, length, seed, entries)
 
 
 # Parameter counts of the reference implementation for DMC walker-walk
@@ -82,7 +87,7 @@ def test_policy_and_train_step_shapes(kind):
       np.testing.assert_array_equal(act_spec.from_indices(choices), np.asarray(action))
     else:
       assert np.all(np.abs(np.asarray(action)) <= 1.0)
-  new_state, metrics = agent.train_step(state, _batch_for(config, obs_spec, act_spec))
+  new_state, metrics, _ = agent.train_step(state, _batch_for(config, obs_spec, act_spec))
   assert int(new_state.step) == 1
   for name, value in metrics.items():
     assert np.isfinite(float(value)), name
@@ -94,7 +99,7 @@ def test_bfloat16_compute_dtype_keeps_float32_params():
   obs_spec, act_spec = SPACES["dict-multidiscrete"]
   config = tiny_config(**{"model.compute_dtype": "bfloat16"})
   state = agent.init(jax.random.key(0), obs_spec, act_spec, config)
-  new_state, metrics = agent.train_step(state, _batch_for(config, obs_spec, act_spec))
+  new_state, metrics, _ = agent.train_step(state, _batch_for(config, obs_spec, act_spec))
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(new_state.params))
   assert np.isfinite(float(metrics["loss/rec"]))
 
@@ -148,7 +153,7 @@ def test_train_step_compiles_once():
   state = agent.init(jax.random.key(0), obs_spec, act_spec, config)
   before = agent.train_step._cache_size()
   for seed in range(3):
-    state, _ = agent.train_step(state, _batch_for(config, obs_spec, act_spec, seed))
+    state, _, _ = agent.train_step(state, _batch_for(config, obs_spec, act_spec, seed))
   assert agent.train_step._cache_size() == before + 1
 
 
@@ -157,7 +162,7 @@ def test_slow_critic_is_ema_of_critic():
   config = tiny_config(**{"optim.warmup": 0, "optim.lr": 1e-2})
   state = agent.init(jax.random.key(0), obs_spec, act_spec, config)
   old_slow = jax.device_get(state.slow_critic)  # train_step donates the state it replaces
-  new_state, _ = agent.train_step(state, _batch_for(config, obs_spec, act_spec))
+  new_state, _, _ = agent.train_step(state, _batch_for(config, obs_spec, act_spec))
   rate = config.behavior.slow_critic_rate
   for slow, old, new in zip(jax.tree.leaves(new_state.slow_critic), jax.tree.leaves(old_slow),
                             jax.tree.leaves(new_state.params["critic"])):
@@ -184,11 +189,13 @@ def test_world_model_loss_falls_on_fixed_batch():
   act_spec = ActionSpec("continuous", (2,))
   config = tiny_config(**{"optim.lr": 3e-3, "optim.warmup": 0, "run.batch_size": 8,
                           "run.batch_length": 16})
-  batch = _bouncing_point_batch(8, 17)
   state = agent.init(jax.random.key(0), obs_spec, act_spec, config)
+  batch = _bouncing_point_batch(8, 17)
+  for name, spec in entry_specs(agent.DREAMERV3, state).items():  # zero latents before step 1
+    batch[name] = np.zeros((8, 17, *spec.shape), spec.dtype)
   history = []
   for _ in range(150):
-    state, metrics = agent.train_step(state, batch)
+    state, metrics, _ = agent.train_step(state, batch)
     history.append({k: float(metrics[f"loss/{k}"]) for k in ("rec", "rew")})
   first, last = history[0], np.mean([[h["rec"], h["rew"]] for h in history[-10:]], 0)
   assert last[0] < 0.3 * first["rec"], (first, last)
@@ -217,9 +224,9 @@ def test_states_that_differ_only_in_seed_stack_for_vmap():
   stacked_batch = jax.tree.map(lambda *xs: np.stack(xs), *batches)
   # What the vmapped update gives each seed, against each seed's own update.
   singles = [jax.device_get(agent.train_step(s, b)) for s, b in zip(states, batches)]
-  vmapped, metrics = jax.vmap(agent.train_step)(stacked, stacked_batch)
+  vmapped, metrics, _ = jax.vmap(agent.train_step)(stacked, stacked_batch)
   assert metrics["loss/rec"].shape == (2,)
-  for i, (single, single_metrics) in enumerate(singles):
+  for i, (single, _, _) in enumerate(singles):
     for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(vmapped.params)):
       # Bit-exact on this CPU (largest difference 0.0); the tolerance leaves room for
       # backends whose batched matmuls sum in another order than single ones.
@@ -244,7 +251,7 @@ def test_metrics_are_prefixed_by_part():
   obs_spec, act_spec = SPACES["vector-continuous"]
   config = tiny_config()
   state = agent.init(jax.random.key(0), obs_spec, act_spec, config)
-  _, metrics = agent.train_step(state, _batch_for(config, obs_spec, act_spec))
+  _, metrics, _ = agent.train_step(state, _batch_for(config, obs_spec, act_spec))
   parts = {name.split("/")[0] for name in metrics}
   assert parts == {"wm", "ac", "replay", "loss", "opt"}, sorted(metrics)
   assert {"wm/kl", "ac/ret", "ac/entropy", "replay/ret", "opt/grad_norm"} <= set(metrics)
@@ -262,3 +269,109 @@ def test_policy_step_receives_only_world_model_and_actor_parameters():
   wm_and_actor = agent.param_counts(state)["total"] - agent.param_counts(state)["critic"]
   # Parameters plus the observation, carry and key: no optimiser moments or critic.
   assert wm_and_actor <= inputs < wm_and_actor + 1000
+
+
+# --- replay context: the stored latent starts training, posteriors go back ------
+
+
+def _fresh(config, kind="vector-continuous"):
+  obs_spec, act_spec = SPACES[kind]
+  return agent.init(jax.random.key(0), obs_spec, act_spec, config)
+
+
+def test_replay_entries_are_the_dynamics_carry_by_tree_path():
+  state = _fresh(tiny_config())
+  carry = agent.initial_carry(state, 3)
+  carry = carry._replace(latent=jax.tree.map(lambda x: x + jnp.arange(3.0).reshape(3, *[1] * (x.ndim - 1)),
+                                             carry.latent))
+  entries = agent.replay_entries(carry)
+  assert set(entries) == {"latent/deter", "latent/stoch"}
+  np.testing.assert_array_equal(entries["latent/deter"], carry.latent.deter)
+  np.testing.assert_array_equal(entries["latent/stoch"], carry.latent.stoch)
+  assert entry_specs(agent.DREAMERV3, state) == {
+      "latent/deter": jax.ShapeDtypeStruct((32,), jnp.float32),
+      "latent/stoch": jax.ShapeDtypeStruct((4, 4), jnp.float32)}
+
+
+def test_training_starts_from_the_stored_latent_and_returns_its_posteriors():
+  from wmrl.rssm import Latent
+  config = tiny_config()  # replay context 1
+  obs_spec, act_spec = SPACES["vector-continuous"]
+  batch = _batch_for(config, obs_spec, act_spec, seed=3)
+  batch["latent/deter"] *= 3.0  # far from the zeros a start without context has
+  state = _fresh(config)
+  wm, _, _ = agent.modules(state.spec, state.params)
+  _, loss_key = jax.random.split(state.key)
+  wm_key, _, _ = jax.random.split(loss_key, 3)
+
+  @jax.jit
+  def by_hand(start):  # the posterior over the T steps after the context, from `start`
+    data = {k: v[:, 1:] for k, v in batch.items()}
+    _, post, _, _ = wm.dynamics.observe(start, batch["action"][:, :-1], wm.encoder(data),
+                                        data["is_first"], wm_key)
+    return post
+
+  stored = Latent(batch["latent/deter"][:, 0], batch["latent/stoch"][:, 0])  # step K - 1 = 0
+  expected = jax.device_get(by_hand(stored))
+  from_zeros = jax.device_get(by_hand(wm.dynamics.initial((2,))))
+  _, _, updates = agent.train_step(state, batch)
+  updates = jax.device_get(updates)
+  assert set(updates) == {"latent/deter", "latent/stoch"}
+  assert updates["latent/deter"].shape == (2, 6, 32) and updates["latent/stoch"].shape == (2, 6, 4, 4)
+  np.testing.assert_allclose(updates["latent/deter"], expected.deter, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(updates["latent/stoch"], expected.stoch)
+  # The start shows: from zeros the posteriors are others (until an episode starts).
+  assert np.abs(from_zeros.deter[1] - expected.deter[1]).max() > 1e-2
+
+
+def test_without_context_training_is_the_old_path_bit_for_bit():
+  config = tiny_config(**{"run.replay_context": 0})
+  obs_spec, act_spec = SPACES["vector-continuous"]
+  batch = _batch_for(config, obs_spec, act_spec, seed=1)
+  # Stored latents, where a replay holds them, are ignored without context.
+  for name, spec in entry_specs(agent.DREAMERV3, _fresh(config)).items():
+    batch[name] = np.full((2, 6, *spec.shape), 5.0, spec.dtype)
+
+  @jax.jit
+  def old_step(state, batch):  # zeros start, the first step's previous action zero
+    action = batch["action"]
+    prev = jnp.concatenate([jnp.zeros_like(action[:, :1]), action[:, :-1]], 1)
+    return agent.update(state, None, batch, prev)[:2]
+
+  old_state, old_metrics = jax.device_get(old_step(_fresh(config), batch))
+  new_state, new_metrics, updates = jax.device_get(agent.train_step(_fresh(config), batch))
+  assert updates == {}
+  assert old_metrics.keys() == new_metrics.keys()
+  for name in old_metrics:
+    assert old_metrics[name] == new_metrics[name], name
+  for a, b in zip(jax.tree.leaves(old_state.params), jax.tree.leaves(new_state.params)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_a_step_before_an_episode_start_in_the_window_is_last():
+  batch = {"is_first": np.array([[1, 0, 0, 1, 0, 0], [0, 0, 1, 0, 0, 1]], bool),
+           "is_last": np.array([[0, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0]], bool),
+           "action": np.zeros((2, 6, 1), np.float32)}
+  data, _ = agent.split_batch(batch, 1)
+  # Row 0: step 2 precedes the start at 3; row 1: 1 already ends, 4 precedes the start at 5.
+  # The window's last step has no next step in the window and stays as it is.
+  np.testing.assert_array_equal(data["is_last"], [[0, 1, 0, 0, 0], [1, 0, 0, 1, 0]])
+  np.testing.assert_array_equal(data["is_first"], batch["is_first"][:, 1:])
+  data, _ = agent.split_batch(batch, 0)
+  np.testing.assert_array_equal(data["is_last"], [[0, 0, 1, 0, 0, 0], [0, 1, 0, 0, 1, 0]])
+
+
+def test_context_without_stored_latents_is_refused_naming_them():
+  config = tiny_config()
+  obs_spec, act_spec = SPACES["vector-continuous"]
+  batch = random_batch(obs_spec, act_spec, 2, 7)
+  with pytest.raises(ValueError, match=r"no latent/deter, latent/stoch: with run.replay_context=1.*"
+                                       r"replay_entries"):
+    agent.train_step(_fresh(config), batch)
+  batch = _batch_for(config, obs_spec, act_spec)
+  batch["latent/deter"] = batch["latent/deter"][..., :8]
+  with pytest.raises(ValueError, match=r"latent/deter has step shape \(8,\), the model's latent \(32,\)"):
+    agent.train_step(_fresh(config), batch)
+  with pytest.raises(ValueError, match="reserved"):
+    agent.init(jax.random.key(0), {"latent/deter": ArraySpec((3,), "float32")},
+               ActionSpec("discrete", (2,)), config)

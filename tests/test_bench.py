@@ -73,7 +73,9 @@ def test_tiny_benchmark_writes_json_and_table(tmp_path, capsys):
   report = json.loads(out.read_text())
   (row,) = report["presets"]
   positive = lambda x: math.isfinite(x) and x > 0
-  assert row["batch"] == {"size": 2, "length": 8, "context": 1}
+  # The batch holds the policy latents the replay context starts from (deter 32, stoch 4 x 4).
+  assert row["batch"] == {"size": 2, "length": 8, "context": 1,
+                          "entries": {"latent/deter": [32], "latent/stoch": [4, 4]}}
   assert positive(row["compile"]["total_s"])
   assert positive(row["flops"]["per_update"]) and positive(row["flops"]["xla_cost_analysis"])
   assert positive(row["train"]["updates_per_s"])

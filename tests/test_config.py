@@ -36,6 +36,12 @@ def test_default_batch_is_16_by_64_with_context_1():
   assert (r.batch_size, r.batch_length, r.replay_context) == (16, 64, 1)
 
 
+def test_default_run_is_the_references():
+  # Its configs.yaml: run.train_ratio 32, run.envs 16.
+  c = Config()
+  assert (c.run.train_ratio, c.env.num_envs) == (32.0, 16)
+
+
 def test_default_model_is_reference():
   m = Config().model
   assert (m.rssm.stoch, m.rssm.blocks, m.rssm.unimix, m.rssm.free_nats) == (32, 8, 0.01, 1.0)

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from wmrl.replay import Replay
+from wmrl.replay import Positions, Replay
 
 
 def make_step(t, num_envs=2):
@@ -315,3 +315,110 @@ def test_sampling_with_own_rng_leaves_the_replays_draws_unchanged():
   mine, theirs = a.sample(4, 5), b.sample(4, 5)
   for key in mine:
     np.testing.assert_array_equal(mine[key], theirs[key])
+
+
+# Positions, gather and write-back.
+
+
+def test_positions_and_gather_are_sample():
+  a, b = Replay(capacity=100, num_envs=3, chunk_size=4, seed=7), Replay(capacity=100, num_envs=3,
+                                                                        chunk_size=4, seed=7)
+  fill(a, 20)
+  fill(b, 20)
+  for _ in range(3):  # the same draws, in the same order, from the replays' own generators
+    positions = a.sample_positions(6, 5)
+    gathered = a.gather(positions, 5)
+    assert_same(gathered, b.sample(6, 5))
+    assert [(int(e), int(t)) for e, t in zip(*positions)] == windows(gathered)
+
+
+def latent_step(t, num_envs=2):
+  """make_step with a latent entry: latent = [env, t, 0]."""
+  env = np.arange(num_envs)
+  latent = np.stack([env, np.full(num_envs, t), np.zeros(num_envs)], 1).astype(np.float32)
+  return {**make_step(t, num_envs), "latent/deter": latent}
+
+
+def test_write_lands_at_the_windows_steps():
+  replay = Replay(capacity=100, num_envs=3, chunk_size=4, seed=2)
+  for t in range(15):
+    replay.add(latent_step(t, 3))
+  everything = Positions(np.arange(3), np.zeros(3, int))
+  expected = replay.gather(everything, 15)  # [env, t, ...]
+  positions = replay.sample_positions(5, 6)
+  # Steps 2, 3, 4 of window b get -(100 b + i); some windows cross a chunk edge there.
+  values = -(100 * np.arange(5)[:, None] + np.arange(3)[None]).astype(np.float32)
+  values = np.repeat(values[..., None], 3, -1)
+  replay.write(positions, 2, {"latent/deter": values})
+  for b, (env, start) in enumerate(zip(*positions)):  # later windows win where they overlap
+    expected["latent/deter"][env, start + 2:start + 5] = values[b]
+  assert_same(replay.gather(everything, 15), expected)
+  assert any(s // 4 != (s + 4) // 4 for s in positions.starts + 2)
+
+
+def test_write_skips_steps_evicted_since_the_windows_were_drawn():
+  replay = Replay(capacity=16, num_envs=2, chunk_size=3)  # each stream keeps 8 steps
+  for t in range(10):
+    replay.add(latent_step(t))
+  positions = Positions(np.array([0, 1]), np.array([2, 4]))  # steps 2..7 and 4..9
+  for t in range(10, 14):  # evicts steps 2 to 5
+    replay.add(latent_step(t))
+  values = np.full((2, 6, 3), -1, np.float32)
+  replay.write(positions, 0, {"latent/deter": values})
+  stored = replay.gather(Positions(np.arange(2), np.full(2, 6)), 8)["latent/deter"]
+  for env, first in ((0, 2), (1, 4)):
+    for t in range(6, 14):
+      written = first <= t < first + 6
+      np.testing.assert_array_equal(stored[env, t - 6], -1 if written else [env, t, 0])
+  replay.write(Positions(np.array([0]), np.array([0])), 0, {"latent/deter": values[:1, :3]})
+  assert (replay.gather(Positions(np.array([0]), np.array([6])), 8)["latent/deter"][0, 2:] != -2).all()
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"latent/stoch": np.zeros((2, 2, 3), np.float32)}, r"key 'latent/stoch' is not stored"),
+    ({"latent/deter": np.zeros((2, 2, 4), np.float32)}, r"expected shape \(2, n\) \+ \(3,\)"),
+    ({"latent/deter": np.zeros((3, 2, 3), np.float32)}, r"expected shape \(2, n\) \+ \(3,\)"),
+    ({"latent/deter": np.zeros((2, 2, 3), np.complex64)}, r"stored as float32, got complex64"),
+    ({"latent/deter": np.zeros((2, 2, 3), np.float32), "reward": np.zeros((2, 3), np.float32)},
+     "different numbers of steps"),
+    ({"latent/deter": np.zeros((2, 5, 3), np.float32)}, r"reach past the newest step 9"),
+])
+def test_write_rejects_values_unlike_the_stored_keys(values, message):
+  replay = Replay(capacity=100, num_envs=2, chunk_size=4)
+  for t in range(10):
+    replay.add(latent_step(t))
+  with pytest.raises(ValueError, match=message):
+    replay.write(Positions(np.array([0, 1]), np.array([3, 6])), 0, values)
+
+
+def test_saved_replay_keeps_values_written_into_a_linked_full_chunk(tmp_path):
+  replay = Replay(capacity=100, num_envs=2, chunk_size=3)
+  for t in range(7):
+    replay.add(latent_step(t))
+  replay.save(tmp_path)  # chunks 0 and 1 full: later saves would link them
+  first, = tmp_path.iterdir()
+  inode = (first / "chunk000000001.npz").stat().st_ino
+  for t in range(7, 9):
+    replay.add(latent_step(t))
+  positions = Positions(np.array([1]), np.array([1]))
+  replay.write(positions, 0, {"latent/deter": np.full((1, 4, 3), -5, np.float32)})  # steps 1 to 4
+  replay.save(tmp_path)
+  second, = tmp_path.iterdir()
+  assert (second / "chunk000000001.npz").stat().st_ino != inode  # rewritten, not linked
+  loaded = Replay.load(tmp_path)
+  stored = loaded.gather(Positions(np.arange(2), np.zeros(2, int)), 9)["latent/deter"]
+  for env in range(2):
+    for t in range(9):
+      written = env == 1 and 1 <= t <= 4
+      np.testing.assert_array_equal(stored[env, t], -5 if written else [env, t, 0])
+  # Loaded full chunks take writes, and the save after that keeps them too.
+  loaded.write(Positions(np.array([0]), np.array([0])), 0, {"latent/deter": np.full((1, 2, 3), -7, np.float32)})
+  loaded.save(tmp_path)
+  again = Replay.load(tmp_path).gather(Positions(np.array([0]), np.array([0])), 3)["latent/deter"]
+  np.testing.assert_array_equal(again[0], [[-7] * 3, [-7] * 3, [0, 2, 0]])
+  # Chunks nothing wrote to since are linked again.
+  third, = tmp_path.iterdir()
+  inode = (third / "chunk000000001.npz").stat().st_ino
+  loaded.save(tmp_path)
+  fourth, = tmp_path.iterdir()
+  assert (fourth / "chunk000000001.npz").stat().st_ino == inode

@@ -9,6 +9,7 @@ from wmrl import agent, envs, evaluate, report, run, video
 from wmrl.logging import read_metrics
 from wmrl.replay import Replay
 from wmrl.spaces import ActionSpec, ArraySpec
+from wmrl.testing import entry_specs
 
 IMAGE_OBS = {"image": ArraySpec((16, 16, 3), "uint8")}
 ACT = ActionSpec("continuous", (1,))  # as the fake envs
@@ -19,9 +20,16 @@ def image_state():
   return agent.init(jax.random.key(0), IMAGE_OBS, ACT, tiny_config())
 
 
+def _entries(config=tiny_config()):
+  """The stored latents' shapes of the image model (what a replay context reads)."""
+  state = jax.eval_shape(lambda k: agent.init(k, IMAGE_OBS, ACT, config), jax.random.key(0))
+  return entry_specs(agent.DREAMERV3, state)
+
+
 def _batch(config=tiny_config(), seed=0):
   r = config.run
-  return random_batch(IMAGE_OBS, ACT, r.batch_size, r.replay_context + r.batch_length, seed)
+  return random_batch(IMAGE_OBS, ACT, r.batch_size, r.replay_context + r.batch_length, seed,
+                      _entries(config))
 
 
 def open_loop(state, batch, key, context=None, horizon=None):
@@ -31,12 +39,24 @@ def open_loop(state, batch, key, context=None, horizon=None):
 def test_open_loop_shows_real_predicted_and_error(image_state):
   batch = _batch()
   frames = np.asarray(open_loop(image_state, batch, jax.random.key(1), context=5))
-  # Batch 2 x (1 + 6) steps; the replay context step only supplies the first action.
+  # Batch 2 x (1 + 6) steps; the replay context step supplies the start latent and action.
   assert frames.shape == (2, 6, 16, 3 * 16, 3) and frames.dtype == np.uint8
   real, pred, error = np.split(frames.astype(int), 3, axis=3)
   np.testing.assert_array_equal(real, batch["image"][:, 1:])
   assert 0 <= pred.min() and pred.max() <= 255
   assert np.abs(error - np.abs(real - pred)).max() <= 1  # rounding of the [0, 1] predictions
+
+
+def test_open_loop_starts_from_the_latent_stored_with_the_context_step(image_state):
+  batch = _batch()
+  frames = lambda b: np.asarray(open_loop(image_state, b, jax.random.key(1), context=2))
+  base = frames(batch)
+  elsewhere = {**batch, "latent/deter": batch["latent/deter"].copy()}
+  elsewhere["latent/deter"][:, 1:] += 3.0  # the trained steps' latents: not read
+  np.testing.assert_array_equal(frames(elsewhere), base)
+  context_step = {**batch, "latent/deter": batch["latent/deter"].copy()}
+  context_step["latent/deter"][:, 0] += 3.0  # the last context step's: the start
+  assert not np.array_equal(frames(context_step), base)
 
 
 def test_open_loop_horizon_and_its_limits(image_state):
@@ -60,10 +80,12 @@ def test_vector_only_models_get_no_open_loop_video():
 
 
 def test_open_loop_video_leaves_training_batches_unchanged(image_state):
+  entries = _entries()
+
   def filled():
     replay = Replay(100, seed=3)
     for t in range(20):
-      step = {k: v[:, t] for k, v in random_batch(IMAGE_OBS, ACT, 1, 20, seed=t).items()}
+      step = {k: v[:, t] for k, v in random_batch(IMAGE_OBS, ACT, 1, 20, t, entries).items()}
       replay.add(step)
     return replay
 

@@ -16,6 +16,7 @@ import pytest
 from conftest import tiny_config
 from wmrl import algorithms, checkpoint, envs, run, testing
 from wmrl.logging import read_metrics
+from wmrl.replay import Positions, Replay
 
 TESTS = pathlib.Path(__file__).parent
 
@@ -67,6 +68,14 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
   for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(straight.params)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   assert replay_a.steps_added == replay_b.steps_added == 166
+  # The default replay context stores the policy latents with every step and writes the
+  # training posteriors back over them: the resumed replay holds the same values.
+  assert {"latent/deter", "latent/stoch"} <= set(replay_a.keys)
+  everything = Positions(np.zeros(1, int), np.zeros(1, int))
+  stored_a, stored_b = replay_a.gather(everything, 166), replay_b.gather(everything, 166)
+  assert stored_a.keys() == stored_b.keys()
+  for key in stored_a:
+    np.testing.assert_array_equal(stored_a[key], stored_b[key], err_msg=key)
   episodes = lambda d: [r for r in read_metrics(d / "metrics.jsonl") if "episode/score" in r]
   assert episodes(tmp_path / "resumed") == episodes(tmp_path / "straight")
   # Train records average over log intervals; those before the restart match.
@@ -125,6 +134,37 @@ def test_changed_model_field_is_refused_on_resume(tmp_path):
     run.train(_config(60, **{"model.rssm.deter": 64}), tmp_path, console=False)
 
 
+def test_replay_context_switched_on_or_off_is_refused_on_resume(tmp_path):
+  run.train(_config(30), tmp_path, console=False)
+  with pytest.raises(ValueError, match=r"changed run.replay_context \(1 -> 0\).*holds the policy latents"):
+    run.train(_config(45, **{"run.replay_context": 0}), tmp_path, console=False)
+  obs_spec, act_spec = testing.SPACES["vector-continuous"]
+  with pytest.raises(ValueError, match=r"changed run.replay_context \(0 -> 1\).*lacks"):
+    run.check_resume(_config(30, **{"run.replay_context": 0}), _config(30), obs_spec, act_spec)
+  # A longer context reads the same latents.
+  notes = run.check_resume(_config(30), _config(30, **{"run.replay_context": 2}), obs_spec, act_spec)
+  assert notes == ["config field run.replay_context changed on resume: 1 -> 2"]
+
+
+def test_saved_replay_without_the_latents_is_refused_for_a_context():
+  config = _config(30)
+  obs_spec, act_spec = testing.SPACES["vector-continuous"]
+  state = jax.eval_shape(lambda k: algorithms.get("dreamerv3").init(k, obs_spec, act_spec, config),
+                         jax.random.key(0))
+  bare, with_latents = Replay(100), Replay(100)
+  step = {"obs": np.zeros((1, 5), np.float32), "is_first": np.ones(1, bool)}
+  bare.add(step)
+  with_latents.add({**step, "latent/deter": np.zeros((1, 32), np.float32),
+                    "latent/stoch": np.zeros((1, 4, 4), np.float32)})
+  algo = algorithms.get("dreamerv3")
+  with pytest.raises(ValueError, match=r"run.replay_context=1: the saved replay has no latent/deter"):
+    run.check_replay_entries(bare, algo, state, 1)
+  with pytest.raises(ValueError, match=r"run.replay_context=0: the saved replay holds latent/deter"):
+    run.check_replay_entries(with_latents, algo, state, 0)
+  for replay, context in ((bare, 0), (with_latents, 1), (with_latents, 3), (Replay(100), 1)):
+    run.check_replay_entries(replay, algo, state, context)
+
+
 def test_changed_run_field_is_reported_and_used(tmp_path, capsys):
   run.train(_config(30), tmp_path, console=False)
   summary = run.train(_config(50, **{"run.train_ratio": 24}), tmp_path, console=True)
@@ -171,10 +211,10 @@ def test_non_finite_loss_stops_run_naming_metric(tmp_path, monkeypatch):
   real = algorithms.get("dreamerv3")
 
   def poisoned(state, batch):
-    state, metrics = real.train_step(state, batch)
+    state, metrics, updates = real.train_step(state, batch)
     metrics = dict(metrics)
     metrics["loss/rew"] = metrics["loss/rew"] * np.nan
-    return state, metrics
+    return state, metrics, updates
 
   monkeypatch.setitem(algorithms.ALGORITHMS, "dreamerv3",
                       dataclasses.replace(real, train_step=poisoned))

@@ -27,9 +27,14 @@ from wmrl.config import BehaviorConfig, Config, LossScales, ModelConfig, OptimCo
 from wmrl.nets import count_params
 from wmrl.optim import learning_rate, make_optimizer
 from wmrl.spaces import ActionSpec, ArraySpec, STEP_KEYS
+from wmrl.trees import arrays_tree, tree_named
 from wmrl.world_model import WorldModel, world_model_loss
 
 sg = jax.lax.stop_gradient
+
+# Replay stores the dynamics carry under latent/<its tree path> (latent/deter,
+# latent/stoch for the RSSM), so nothing outside the sequence model reads its fields.
+LATENT = "latent"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,8 +102,9 @@ def _check_spaces(obs_spec, act_spec):
   if not obs_spec:
     raise ValueError("obs_spec is empty: the agent needs at least one observation key")
   for key, spec in obs_spec.items():
-    if key in STEP_KEYS or key == "action":
-      raise ValueError(f"observation key '{key}' is reserved; rename it in the environment")
+    if key in STEP_KEYS or key == "action" or key.startswith(LATENT + "/"):
+      raise ValueError(f"observation key '{key}' is reserved (as are step keys, 'action' and "
+                       f"the replayed latents '{LATENT}/...'); rename it in the environment")
     if not isinstance(spec, ArraySpec):
       raise TypeError(f"obs_spec['{key}'] must be an ArraySpec, got {type(spec).__name__}")
 
@@ -130,6 +136,13 @@ def initial_carry(state: AgentState, num_envs: int) -> PolicyCarry:
 
 def record_action(carry: PolicyCarry, action) -> PolicyCarry:
   return carry._replace(action=jnp.asarray(action, jnp.float32))
+
+
+def replay_entries(carry: PolicyCarry) -> dict[str, jax.Array]:
+  """What replay keeps with a step besides the step itself: the dynamics carry
+  after the policy observed it (the reference's `dyn_entry`), by tree path under
+  `latent/`. Training windows start from the one of their last context step."""
+  return tree_named(carry.latent, LATENT)
 
 
 def policy_step(state: AgentState, obs: dict, carry: PolicyCarry, key, mode: str = "train"):
@@ -175,7 +188,16 @@ def _policy_step(params: PolicyParams, obs, carry: PolicyCarry, key, mode):
 
 def split_batch(batch: dict, context: int):
   """Splits replayed sequences [B, context + T] into the T training steps and
-  the action taken before each of them."""
+  the action taken before each of them.
+
+  A step followed by an episode start inside the window is marked `is_last`,
+  so an episode abandoned without one (the reference's `_annotate_batch`)
+  ends there for the returns; on windows of well-formed episodes this changes
+  nothing.
+  """
+  first = jnp.asarray(batch["is_first"])
+  next_first = jnp.concatenate([first[:, 1:], jnp.zeros_like(first[:, :1])], 1)
+  batch = {**batch, "is_last": jnp.asarray(batch["is_last"]) | next_first}
   data = {k: v[:, context:] for k, v in batch.items()}
   if context:
     prev_actions = batch["action"][:, context - 1:-1]
@@ -185,8 +207,41 @@ def split_batch(batch: dict, context: int):
   return data, prev_actions
 
 
-def loss(params: dict, state: AgentState, data: dict, prev_actions, key):
-  """The total loss of one train step, in four stages, and its metrics.
+def start_latent(dynamics, batch: dict, context: int):
+  """The dynamics carry [B] a replayed window's training steps start from.
+
+  With a replay context it is the latent the policy stored with the last
+  context step (the reference's `RSSM.truncate`), so training continues the
+  policy's belief; without one the initial carry, as if each window began
+  an episode. Checked at trace time: the batch must hold the latents.
+  """
+  template = dynamics.initial(batch["is_first"].shape[:1])
+  if not context:
+    return template
+  names = tree_named(template, LATENT)
+  missing = [n for n in names if n not in batch]
+  if missing:
+    raise ValueError(
+        f"the batch has no {', '.join(missing)}: with run.replay_context={context} training "
+        "starts from the latents the policy stored with each step. Store "
+        "algo.replay_entries(carry) with every step (the Driver does), build test batches with "
+        "wmrl.testing.random_batch(..., entries=wmrl.testing.entry_specs(algo, state)), or set "
+        "run.replay_context 0")
+  for name, leaf in names.items():
+    if tuple(batch[name].shape[2:]) != tuple(leaf.shape[1:]):
+      raise ValueError(f"the batch's {name} has step shape {tuple(batch[name].shape[2:])}, the "
+                       f"model's latent {tuple(leaf.shape[1:])}; the replay was filled by "
+                       "another model")
+  stored = {n: jnp.asarray(batch[n][:, context - 1], leaf.dtype) for n, leaf in names.items()}
+  return arrays_tree(template, stored, LATENT)
+
+
+def loss(params: dict, state: AgentState, data: dict, prev_actions, key, start=None):
+  """The total loss of one train step, in four stages, its metrics and the
+  posteriors of the replayed steps.
+
+  `start` is the dynamics carry [B] before the first step (default: the
+  initial carry).
 
   Stop-gradients make each term train only its own networks: imagination
   runs on frozen copies of the world model and actor from stopped starts,
@@ -205,7 +260,8 @@ def loss(params: dict, state: AgentState, data: dict, prev_actions, key):
   batch_size, length = data["reward"].shape
 
   # 1. World model: posterior over the replayed steps, reconstruction, reward, continue, KL.
-  start = wm.dynamics.initial((batch_size,))
+  if start is None:
+    start = wm.dynamics.initial((batch_size,))
   wm_losses, post, wm_metrics = world_model_loss(wm, start, data, prev_actions, wm_key,
                                                  b.cont_target)
   # 2. Imagination from every replayed posterior state.
@@ -230,7 +286,7 @@ def loss(params: dict, state: AgentState, data: dict, prev_actions, key):
   total = sum(scales[name] * value for name, value in means.items())
   metrics = {**_prefixed("wm", wm_metrics), **_prefixed("ac", {**imag_metrics, **ac_metrics}),
              **_prefixed("replay", replay_metrics), **_prefixed("loss", means)}
-  return total, (metrics, ac_out["retnorm"])
+  return total, (metrics, ac_out["retnorm"], post)
 
 
 def check_losses(losses: dict, scales: LossScales, b: BehaviorConfig, batch_size: int,
@@ -257,12 +313,28 @@ def _prefixed(part: str, metrics: dict) -> dict:
 
 @partial(jax.jit, donate_argnums=0)
 def train_step(state: AgentState, batch: dict):
-  """One update of all networks from a replayed batch [B, context + T, ...]."""
+  """One update of all networks from a replayed batch [B, context + T, ...].
+
+  Returns the new state, metrics, and the replay updates: with a replay
+  context, the posteriors of the T trained steps [B, T, ...] by their replay
+  names, to be written back over the stored latents at window offset
+  `context` (the reference's `outs['replay']`); {} without one.
+  """
+  spec = state.spec
+  wm, _, _ = modules(spec, state.params)
+  data, prev_actions = split_batch(batch, spec.context)
+  start = start_latent(wm.dynamics, batch, spec.context)
+  state, metrics, post = update(state, start, data, prev_actions)
+  return state, metrics, tree_named(post, LATENT) if spec.context else {}
+
+
+def update(state: AgentState, start, data: dict, prev_actions):
+  """The update of `train_step` from its training steps [B, T] and start carry
+  [B] (None: the initial carry): (new state, metrics, posteriors [B, T])."""
   spec = state.spec
   key, loss_key = jax.random.split(state.key)
-  data, prev_actions = split_batch(batch, spec.context)
-  grads, (metrics, retnorm) = jax.grad(loss, has_aux=True)(
-      state.params, state, data, prev_actions, loss_key)
+  grads, (metrics, retnorm, post) = jax.grad(loss, has_aux=True)(
+      state.params, state, data, prev_actions, loss_key, start)
   optimizer = make_optimizer(spec.optim)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
@@ -274,7 +346,7 @@ def train_step(state: AgentState, batch: dict):
   metrics["opt/lr"] = learning_rate(spec.optim)(state.step)
   new_state = state.replace(params=params, slow_critic=slow_critic, opt_state=opt_state,
                             retnorm=retnorm, key=key, step=state.step + 1)
-  return new_state, metrics
+  return new_state, metrics, post
 
 
 # --- reports --------------------------------------------------------------------
@@ -285,18 +357,22 @@ def report(state: AgentState, batch: dict, key, context: int | None = None,
   """The open-loop video of replayed sequences (`wmrl/report.py`); {} without image keys.
 
   The model observes `context` steps (default: 5, or all but one of shorter
-  sequences) and imagines `horizon` (default: the rest).
+  sequences) and imagines `horizon` (default: the rest), starting, as
+  training does, from the latent stored with the last replay-context step.
   """
   images = [k for k, s in state.spec.obs_spec if s.is_image]
   if not images:
     return {}
   wm, _, _ = modules(state.spec, state.params)
   data, prev_actions = split_batch(batch, state.spec.context)
+  start = start_latent(wm.dynamics, batch, state.spec.context)
   if context is None:
     context = min(reports.OPENLOOP_CONTEXT, data["is_first"].shape[1] - 1)
-  return {"openloop": reports.open_loop(wm, data, prev_actions, images, key, context, horizon)}
+  return {"openloop": reports.open_loop(wm, data, prev_actions, images, key, context, horizon,
+                                        start)}
 
 
 DREAMERV3 = Algorithm(name="dreamerv3", init=init, initial_carry=initial_carry,
-                      policy_step=policy_step, record_action=record_action, train_step=train_step,
-                      report=report, param_counts=param_counts)
+                      policy_step=policy_step, record_action=record_action,
+                      replay_entries=replay_entries, train_step=train_step, report=report,
+                      param_counts=param_counts)

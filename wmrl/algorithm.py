@@ -9,7 +9,9 @@ tree path. DreamerV3 (`wmrl/agent.py`) is the first implementation;
     state = algo.init(key, obs_spec, act_spec, config)
     carry = algo.initial_carry(state, num_envs)
     action, carry = algo.policy_step(state, obs, carry, key, "train")
-    state, metrics = algo.train_step(state, batch)    # donates `state`
+    entries = algo.replay_entries(carry)              # stored with the step it observed
+    state, metrics, updates = algo.train_step(state, batch)    # donates `state`
+    replay.write(positions, context, updates)         # the batch's windows, after the context
     videos = algo.report(state, batch, key)
 """
 from __future__ import annotations
@@ -35,8 +37,16 @@ class Algorithm:
   - `record_action(carry, action) -> carry`: the carry after the environments
     executed `action` instead of the policy's own (random prefill actions), so
     the carry agrees with what replay stores.
-  - `train_step(state, batch) -> (state, metrics)`: one update from a replayed
-    batch [B, context + T, ...]; the input state is donated.
+  - `replay_entries(carry) -> {name: array [N, ...]}`: what replay keeps with
+    each step besides the step itself, where `run.replay_context` > 0: the
+    carry's part that training windows start from, by tree path (DreamerV3:
+    `latent/deter`, `latent/stoch`). Device arrays; the driver fetches them.
+  - `train_step(state, batch) -> (state, metrics, replay_updates)`: one update
+    from a replayed batch [B, context + T, ...] (with the replay entries of
+    every step where context > 0); the input state is donated.
+    `replay_updates` holds new values [B, T, ...] of replay entries for the T
+    trained steps, which the driver writes back over the stored ones at
+    window offset `context` ({} where there is nothing to write).
   - `report(state, batch, key) -> {name: uint8 frames [B, T, H, W, 3]}`:
     videos of what the model has learned ({} where there is nothing to show).
   - `param_counts(state) -> {part: count}`: parameter counts by part, with "total".
@@ -47,6 +57,7 @@ class Algorithm:
   initial_carry: Callable[[State, int], Carry]
   policy_step: Callable[..., tuple[Any, Carry]]
   record_action: Callable[[Carry, Any], Carry]
-  train_step: Callable[..., tuple[State, dict]]
+  replay_entries: Callable[[Carry], dict[str, Any]]
+  train_step: Callable[..., tuple[State, dict, dict[str, Any]]]
   report: Callable[..., dict]
   param_counts: Callable[[State], dict[str, int]]

@@ -153,7 +153,7 @@ class OptimConfig:
 @dataclasses.dataclass(frozen=True)
 class EnvConfig:
   id: str = "gym:CartPole-v1"
-  num_envs: int = 1
+  num_envs: int = 16  # the reference's run.envs
   parallel: bool = False
   action_repeat: int = 1
   image_size: tuple[int, int] = (64, 64)
@@ -165,10 +165,14 @@ class EnvConfig:
 class RunConfig:
   seed: int = 0
   steps: int = 100_000  # environment steps (after action repeat)
-  train_ratio: float = 512.0  # replayed steps per environment step
+  train_ratio: float = 32.0  # replayed steps per environment step (the reference's default)
   batch_size: int = 16
   batch_length: int = 64
-  replay_context: int = 1  # extra leading steps that supply the first action
+  # Leading steps of each replayed window before the trained ones: training
+  # starts from the latent the policy stored with the last of them (and its
+  # action), and writes its posteriors back (the reference's replay_context).
+  # 0: windows start from zeros with no previous action.
+  replay_context: int = 1
   replay_capacity: int = 5_000_000
   prefill: int = 0  # random steps before training; 0: one batch worth
   log_every: int = 1000  # environment steps between metric records

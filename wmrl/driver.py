@@ -2,15 +2,19 @@
 
 `Driver` keeps the reference's train-ratio semantics: `run.train_ratio`
 replayed steps per environment step, one update replaying `batch_size x
-batch_length` steps. It sees the agent only through the algorithm contract
-(`wmrl/algorithm.py`). A whole run (resume, evaluation, logging, saves) is
-`wmrl/run.py`.
+batch_length` steps. With `run.replay_context` K > 0 it stores the policy's
+replay entries (its latent after observing the step) with every step,
+samples windows of K + batch_length steps and writes each update's new
+entries back over the trained steps, as the reference does. It sees the
+agent only through the algorithm contract (`wmrl/algorithm.py`). A whole run
+(resume, evaluation, logging, saves) is `wmrl/run.py`.
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import Callable
 
+import jax
 import numpy as np
 
 from wmrl import envs
@@ -86,7 +90,7 @@ class Driver:
       action = random_actions(self.rng, self.env.act_spec, self.env.num_envs)
       # The carry remembers the executed action, as replay does.
       self._carry = self.algo.record_action(self._carry, action)
-    self.replay.add({**step, "action": action})
+    self.replay.add({**step, "action": action, **self._entries()})
     if self._restarted:  # the step came from before a restart: these envs are new
       self._restarted = False
       self._step = self.env.reset()
@@ -94,6 +98,12 @@ class Driver:
       self._step = self.env.step(action)
     self.counters.env_steps += self.env.num_envs
     self._track_episodes(self._step, on_episode)
+
+  def _entries(self) -> dict[str, np.ndarray]:
+    """The replay entries of the carry that has just observed the step, on the host."""
+    if not self.run.replay_context:
+      return {}
+    return jax.device_get(self.algo.replay_entries(self._carry))
 
   def pending(self) -> dict[str, np.ndarray]:
     """The step not yet acted on and the policy carry (by tree path), for checkpoints."""
@@ -134,8 +144,12 @@ class Driver:
     self.counters.update_debt += self.updates_per_step * self.env.num_envs
     done = 0
     while self.counters.update_debt >= 1.0:
-      batch = self.replay.sample(self.run.batch_size, self.sequence)
-      self.state, metrics = self.algo.train_step(self.state, batch)
+      positions = self.replay.sample_positions(self.run.batch_size, self.sequence)
+      batch = self.replay.gather(positions, self.sequence)
+      self.state, metrics, updates = self.algo.train_step(self.state, batch)
+      # Written before the next sample, which may overlap these windows; the
+      # fetch waits for the update (the reference lags it by one update).
+      self.replay.write(positions, self.run.replay_context, jax.device_get(updates))
       self.counters.update_debt -= 1.0
       self.counters.updates += 1
       on_update(metrics)

@@ -16,13 +16,19 @@ freed once all its steps are evicted, so at most
 ``ceil(capacity / num_envs / chunk_size) + 1`` chunks are held. A stream's kept
 steps are one unbroken run of time, so no window can join data across a gap.
 
+Writing back. ``sample_positions`` draws windows as (env, start) pairs and
+``gather`` copies them out (``sample`` is the two in one); ``write`` puts new
+values of stored keys back at some of a window's steps, as the reference
+writes the training posteriors back (its ``Replay.update``). Steps evicted
+since the window was drawn are skipped.
+
 Saving. ``save(directory)`` writes a numbered snapshot folder inside
 ``directory``: into a temporary folder first, renamed into place at the end,
 and only then are older snapshots deleted. ``load`` reads the newest snapshot,
-so a crash mid-save leaves the previous one intact. A full chunk never changes
-again, so it is written once and hard-linked (copied where links fail) into
-later snapshots; only the newest, partial chunk is written anew each save.
-Save into the same directory each time to benefit.
+so a crash mid-save leaves the previous one intact. A full chunk that nothing
+has written to since the last save is hard-linked (copied where links fail)
+from that snapshot; the newest, partial chunk and every chunk ``write``
+changed are written anew. Save into the same directory each time to benefit.
 """
 from __future__ import annotations
 
@@ -31,11 +37,19 @@ import os
 import pathlib
 import shutil
 import uuid
+from typing import NamedTuple
 
 import numpy as np
 
 _FORMAT = 1
 _META = "replay.json"
+
+
+class Positions(NamedTuple):
+  """Where sampled windows lie: window ``b`` holds steps ``starts[b]`` onwards of stream ``envs[b]``."""
+
+  envs: np.ndarray  # [B] int
+  starts: np.ndarray  # [B] int, the time of each window's first step
 
 
 class Replay:
@@ -57,12 +71,18 @@ class Replay:
     self._chunks: list[dict[str, np.ndarray]] = []  # chunk number self._first_chunk + j at index j
     self._first_chunk = 0
     self._time = 0  # steps added to each stream
+    self._written: set[int] = set()  # chunk numbers `write` changed since the last save or load
     self._snapshot: tuple[pathlib.Path, int] | None = None  # (folder, time) of the last save or load
 
   @property
   def steps_added(self) -> int:
     """Steps ever added, over all streams."""
     return self._time * self.num_envs
+
+  @property
+  def keys(self) -> tuple[str, ...]:
+    """The keys each step holds, fixed by the first ``add``; () before it."""
+    return tuple(self._spec or ())
 
   def _stored(self) -> int:
     return min(self._time, self._stream_capacity)  # steps held by each stream
@@ -143,8 +163,14 @@ class Replay:
     Start positions are uniform over all windows stored. Windows may cross
     episode boundaries; ``is_first`` marks where the model resets its state.
     ``rng`` draws instead of the replay's own generator, for samples (like
-    reports) that must not change which batches training sees.
+    reports) that must not change which batches training sees. The same as
+    ``gather(sample_positions(batch_size, length, rng), length)``.
     """
+    return self.gather(self.sample_positions(batch_size, length, rng), length)
+
+  def sample_positions(self, batch_size: int, length: int,
+                       rng: np.random.Generator | None = None) -> Positions:
+    """Draws ``batch_size`` windows of ``length`` steps as in ``sample``, without copying them."""
     if batch_size < 1 or length < 1:
       raise ValueError(f"Replay.sample needs batch_size >= 1 and length >= 1, got {batch_size}, {length}")
     stored = self._stored()
@@ -158,19 +184,79 @@ class Replay:
     windows = stored - length + 1  # per stream, all streams alike
     rng = self._rng if rng is None else rng
     envs, offsets = np.divmod(rng.integers(self.num_envs * windows, size=batch_size), windows)
-    starts = self._time - stored + offsets
-    out = {key: np.empty((batch_size, length) + shape, dtype) for key, (shape, dtype) in self._spec.items()}
-    for b in range(batch_size):
-      self._copy_window(out, b, int(envs[b]), int(starts[b]), length)
+    return Positions(envs, self._time - stored + offsets)
+
+  def gather(self, positions: Positions, length: int) -> dict[str, np.ndarray]:
+    """Copies of the windows of ``length`` steps at ``positions`` (all still stored)."""
+    envs, starts = positions
+    if not starts.size or starts.min() < self._oldest() or starts.max() + length > self._time:
+      raise ValueError(f"Replay.gather: windows of {length} steps at {starts.tolist()} are not all "
+                       f"stored (steps {self._oldest()} to {self._time - 1} are); gather right "
+                       "after sample_positions, before adding more")
+    out = {key: np.empty((len(starts), length) + shape, dtype)
+           for key, (shape, dtype) in self._spec.items()}
+    for b in range(len(starts)):
+      for key, array, row, done, n in self._pieces(int(envs[b]), int(starts[b]), length):
+        out[key][b, done:done + n] = array[row:row + n]
     return out
 
-  def _copy_window(self, out: dict[str, np.ndarray], b: int, env: int, start: int, length: int) -> None:
+  def write(self, positions: Positions, offset: int, values: dict[str, np.ndarray]) -> None:
+    """Stores ``values`` [B, n, ...] at steps ``offset .. offset + n - 1`` of the windows at
+    ``positions``, over what those keys held there.
+
+    Only keys that ``add`` stored can be written. Steps evicted since the
+    windows were drawn are skipped; the rest are written.
+    """
+    if not values:
+      return
+    envs, starts = positions
+    values = {key: self._write_value(key, value, len(starts)) for key, value in values.items()}
+    lengths = {value.shape[1] for value in values.values()}
+    if len(lengths) != 1:
+      raise ValueError("Replay.write: the values cover different numbers of steps "
+                       f"{ {k: v.shape[1] for k, v in values.items()} }; give each key the same")
+    n = lengths.pop()
+    if offset < 0 or (starts.size and starts.max() + offset + n > self._time):
+      raise ValueError(f"Replay.write: steps {offset} to {offset + n - 1} of the windows at "
+                       f"{starts.tolist()} reach past the newest step {self._time - 1}; write "
+                       "inside windows that sample_positions drew")
+    for b in range(len(starts)):
+      first = int(starts[b]) + offset
+      skip = max(self._oldest() - first, 0)  # evicted since the window was drawn
+      if skip >= n:
+        continue
+      for key, array, row, done, count in self._pieces(int(envs[b]), first + skip, n - skip, values):
+        array[row:row + count] = values[key][b, skip + done:skip + done + count]
+      self._written.update(range((first + skip) // self.chunk_size,
+                                 (first + n - 1) // self.chunk_size + 1))
+
+  def _write_value(self, key: str, value, batch_size: int) -> np.ndarray:
+    if self._spec is None or key not in self._spec:
+      stored = sorted(self._spec or ())
+      raise ValueError(f"Replay.write: key {key!r} is not stored (stored keys: {stored}); only keys "
+                       "that add stored can be written")
+    value = np.asarray(value)
+    shape, dtype = self._spec[key]
+    if value.ndim < 2 or value.shape[0] != batch_size or value.shape[2:] != shape:
+      raise ValueError(f"Replay.write: key {key!r} expected shape ({batch_size}, n) + {shape} "
+                       f"(windows, steps, then the stored step's shape), got {value.shape}")
+    if not np.can_cast(value.dtype, dtype, "same_kind"):
+      raise ValueError(f"Replay.write: key {key!r} is stored as {dtype}, got {value.dtype}; cast "
+                       "it before writing")
+    return value
+
+  def _oldest(self) -> int:
+    return self._time - self._stored()  # the time of the oldest step kept
+
+  def _pieces(self, env: int, start: int, length: int, keys=None):
+    """(key, the stream's row in a chunk, row, steps done, n) for each chunk piece of a window."""
     done = 0
     while done < length:  # one pass per chunk the window touches
       number, row = divmod(start + done, self.chunk_size)
       n = min(self.chunk_size - row, length - done)
-      for key, array in self._chunks[number - self._first_chunk].items():
-        out[key][b, done:done + n] = array[env, row:row + n]
+      chunk = self._chunks[number - self._first_chunk]
+      for key in keys or chunk:
+        yield key, chunk[key][env], row, done, n
       done += n
 
   # Saving and loading.
@@ -188,6 +274,7 @@ class Replay:
     (tmp / _META).write_text(json.dumps(self._meta()))
     os.replace(tmp, final)  # the commit point: until here the previous snapshot is the newest
     self._snapshot = (final, self._time)
+    self._written.clear()  # the snapshot holds what was written: later saves may link to it
     for path in directory.iterdir():  # older snapshots, and leftovers of crashed saves
       if path != final and (_number(path) is not None or path.name.startswith(".tmp-")):
         shutil.rmtree(path, ignore_errors=True)
@@ -195,7 +282,8 @@ class Replay:
   def _save_chunk(self, folder: pathlib.Path, number: int, chunk: dict[str, np.ndarray]) -> None:
     path = folder / _chunk_name(number)
     filled = min(self._time - number * self.chunk_size, self.chunk_size)
-    if filled == self.chunk_size and self._snapshot is not None:
+    # A chunk `write` changed since the last save differs from the file there.
+    if filled == self.chunk_size and self._snapshot is not None and number not in self._written:
       old_folder, old_time = self._snapshot
       old = old_folder / path.name
       if (number + 1) * self.chunk_size <= old_time and old.exists():  # it was full there too

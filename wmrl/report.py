@@ -21,13 +21,16 @@ OPENLOOP_CONTEXT = 5  # steps observed before imagining
 # --- open loop --------------------------------------------------------------------
 
 def open_loop(wm, data: dict, prev_actions, images: list[str], key,
-              context: int = OPENLOOP_CONTEXT, horizon: int | None = None) -> jax.Array:
+              context: int = OPENLOOP_CONTEXT, horizon: int | None = None,
+              start=None) -> jax.Array:
   """Real | predicted | error frames of replayed sequences.
 
   `data` holds T replayed steps [B, T, ...] and `prev_actions` the action
   before each; `wm` is a world model (an encoder, a dynamics model and a
   decoder). The model observes the first `context` of the T steps and
-  imagines the next `horizon` (default: the rest) from the replayed actions.
+  imagines the next `horizon` (default: the rest) from the replayed actions;
+  `start` is the dynamics carry [B] before the first step (default: the
+  initial carry).
   Returns uint8 [B, context + horizon, K * H, 3 * W, 3]: for each of the K
   `images` keys (top to bottom) the real frame, the decoded prediction
   (posterior reconstruction over the context, prior imagination after it)
@@ -40,7 +43,8 @@ def open_loop(wm, data: dict, prev_actions, images: list[str], key,
   obs_key, img_key = jax.random.split(key)
   seen = jax.tree.map(lambda x: x[:, :context], data)
   dynamics = wm.dynamics
-  start = dynamics.initial(seen["is_first"].shape[:1])
+  if start is None:
+    start = dynamics.initial(seen["is_first"].shape[:1])
   last, post, _, _ = dynamics.observe(start, prev_actions[:, :context], wm.encoder(seen),
                                       seen["is_first"], obs_key)
   # Episode starts inside the imagined part are ignored, as in the reference:

@@ -44,10 +44,13 @@ def validate(config: Config, logdir: str | pathlib.Path) -> None:
       (r.steps > 0, f"run.steps must be positive, got {r.steps}"),
       (r.batch_size > 0 and r.batch_length > 1,
        f"run.batch_size must be >= 1 and run.batch_length >= 2, got {r.batch_size}, {r.batch_length}"),
-      (r.replay_context >= 0, f"run.replay_context must be >= 0, got {r.replay_context}"),
+      (r.replay_context >= 0,
+       f"run.replay_context must be >= 0 (steps before each training window whose stored "
+       f"latent starts it; 0: start from zeros), got {r.replay_context}"),
       (config.env.num_envs > 0, f"env.num_envs must be positive, got {config.env.num_envs}"),
       (r.replay_capacity >= config.env.num_envs * (r.batch_length + r.replay_context),
-       f"run.replay_capacity={r.replay_capacity} cannot hold one training sequence per "
+       f"run.replay_capacity={r.replay_capacity} cannot hold one training sequence "
+       f"(run.replay_context + run.batch_length = {r.replay_context + r.batch_length} steps) per "
        f"environment; raise it"),
       (config.behavior.imag_horizon > 0,
        f"behavior.imag_horizon must be positive, got {config.behavior.imag_horizon}"),
@@ -82,6 +85,13 @@ def check_resume(saved: Config, config: Config, obs_spec, act_spec) -> list[str]
     details = "; ".join(f"{n}: {changes[n][0]!r} -> {changes[n][1]!r}" for n in fixed)
     raise ValueError(f"cannot resume with a changed {', '.join(fixed)} ({details}); use the saved "
                      "value or start a new logdir")
+  old_context, new_context = saved.run.replay_context, config.run.replay_context
+  if (old_context > 0) != (new_context > 0):
+    raise ValueError(
+        f"cannot resume with a changed run.replay_context ({old_context} -> {new_context}): the "
+        f"saved replay {'holds' if old_context else 'lacks'} the policy latents that a replay "
+        f"context above 0 stores with every step; use a run.replay_context "
+        f"{'above 0' if old_context else 'of 0'} or start a new logdir")
   shaping = [n for n in changes if not n.startswith(("run.", "env."))]
   if shaping:
     old, new = state_shapes(saved, obs_spec, act_spec), state_shapes(config, obs_spec, act_spec)
@@ -93,6 +103,24 @@ def check_resume(saved: Config, config: Config, obs_spec, act_spec) -> list[str]
                        f"would have other arrays ({arrays}{', ...' if len(differ) > 3 else ''}); "
                        "use the saved values or start a new logdir")
   return [f"config field {n} changed on resume: {a!r} -> {b!r}" for n, (a, b) in changes.items()]
+
+
+def check_replay_entries(replay: Replay, algo: Algorithm, state, context: int) -> None:
+  """Refuses a saved replay whose steps lack the replay entries that `context`
+  needs (filled with run.replay_context 0, or by a wmrl that stored none), or
+  hold ones a run without context would not add."""
+  if not replay.keys:
+    return
+  names = set(jax.eval_shape(lambda s: algo.replay_entries(algo.initial_carry(s, 1)), state))
+  held = names & set(replay.keys)
+  if context and held != names:
+    raise ValueError(f"cannot resume with run.replay_context={context}: the saved replay has no "
+                     f"{', '.join(sorted(names - held))} (it was filled with run.replay_context 0 "
+                     "or by an older wmrl); resume with run.replay_context 0 or start a new logdir")
+  if not context and held:
+    raise ValueError(f"cannot resume with run.replay_context=0: the saved replay holds "
+                     f"{', '.join(sorted(held))}, stored for a replay context above 0; resume with "
+                     "run.replay_context above 0 or start a new logdir")
 
 
 def _shape(spec) -> str:
@@ -192,6 +220,7 @@ def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> d
     state = algo.init(jax.random.key(r.seed), env.obs_spec, env.act_spec, config)
     if latest:
       state, replay, saved_run = checkpoint.load(latest, state)
+      check_replay_entries(replay, algo, state, r.replay_context)
       driver = Driver(algo, r, env, state, replay, Counters(**saved_run["counters"]))
       checkpoint.set_rng_state(driver.rng, saved_run["rng"])
       driver.restore_pending(checkpoint.load_pending(latest))

@@ -2,12 +2,14 @@
 
     config = testing.tiny_config(**{"run.batch_size": 4})
     obs_spec, act_spec = testing.SPACES["image-discrete"]
-    batch = testing.random_batch(obs_spec, act_spec, batch_size=2, length=7)
+    batch = testing.random_batch(obs_spec, act_spec, batch_size=2, length=7,
+                                 entries=testing.entry_specs(algo, state))
 
 Data only: nothing here builds an agent.
 """
 from __future__ import annotations
 
+import jax
 import numpy as np
 
 from wmrl.config import Config
@@ -37,7 +39,7 @@ TINY = {
     "model.decoder.depth": 2, "model.decoder.mults": (1, 2), "model.decoder.bspace": 2,
     "model.reward.units": 16, "model.cont.units": 16, "model.actor.units": 16,
     "model.actor.layers": 1, "model.critic.units": 16, "model.critic.layers": 1,
-    "behavior.imag_horizon": 3, "run.batch_size": 2, "run.batch_length": 6,
+    "behavior.imag_horizon": 3, "run.batch_size": 2, "run.batch_length": 6, "env.num_envs": 1,
 }
 
 
@@ -66,9 +68,19 @@ def random_obs(rng: np.random.Generator, obs_spec, lead: tuple[int, ...]) -> dic
   return obs
 
 
-def random_batch(obs_spec, act_spec: ActionSpec, batch_size: int, length: int, seed: int = 0):
+def entry_specs(algo, state) -> dict[str, jax.ShapeDtypeStruct]:
+  """The shape and dtype of one step of each of `algo`'s replay entries (what
+  the driver stores with each step where `run.replay_context` > 0), computed
+  without running anything; `state` may be a `jax.eval_shape` of one."""
+  shapes = jax.eval_shape(lambda s: algo.replay_entries(algo.initial_carry(s, 1)), state)
+  return {name: jax.ShapeDtypeStruct(x.shape[1:], x.dtype) for name, x in shapes.items()}
+
+
+def random_batch(obs_spec, act_spec: ActionSpec, batch_size: int, length: int, seed: int = 0,
+                 entries: dict | None = None):
   """A replay-shaped batch [batch_size, length] of random observations and valid
-  actions, each sequence starting an episode."""
+  actions, each sequence starting an episode; with `entries` ({name: shape and
+  dtype of one step}, see `entry_specs`) also random replay entries."""
   rng = np.random.default_rng(seed)
   batch = random_obs(rng, obs_spec, (batch_size, length))
   actions = random_actions(rng, act_spec, batch_size * length)
@@ -78,6 +90,8 @@ def random_batch(obs_spec, act_spec: ActionSpec, batch_size: int, length: int, s
   batch["is_first"][:, 0] = True
   batch["is_last"] = np.zeros((batch_size, length), bool)
   batch["is_terminal"] = np.zeros((batch_size, length), bool)
+  for name, spec in (entries or {}).items():
+    batch[name] = rng.normal(size=(batch_size, length, *spec.shape)).astype(spec.dtype)
   return batch
 
 

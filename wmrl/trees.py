@@ -29,6 +29,13 @@ def is_key(x) -> bool:
   return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
+def tree_named(tree, prefix: str) -> dict:
+  """A pytree's leaves as they are (device arrays stay on the device, traced ones
+  traced), named `prefix/<tree path>` as `tree_arrays` names them."""
+  return {f"{prefix}/{path_name(path)}": leaf
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
 def tree_arrays(tree, prefix: str) -> dict[str, np.ndarray]:
   """A pytree's leaves as host arrays named `prefix/<tree path>`; typed keys as key data."""
   leaves = jax.tree_util.tree_leaves_with_path(tree)

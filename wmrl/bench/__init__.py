@@ -18,11 +18,13 @@ scripts in benchmarks/ use the helpers through this package.
 """
 from wmrl.bench.cli import main, parse_args
 from wmrl.bench.flops import jaxpr_flops, xla_flops, xla_memory
-from wmrl.bench.inputs import DEFAULT_ENV, policy_obs, random_batch, random_obs, task_spaces
+from wmrl.bench.inputs import (DEFAULT_ENV, entry_specs, policy_obs, random_batch, random_obs,
+                               task_spaces)
 from wmrl.bench.preset import bench_preset, build_config
 from wmrl.bench.report import format_table, machine_info
 from wmrl.bench.timing import measure_peak, median_seconds, peak_memory
 
-__all__ = ["DEFAULT_ENV", "bench_preset", "build_config", "format_table", "jaxpr_flops",
-           "machine_info", "main", "measure_peak", "median_seconds", "parse_args", "peak_memory",
-           "policy_obs", "random_batch", "random_obs", "task_spaces", "xla_flops", "xla_memory"]
+__all__ = ["DEFAULT_ENV", "bench_preset", "build_config", "entry_specs", "format_table",
+           "jaxpr_flops", "machine_info", "main", "measure_peak", "median_seconds", "parse_args",
+           "peak_memory", "policy_obs", "random_batch", "random_obs", "task_spaces", "xla_flops",
+           "xla_memory"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from wmrl import config as cfg
 from wmrl import envs
-from wmrl.testing import WALKER_ACT, WALKER_OBS, policy_obs, random_batch, random_obs  # noqa: F401
+from wmrl.testing import (WALKER_ACT, WALKER_OBS, entry_specs, policy_obs,  # noqa: F401
+                          random_batch, random_obs)
 
 DEFAULT_ENV = "dmc:walker-walk"
 

@@ -16,7 +16,7 @@ from wmrl.algorithm import Algorithm
 from wmrl.driver import Driver, host_key
 from wmrl.replay import Replay
 from wmrl.bench.flops import jaxpr_flops, xla_flops, xla_memory
-from wmrl.bench.inputs import DEFAULT_ENV, policy_obs, random_batch, task_spaces
+from wmrl.bench.inputs import DEFAULT_ENV, entry_specs, policy_obs, random_batch, task_spaces
 from wmrl.bench.timing import peak_memory, summary
 from wmrl.presets import apply_presets
 
@@ -60,16 +60,16 @@ def time_train(algo: Algorithm, state, batch, repeats: int, warmup: int):
   """Seconds of each timed update, called as the driver calls it (the state it
   replaces donated)."""
   start = time.perf_counter()
-  state, _ = algo.train_step(state, batch)
+  state, _, _ = algo.train_step(state, batch)
   jax.block_until_ready(state)
   first_call = time.perf_counter() - start  # a recompile would show here
   for _ in range(max(warmup - 1, 0)):
-    state, _ = algo.train_step(state, batch)
+    state, _, _ = algo.train_step(state, batch)
   jax.block_until_ready(state)
   seconds = []
   for _ in range(repeats):
     start = time.perf_counter()
-    state, _ = algo.train_step(state, batch)
+    state, _, _ = algo.train_step(state, batch)
     jax.block_until_ready(state)
     seconds.append(time.perf_counter() - start)
   return state, seconds, first_call
@@ -138,13 +138,15 @@ def bench_preset(preset: str, args: argparse.Namespace) -> dict:
   r = config.run
   obs_spec, act_spec = task_spaces(config, args.env)
   length = r.replay_context + r.batch_length
-  # The batch is put on the device once, so the timings are the program's own;
-  # `--e2e-steps` adds replay sampling and the transfer.
-  batch = jax.device_put(random_batch(obs_spec, act_spec, r.batch_size, length))
   _log(f"{preset}: init (batch {r.batch_size} x {r.batch_length} + {r.replay_context})")
   algo = algorithms.get(config.algorithm)
   state = algo.init(jax.random.key(r.seed), obs_spec, act_spec, config)
   params = algo.param_counts(state)["total"]
+  # The stored latents a replay context starts from are part of the batch.
+  entries = entry_specs(algo, state) if r.replay_context else {}
+  # The batch is put on the device once, so the timings are the program's own;
+  # `--e2e-steps` adds replay sampling and the transfer.
+  batch = jax.device_put(random_batch(obs_spec, act_spec, r.batch_size, length, entries=entries))
 
   _log(f"{preset}: compiling train_step ({params / 1e6:.2f}M parameters)")
   compile_times, (jaxpr, compiled) = compile_train_step(algo, state, batch)
@@ -174,7 +176,8 @@ def bench_preset(preset: str, args: argparse.Namespace) -> dict:
 
   return {
       "preset": preset, "params": params,
-      "batch": {"size": r.batch_size, "length": r.batch_length, "context": r.replay_context},
+      "batch": {"size": r.batch_size, "length": r.batch_length, "context": r.replay_context,
+                "entries": {name: list(spec.shape) for name, spec in entries.items()}},
       "compile": compile_times,
       "train": {"seconds_per_update": summary(seconds), "updates_per_s": 1.0 / median},
       "flops": {"per_update": flops, "achieved_per_s": flops / median,

@@ -1,0 +1,77 @@
+"""The collect/train loop with a replay context: latents stored at collection,
+posteriors written back after each update."""
+import dataclasses
+
+import jax
+import numpy as np
+
+from conftest import tiny_config
+from wmrl import agent, envs
+from wmrl.driver import Driver
+from wmrl.replay import Positions, Replay
+
+
+class RecordingReplay(Replay):
+  """A replay that remembers the windows it drew last."""
+
+  def sample_positions(self, *args, **kwargs):
+    self.last = super().sample_positions(*args, **kwargs)
+    return self.last
+
+
+def _newest(replay: Replay) -> dict:
+  """The newest step of every stream."""
+  last = replay.steps_added // replay.num_envs - 1
+  return {k: v[:, 0] for k, v in replay.gather(
+      Positions(np.arange(replay.num_envs), np.full(replay.num_envs, last)), 1).items()}
+
+
+def _stream_steps(replay: Replay, name: str) -> np.ndarray:
+  """Every step of `name` in every stream, [env, time] (nothing evicted yet)."""
+  steps = replay.steps_added // replay.num_envs
+  return replay.gather(Positions(np.arange(replay.num_envs), np.zeros(replay.num_envs, int)),
+                       steps)[name]
+
+
+def test_latents_are_stored_with_each_step_and_posteriors_written_back():
+  # Train ratio 12 over batches of 2 x 6: one update per env step after the prefill (2 x 7).
+  config = tiny_config(**{"env.id": "fake_envs:make_counter", "env.num_envs": 2,
+                          "run.train_ratio": 12, "optim.warmup": 0})
+  returned = []
+
+  def train_step(state, batch):
+    state, metrics, updates = agent.train_step(state, batch)
+    returned.append(jax.device_get(updates))
+    return state, metrics, updates
+
+  algo = dataclasses.replace(agent.DREAMERV3, train_step=train_step)
+  with envs.from_config(config.env, seed=0) as env:
+    state = agent.init(jax.random.key(0), env.obs_spec, env.act_spec, config)
+    replay = RecordingReplay(1000, env.num_envs)
+    driver = Driver(algo, config.run, env, state, replay)
+    ignore = lambda metrics: None
+    for step in range(12):  # prefill (random actions, the policy still observes) and training
+      driver.collect(ignore)
+      newest = _newest(replay)
+      for name, value in agent.replay_entries(driver._carry).items():
+        np.testing.assert_array_equal(newest[name], np.asarray(value), err_msg=f"{name} at {step}")
+      if driver.train(ignore):
+        for name, value in returned[-1].items():  # the trained steps, after the context step
+          stored = _stream_steps(replay, name)
+          expected = stored.copy()
+          for b, (env, start) in enumerate(zip(*replay.last)):  # where windows overlap, the later one's
+            expected[env, start + 1:start + driver.sequence] = value[b]
+          np.testing.assert_array_equal(stored, expected, err_msg=name)
+          assert not np.array_equal(value, np.zeros_like(value))
+  assert driver.counters.updates >= 3 and len(returned) == driver.counters.updates
+
+
+def test_without_context_nothing_is_stored_or_written():
+  config = tiny_config(**{"env.id": "fake_envs:make_counter", "run.train_ratio": 12,
+                          "run.replay_context": 0, "run.batch_length": 7})
+  with envs.from_config(config.env, seed=0) as env:
+    state = agent.init(jax.random.key(0), env.obs_spec, env.act_spec, config)
+    driver = Driver(agent.DREAMERV3, config.run, env, state, Replay(1000, env.num_envs))
+    while not driver.train(lambda metrics: None):
+      driver.collect(lambda metrics: None)
+  assert not any(key.startswith("latent/") for key in driver.replay.keys)
