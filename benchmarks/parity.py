@@ -928,26 +928,34 @@ def run_timing(args, workdir: pathlib.Path) -> dict:
       "config": reference_config(config), **reference_spaces(obs_spec, act_spec),
       "warmup": WARMUP}, indent=1))
   state = agent.init(jax.random.key(0), obs_spec, act_spec, config)
-  batch = jax.tree.map(jnp.asarray, random_batch(obs_spec, act_spec, TIME_BATCH,
-                                                 TIME_LENGTH + config.run.replay_context))
+  # With a replay context the stored latents training starts from are part of the batch.
+  entries = {}
+  if STARTS_FROM_STORED and config.run.replay_context:
+    from wmrl.testing import entry_specs
+    entries = {"entries": entry_specs(agent.DREAMERV3, state)}
+  batch = jax.tree.map(jnp.asarray, random_batch(
+      obs_spec, act_spec, TIME_BATCH, TIME_LENGTH + config.run.replay_context, **entries))
+
+  def train(state):
+    out = agent.train_step(state, batch)  # (state, metrics[, posteriors for the replay])
+    jax.block_until_ready(out)
+    return out[0]
+
   with open(folder / "reference.log", "w") as log:
     process = launch_reference(args.reference_python, args.reference_src, folder, "time", log)
     try:
       ready = read_message(process, log)  # built and compiled, warmed up
       start = time.perf_counter()
-      state, metrics = agent.train_step(state, batch)
-      jax.block_until_ready((state.params, metrics))
+      state = train(state)
       ours_compile = time.perf_counter() - start
       for _ in range(WARMUP):
-        state, metrics = agent.train_step(state, batch)
-        jax.block_until_ready((state.params, metrics))
+        state = train(state)
       ours, theirs = [], []
       for round_ in range(args.rounds):
         times = []
         for _ in range(args.updates):
           start = time.perf_counter()
-          state, metrics = agent.train_step(state, batch)
-          jax.block_until_ready((state.params, metrics))
+          state = train(state)
           times.append(time.perf_counter() - start)
         ours.append(statistics.median(times))
         process.stdin.write(f"time {args.updates}\n")
