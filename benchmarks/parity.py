@@ -323,14 +323,8 @@ def reference_names(spec) -> dict:
   if vectors:
     mlp("dec", *dec, layers=m.decoder.layers,
         first_kernel=lambda at: lambda t: _stoch_first(_at(t, (*at, "linear", "kernel")), r.deter))
-    offset = 0
-    for key in vectors:  # wmrl's one output layer, its columns key by key in sorted order
-      size = obs_spec[key].shape[0]
-      cols = slice(offset, offset + size)
-      rules[f"dec/vec/{key}/pred/kernel"] = (
-          lambda t, c=cols: _at(t, (*dec, "vec_out", "kernel"))[:, c])
-      rules[f"dec/vec/{key}/pred/bias"] = lambda t, c=cols: _at(t, (*dec, "vec_out", "bias"))[c]
-      offset += size
+    for i, key in enumerate(vectors):  # one output layer per key, in sorted key order
+      linear(f"dec/vec/{key}/pred", *dec, "vec_out", "parts", i)
   if images:
     cnn = (*dec, "cnn")
     if decoder_bspace(spec.model):
@@ -356,33 +350,14 @@ def reference_names(spec) -> dict:
   linear("con/head/logit", "wm", "cont", "out")
   mlp("pol", "actor", "head", layers=m.actor.layers)
   if spec.act_spec.kind == "continuous":
-    # wmrl's one output layer gives [mean, std] columns; the reference has a layer for each.
-    dim = spec.act_spec.dim
-    for name, cols in (("mean", slice(0, dim)), ("stddev", slice(dim, 2 * dim))):
-      rules[f"pol/head/action/{name}/kernel"] = (
-          lambda t, c=cols: _at(t, ("actor", "head", "out", "kernel"))[:, c])
-      rules[f"pol/head/action/{name}/bias"] = (
-          lambda t, c=cols: _at(t, ("actor", "head", "out", "bias"))[c])
+    for i, name in enumerate(("mean", "stddev")):  # the actor's two output layers
+      linear(f"pol/head/action/{name}", "actor", "head", "out", "parts", i)
   else:
     linear("pol/head/action/logits", "actor", "head", "out")
   mlp("val", "critic", "head", layers=m.critic.layers)
   linear("val/head/logits", "critic", "head", "out")
   return rules
 
-
-
-def regrouped(spec) -> set[str]:
-  """The reference tensors that wmrl keeps split or merged otherwise: the first block
-  layer's kernel (wmrl: own and shared inputs apart), the actor's mean and stddev layers
-  (wmrl: one layer) and the decoder's per-key vector outputs (wmrl: one layer). Per-tensor
-  maths (the optimiser's adaptive gradient clipping) differs on them."""
-  names = {"dyn/dynhid0/kernel" if spec.model.rssm.dyn_layers else "dyn/dyngru/kernel"}
-  if spec.act_spec.kind == "continuous":
-    names |= {f"pol/head/action/{n}/{p}" for n in ("mean", "stddev") for p in ("kernel", "bias")}
-  _, vectors = split_keys(dict(spec.obs_spec))
-  if len(vectors) > 1:
-    names |= {f"dec/vec/{k}/pred/{p}" for k in vectors for p in ("kernel", "bias")}
-  return names
 
 
 def to_reference(tree: dict, spec, prefix: str = "") -> dict[str, np.ndarray]:
@@ -763,7 +738,6 @@ def rows(ours: dict, ref: dict, spec) -> list[tuple[str, float, str]]:
   """(comparison, largest relative difference, worst tensor) for every comparison."""
   table = []
   act_spec, obs_keys = spec.act_spec, sorted(k for k, _ in spec.obs_spec)
-  split = regrouped(spec)
 
   def one(label, name):
     table.append((label, rel_diff(ours[name], ref[name]), ""))
@@ -772,10 +746,9 @@ def rows(ours: dict, ref: dict, spec) -> list[tuple[str, float, str]]:
     table.append((label, rel_diff(ours[name] - np.float32(before),
                                   ref[name] - np.float32(before)), ""))
 
-  def group(label, prefix, alike=False):
-    """The worst tensor under `prefix` (with `alike`, of those both lay out alike)."""
-    names = sorted(k for k in ref if k.startswith(prefix)
-                   and not (alike and k[len(prefix):] in split))
+  def group(label, prefix):
+    """The worst tensor under `prefix`."""
+    names = sorted(k for k in ref if k.startswith(prefix))
     if not names:
       raise KeyError(f"the reference computed nothing under '{prefix}'")
     diffs = {k: rel_diff(ours[k], ref[k]) for k in names}
@@ -820,13 +793,9 @@ def rows(ours: dict, ref: dict, spec) -> list[tuple[str, float, str]]:
   one("  against the reference's per-step losses summed in float64", "loss/total_f64")
   group("whole loss: gradients", "grad/")
   group("optimiser alone, given gradients: update", "opt/")
-  group("  the same, tensors laid out alike", "opt/", alike=True)
   group("train step: parameters after", "train/param/")
-  group("  the same, tensors laid out alike", "train/param/", alike=True)
   group("train step: optimiser second moments", "train/nu/")
-  group("  the same, tensors laid out alike", "train/nu/", alike=True)
   group("train step: optimiser first moments", "train/mu/")
-  group("  the same, tensors laid out alike", "train/mu/", alike=True)
   if "train/replay/deter" in ours:
     one("train step: posteriors for the replay, deter", "train/replay/deter")
     one("train step: posteriors for the replay, latent", "train/replay/stoch")

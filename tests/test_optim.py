@@ -43,6 +43,22 @@ def test_agc_acts_per_tensor():
   np.testing.assert_array_equal(out["b"], updates["b"])
 
 
+def test_agc_clips_a_block_linear_kernel_and_its_shared_part_as_one_tensor():
+  # The reference's block kernel is one tensor; wmrl keeps it as kernel + shared_kernel.
+  # Together: |param| = |[3, 0, 0, 4]| = 5, limit .3 * 5 = 1.5; |update| = |[6, 0, 0, 1]| =
+  # sqrt(37) = 6.083, so both parts scale by 1.5 / sqrt(37) = 0.24660. (Apart, the kernel
+  # would scale to .3 * 3 = .9 and the shared part, under its limit 1.2, not at all.)
+  params = {"gru": {"kernel": jnp.array([3.0, 0.0]), "shared_kernel": jnp.array([0.0, 4.0]),
+                    "bias": jnp.array([1.0, 0.0])}}
+  updates = {"gru": {"kernel": jnp.array([6.0, 0.0]), "shared_kernel": jnp.array([0.0, 1.0]),
+                     "bias": jnp.array([0.1, 0.0])}}
+  out = apply(clip_by_agc(0.3), updates, params)["gru"]
+  factor = 1.5 / math.sqrt(37)
+  np.testing.assert_allclose(out["kernel"], [6.0 * factor, 0.0], rtol=1e-6)
+  np.testing.assert_allclose(out["shared_kernel"], [0.0, factor], rtol=1e-6)
+  np.testing.assert_array_equal(out["bias"], updates["gru"]["bias"])  # its own tensor, small
+
+
 def test_agc_floor_for_zero_params():
   # Zero params: the norm floor 1e-3 allows updates up to .3 * 1e-3 = 3e-4.
   params = {"w": jnp.zeros(3)}

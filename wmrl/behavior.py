@@ -21,7 +21,8 @@ class Actor(nnx.Module):
   def __init__(self, feat_dim: int, act_spec: ActionSpec, config: ModelConfig, *, rngs):
     h = config.actor
     self.act_spec = act_spec
-    out = 2 * act_spec.dim if act_spec.kind == "continuous" else act_spec.dim
+    # Continuous: the reference's two output layers, mean and stddev.
+    out = (act_spec.dim, act_spec.dim) if act_spec.kind == "continuous" else act_spec.dim
     self.head = Head(feat_dim, out, h.units, h.layers, h.outscale, rngs=rngs,
                      dtype=jnp.dtype(config.compute_dtype))
     self.min_std, self.max_std = config.actor_min_std, config.actor_max_std

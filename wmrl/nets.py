@@ -45,6 +45,23 @@ class Linear(nnx.Module):
     return y.reshape(*x.shape[:-1], y.shape[-1])
 
 
+class SplitLinear(nnx.Module):
+  """Linears side by side on the same input, outputs concatenated: [..., din] -> [..., sum(douts)].
+
+  The same function as one Linear, kept as the reference's separate tensors
+  (the actor's mean and stddev layers, the decoder's layer per observation key),
+  because per-tensor maths (adaptive gradient clipping) sees them apart.
+  """
+
+  def __init__(self, din: int, douts: tuple[int, ...], *, rngs: nnx.Rngs, outscale: float = 1.0,
+               dtype=jnp.float32):
+    self.parts = nnx.List([Linear(din, d, rngs=rngs, outscale=outscale, dtype=dtype)
+                           for d in douts])
+
+  def __call__(self, x):
+    return jnp.concatenate([part(x) for part in self.parts], -1)
+
+
 class BlockLinear(nnx.Module):
   """A block-diagonal linear layer: `blocks` independent linears side by side.
 
@@ -149,12 +166,14 @@ class MLP(nnx.Module):
 
 
 class Head(nnx.Module):
-  """An MLP followed by an output layer with its own init scale."""
+  """An MLP followed by an output layer with its own init scale; `dout` a tuple
+  gives one output layer per part (`SplitLinear`), outputs concatenated."""
 
-  def __init__(self, din: int, dout: int, units: int, layers: int, outscale: float, *,
-               rngs: nnx.Rngs, dtype=jnp.float32):
+  def __init__(self, din: int, dout: int | tuple[int, ...], units: int, layers: int,
+               outscale: float, *, rngs: nnx.Rngs, dtype=jnp.float32):
     self.mlp = MLP(din, units, layers, rngs=rngs, dtype=dtype)
-    self.out = Linear(self.mlp.out_dim, dout, rngs=rngs, outscale=outscale, dtype=dtype)
+    out = SplitLinear if isinstance(dout, tuple) else Linear
+    self.out = out(self.mlp.out_dim, dout, rngs=rngs, outscale=outscale, dtype=dtype)
 
   def __call__(self, x):
     return self.out(self.mlp(x)).astype(jnp.float32)

@@ -14,19 +14,42 @@ from wmrl.config import OptimConfig
 
 
 def clip_by_agc(clip: float, min_norm: float = 1e-3) -> optax.GradientTransformation:
-  """Scales each tensor's update down to at most `clip` times its parameter norm."""
+  """Scales each tensor's update down to at most `clip` times its parameter norm.
+
+  A tensor is one of the reference's: a block-linear layer keeps its kernel as
+  two arrays (`kernel` for each block's own inputs, `shared_kernel` for the
+  inputs all blocks read, `wmrl/nets.py` BlockLinear), and the two are one
+  tensor here, clipped by their joint norms.
+  """
 
   def update(updates, state, params=None):
     if params is None:
       raise ValueError("clip_by_agc needs the parameters: call update(grads, state, params)")
-
-    def clip_one(update, param):
-      upper = clip * jnp.maximum(min_norm, jnp.linalg.norm(param.ravel()))
-      return update / jnp.maximum(1.0, jnp.linalg.norm(update.ravel()) / upper)
-
-    return jax.tree.map(clip_one, updates, params), state
+    paths = [_tensor_name(path) for path, _ in jax.tree_util.tree_leaves_with_path(params)]
+    squares = lambda tree: [jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)]
+    update_norms = _joint_norms(paths, squares(updates))
+    param_norms = _joint_norms(paths, squares(params))
+    factors = [1.0 / jnp.maximum(1.0, u / (clip * jnp.maximum(min_norm, p)))
+               for u, p in zip(update_norms, param_norms)]
+    leaves, treedef = jax.tree.flatten(updates)
+    return jax.tree.unflatten(treedef, [x * f for x, f in zip(leaves, factors)]), state
 
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def _tensor_name(path) -> tuple:
+  """The reference tensor a parameter belongs to: its own path, with a
+  block-linear layer's `shared_kernel` counted as part of its `kernel`."""
+  keys = tuple(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))) for k in path)
+  return keys[:-1] + ("kernel",) if keys and keys[-1] == "shared_kernel" else keys
+
+
+def _joint_norms(names: list, squares: list) -> list:
+  """The L2 norm of each leaf's tensor group (leaves with equal names, summed squares)."""
+  totals = {}
+  for name, square in zip(names, squares):
+    totals[name] = totals[name] + square if name in totals else square
+  return [jnp.sqrt(totals[name]) for name in names]
 
 
 def scale_by_rms(beta: float, eps: float) -> optax.GradientTransformation:

@@ -12,7 +12,7 @@ from flax import nnx
 from wmrl import dists
 from wmrl.config import ModelConfig
 from wmrl.names import did_you_mean
-from wmrl.nets import ConvDecoder, ConvEncoder, Head, Linear, MLP
+from wmrl.nets import ConvDecoder, ConvEncoder, Head, MLP, SplitLinear
 from wmrl.rssm import RSSM
 from wmrl.spaces import ArraySpec
 
@@ -73,7 +73,9 @@ class Decoder(nnx.Module):
     self.sizes = [obs_spec[k].shape[0] for k in self.vectors]
     self.channels = [obs_spec[k].shape[2] for k in self.images]
     self.mlp = MLP(feat_dim, c.units, c.layers, rngs=rngs, dtype=dtype) if self.vectors else None
-    self.vec_out = Linear(c.units, sum(self.sizes), rngs=rngs, dtype=dtype) if self.vectors else None
+    # One output layer per key, as the reference has.
+    self.vec_out = (SplitLinear(c.units, tuple(self.sizes), rngs=rngs, dtype=dtype)
+                    if self.vectors else None)
     self.cnn = ConvDecoder(feat_split, _stacked_image_shape(obs_spec, self.images), c.depth,
                            c.mults, c.kernel, c.units, c.bspace, rngs=rngs,
                            dtype=dtype) if self.images else None
