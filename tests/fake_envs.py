@@ -3,6 +3,9 @@
 Importable as `fake_envs:make_counter` (tests/ is on sys.path in the tests
 and in their subprocesses).
 """
+import os
+import signal
+
 import gymnasium as gym
 import numpy as np
 
@@ -64,3 +67,17 @@ class ImageCounter(Counter):
 
 def make_image_counter():
   return ImageCounter()
+
+
+class SignalledCounter(Counter):
+  """A Counter that sends its own process SIGTERM at its 70th step, as a scheduler would."""
+
+  def step(self, action):
+    self.sent = getattr(self, "sent", 0) + 1
+    if self.sent == 70:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return super().step(action)
+
+
+def make_signalled_counter():
+  return SignalledCounter()

@@ -279,3 +279,18 @@ def test_changed_model_setting_without_new_arrays_is_reported_and_used(tmp_path,
   assert "model.rssm.free_nats changed on resume: 1.0 -> 0.5" in err
   assert "model.rssm.unimix changed on resume: 0.01 -> 0.02" in err
   assert checkpoint.saved_config(checkpoint.latest(tmp_path)).model.rssm.free_nats == 0.5
+
+
+def test_sigterm_saves_a_checkpoint_at_the_current_step_and_the_run_continues(tmp_path):
+  # The env signals its own process at its 70th step; the run stops after that step,
+  # saves there (not at its last periodic save, of which there is none), and the same
+  # call continues to the end.
+  config = _config(120, **{"env.id": "fake_envs:make_signalled_counter"})
+  with pytest.raises(KeyboardInterrupt):
+    run.train(config, tmp_path, console=False)
+  saved = checkpoint.latest(tmp_path)
+  # 70 actions over 20-step episodes begin 4 episodes: 74 steps observed, of which the
+  # driver has acted on and stored 73 (the newest is the pending step, saved with them).
+  assert checkpoint.read_run(saved)["counters"]["env_steps"] == 73
+  summary = run.train(config, tmp_path, console=False)
+  assert summary["env_steps"] == 120

@@ -6,8 +6,10 @@ logging and saves on their schedules.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import pathlib
+import signal
 import time
 from typing import Any
 
@@ -232,7 +234,8 @@ def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> d
     if latest:
       logger.message(f"resuming from {latest.name}: {driver.counters.env_steps} environment steps, "
                      f"{driver.counters.updates} updates, {len(driver.replay)} steps in replay")
-    return _loop(driver, config, logger, eval_env, logdir)
+    with stop_signals() as stop:
+      return _loop(driver, config, logger, eval_env, logdir, stop)
   finally:
     if logger is not None:
       logger.close()
@@ -262,7 +265,37 @@ def _evaluate(algo: Algorithm, state, env: envs.Env, logger: Logger, run: RunCon
           "eval/length": np.mean([x["length"] for x in results])}
 
 
-def _loop(driver: Driver, config: Config, logger: Logger, eval_env, logdir) -> dict[str, Any]:
+class StopRequest:
+  """Which stop signal arrived, if any (set by the handler of `stop_signals`)."""
+
+  def __init__(self):
+    self.signal: int | None = None
+
+  def __call__(self, signum, frame) -> None:
+    if self.signal is not None:  # a second Ctrl-C: stop at once
+      raise KeyboardInterrupt
+    self.signal = signum
+
+
+@contextlib.contextmanager
+def stop_signals():
+  """Turns SIGINT (Ctrl-C) and SIGTERM (a scheduler's stop) into a request the loop
+  reads between steps, so neither interrupts JAX mid-dispatch or a save half-way."""
+  request = StopRequest()
+  try:
+    previous = {s: signal.signal(s, request) for s in (signal.SIGINT, signal.SIGTERM)}
+  except ValueError:  # not the main thread: signals stay as they are
+    yield request
+    return
+  try:
+    yield request
+  finally:
+    for s, handler in previous.items():
+      signal.signal(s, handler)
+
+
+def _loop(driver: Driver, config: Config, logger: Logger, eval_env, logdir,
+          stop: StopRequest | None = None) -> dict[str, Any]:
   r = config.run
   c = driver.counters
   pending = _Metrics()
@@ -318,5 +351,11 @@ def _loop(driver: Driver, config: Config, logger: Logger, eval_env, logdir) -> d
       pending.check()  # a NaN stops the run before it is saved over good state
       save(driver, config, logdir)
       save_time_due.last, save_due.last = time.time(), c.env_steps
+    if stop is not None and stop.signal is not None and not done:
+      pending.check()
+      path = save(driver, config, logdir)
+      logger.message(f"stopped by {signal.Signals(stop.signal).name} at {c.env_steps} environment "
+                     f"steps; saved {path.name}: the same command continues from there")
+      raise KeyboardInterrupt
   return {"env_steps": c.env_steps, "updates": c.updates, "episodes": c.episodes,
           "scores": scores}
