@@ -30,7 +30,7 @@ import time
 from typing import TextIO
 
 import suites
-from wmrl import overrides
+from wmrl import overrides, signals
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 # A stopped run gets this long to exit by itself (KeyboardInterrupt closes
@@ -195,17 +195,8 @@ class StopRequests:
 def stop_requests():
   """Catches SIGINT and SIGTERM (a batch system's stop) while the runs go on."""
   requests = StopRequests()
-  signals = (signal.SIGINT, signal.SIGTERM)
-  try:
-    previous = {s: signal.signal(s, requests) for s in signals}
-  except ValueError:  # not the main thread: leave signals alone
+  with signals.handling(requests):
     yield requests
-    return
-  try:
-    yield requests
-  finally:
-    for s, handler in previous.items():
-      signal.signal(s, handler)
 
 
 def stop(active: dict[int, Active], requests: StopRequests, out: TextIO) -> None:

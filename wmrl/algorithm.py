@@ -19,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+import jax
+
 State = Any  # the algorithm's state pytree (parameters, optimiser state, key, counters)
 Carry = Any  # what the policy remembers between environment steps, a pytree [N, ...]
 
@@ -61,3 +63,11 @@ class Algorithm:
   train_step: Callable[..., tuple[State, dict, dict[str, Any]]]
   report: Callable[..., dict]
   param_counts: Callable[[State], dict[str, int]]
+
+
+def entry_specs(algo: Algorithm, state) -> dict[str, jax.ShapeDtypeStruct]:
+  """The shape and dtype of one step of each of `algo`'s replay entries (what
+  the driver stores with each step where `run.replay_context` > 0), computed
+  without running anything; `state` may be a `jax.eval_shape` of one."""
+  shapes = jax.eval_shape(lambda s: algo.replay_entries(algo.initial_carry(s, 1)), state)
+  return {name: jax.ShapeDtypeStruct(x.shape[1:], x.dtype) for name, x in shapes.items()}

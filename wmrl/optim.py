@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import optax
 
 from wmrl.config import OptimConfig
+from wmrl.trees import path_name
 
 
 def clip_by_agc(clip: float, min_norm: float = 1e-3) -> optax.GradientTransformation:
@@ -37,11 +38,11 @@ def clip_by_agc(clip: float, min_norm: float = 1e-3) -> optax.GradientTransforma
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
-def _tensor_name(path) -> tuple:
+def _tensor_name(path) -> str:
   """The reference tensor a parameter belongs to: its own path, with a
   block-linear layer's `shared_kernel` counted as part of its `kernel`."""
-  keys = tuple(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))) for k in path)
-  return keys[:-1] + ("kernel",) if keys and keys[-1] == "shared_kernel" else keys
+  name = path_name(path)
+  return name.removesuffix("shared_kernel") + "kernel" if name.endswith("/shared_kernel") else name
 
 
 def _joint_norms(names: list, squares: list) -> list:

@@ -16,8 +16,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from wmrl import algorithms, checkpoint, envs, evaluate, report, video
-from wmrl.algorithm import Algorithm
+from wmrl import algorithms, checkpoint, envs, evaluate, report, signals, video
+from wmrl.algorithm import Algorithm, entry_specs
 from wmrl.config import Config, RunConfig, diff as cfgdiff
 from wmrl.driver import Counters, Driver
 from wmrl.logging import Logger, require_wandb
@@ -113,7 +113,7 @@ def check_replay_entries(replay: Replay, algo: Algorithm, state, context: int) -
   hold ones a run without context would not add."""
   if not replay.keys:
     return
-  names = set(jax.eval_shape(lambda s: algo.replay_entries(algo.initial_carry(s, 1)), state))
+  names = set(entry_specs(algo, state))
   held = names & set(replay.keys)
   if context and held != names:
     raise ValueError(f"cannot resume with run.replay_context={context}: the saved replay has no "
@@ -282,16 +282,8 @@ def stop_signals():
   """Turns SIGINT (Ctrl-C) and SIGTERM (a scheduler's stop) into a request the loop
   reads between steps, so neither interrupts JAX mid-dispatch or a save half-way."""
   request = StopRequest()
-  try:
-    previous = {s: signal.signal(s, request) for s in (signal.SIGINT, signal.SIGTERM)}
-  except ValueError:  # not the main thread: signals stay as they are
+  with signals.handling(request):
     yield request
-    return
-  try:
-    yield request
-  finally:
-    for s, handler in previous.items():
-      signal.signal(s, handler)
 
 
 def _loop(driver: Driver, config: Config, logger: Logger, eval_env, logdir,
@@ -346,14 +338,13 @@ def _loop(driver: Driver, config: Config, logger: Logger, eval_env, logdir,
       logger.progress(c.env_steps, {"updates/s": rate, "updates": c.updates, "score(10)": recent,
                                     "episodes": c.episodes})
       last_console, updates_at_console = now, c.updates
+    stopping = stop is not None and stop.signal is not None and not done
     # `|`, not `or`: both schedules look at the clock; either one saves.
-    if save_time_due(now) | save_due(c.env_steps) or done:
+    if save_time_due(now) | save_due(c.env_steps) or done or stopping:
       pending.check()  # a NaN stops the run before it is saved over good state
-      save(driver, config, logdir)
-      save_time_due.last, save_due.last = time.time(), c.env_steps
-    if stop is not None and stop.signal is not None and not done:
-      pending.check()
       path = save(driver, config, logdir)
+      save_time_due.last, save_due.last = time.time(), c.env_steps
+    if stopping:
       logger.message(f"stopped by {signal.Signals(stop.signal).name} at {c.env_steps} environment "
                      f"steps; saved {path.name}: the same command continues from there")
       raise KeyboardInterrupt

@@ -9,9 +9,9 @@ Data only: nothing here builds an agent.
 """
 from __future__ import annotations
 
-import jax
 import numpy as np
 
+from wmrl.algorithm import entry_specs  # noqa: F401 (for tests and benchmarks)
 from wmrl.config import Config
 from wmrl.driver import random_actions
 from wmrl.spaces import ActionSpec, ArraySpec
@@ -66,14 +66,6 @@ def random_obs(rng: np.random.Generator, obs_spec, lead: tuple[int, ...]) -> dic
     else:
       obs[key] = rng.normal(size=shape).astype(spec.dtype)
   return obs
-
-
-def entry_specs(algo, state) -> dict[str, jax.ShapeDtypeStruct]:
-  """The shape and dtype of one step of each of `algo`'s replay entries (what
-  the driver stores with each step where `run.replay_context` > 0), computed
-  without running anything; `state` may be a `jax.eval_shape` of one."""
-  shapes = jax.eval_shape(lambda s: algo.replay_entries(algo.initial_carry(s, 1)), state)
-  return {name: jax.ShapeDtypeStruct(x.shape[1:], x.dtype) for name, x in shapes.items()}
 
 
 def random_batch(obs_spec, act_spec: ActionSpec, batch_size: int, length: int, seed: int = 0,

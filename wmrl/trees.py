@@ -38,10 +38,8 @@ def tree_named(tree, prefix: str) -> dict:
 
 def tree_arrays(tree, prefix: str) -> dict[str, np.ndarray]:
   """A pytree's leaves as host arrays named `prefix/<tree path>`; typed keys as key data."""
-  leaves = jax.tree_util.tree_leaves_with_path(tree)
-  return {f"{prefix}/{path_name(path)}": np.asarray(jax.random.key_data(leaf) if is_key(leaf)
-                                                    else leaf)
-          for path, leaf in leaves}
+  return {name: np.asarray(jax.random.key_data(leaf) if is_key(leaf) else leaf)
+          for name, leaf in tree_named(tree, prefix).items()}
 
 
 def arrays_tree(template, arrays: dict, prefix: str):
