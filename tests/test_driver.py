@@ -48,8 +48,8 @@ def test_latents_are_stored_with_each_step_and_posteriors_written_back():
   with envs.from_config(config.env, seed=0) as env:
     state = agent.init(jax.random.key(0), env.obs_spec, env.act_spec, config)
     replay = RecordingReplay(1000, env.num_envs)
-    driver = Driver(algo, config.run, env, state, replay)
-    ignore = lambda metrics: None
+    driver = Driver.single(algo, config.run, env, state, replay)
+    ignore = lambda *args: None
     for step in range(12):  # prefill (random actions, the policy still observes) and training
       driver.collect(ignore)
       newest = _newest(replay)
@@ -71,7 +71,7 @@ def test_without_context_nothing_is_stored_or_written():
                           "run.replay_context": 0, "run.batch_length": 7})
   with envs.from_config(config.env, seed=0) as env:
     state = agent.init(jax.random.key(0), env.obs_spec, env.act_spec, config)
-    driver = Driver(agent.DREAMERV3, config.run, env, state, Replay(1000, env.num_envs))
+    driver = Driver.single(agent.DREAMERV3, config.run, env, state, Replay(1000, env.num_envs))
     while not driver.train(lambda metrics: None):
-      driver.collect(lambda metrics: None)
-  assert not any(key.startswith("latent/") for key in driver.replay.keys)
+      driver.collect(lambda lane, metrics: None)
+  assert not any(key.startswith("latent/") for key in driver.lanes[0].replay.keys)

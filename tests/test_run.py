@@ -264,9 +264,9 @@ def test_prefill_carry_holds_the_executed_random_action():
 
   with envs.from_config(config.env, seed=0) as env:
     state = agent.init(jax.random.key(0), env.obs_spec, env.act_spec, config)
-    driver = Driver(agent.DREAMERV3, config.run, env, state, Recorder())
+    driver = Driver.single(agent.DREAMERV3, config.run, env, state, Recorder())
     for _ in range(3):  # inside the prefill: random actions
-      driver.collect(lambda metrics: None)
+      driver.collect(lambda lane, metrics: None)
       np.testing.assert_array_equal(np.asarray(driver._carry.action), added[-1]["action"])
 
 

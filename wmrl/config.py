@@ -164,6 +164,10 @@ class EnvConfig:
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
   seed: int = 0
+  # Several seeds trained together in one program (`jax.vmap` over stacked
+  # agent states), each in LOGDIR/seed-K as a run of its own; empty: one run
+  # of `seed` in LOGDIR.
+  seeds: tuple[int, ...] = ()
   steps: int = 100_000  # environment steps (after action repeat)
   train_ratio: float = 32.0  # replayed steps per environment step (the reference's default)
   batch_size: int = 16

@@ -5,20 +5,27 @@ replayed steps per environment step, one update replaying `batch_size x
 batch_length` steps. With `run.replay_context` K > 0 it stores the policy's
 replay entries (its latent after observing the step) with every step,
 samples windows of K + batch_length steps and writes each update's new
-entries back over the trained steps, as the reference does. It sees the
-agent only through the algorithm contract (`wmrl/algorithm.py`). A whole run
+entries back over the trained steps, as the reference does.
+
+A driver runs one or several seeds in lockstep. Each seed is a `Lane`: its
+own environments, replay, host RNG and counters, exactly those a run of that
+seed alone has. With several seeds the agent states are stacked on a leading
+axis and the algorithm's functions run under `jax.vmap`, so one compiled
+program acts (and one updates) for every seed. The driver sees the agent
+only through the algorithm contract (`wmrl/algorithm.py`). A whole run
 (resume, evaluation, logging, saves) is `wmrl/run.py`.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+import functools
+from typing import Callable, Sequence
 
 import jax
 import numpy as np
 
 from wmrl import envs
-from wmrl.trees import arrays_tree, tree_arrays
+from wmrl.trees import arrays_tree, stack_trees, tree_arrays, unstack_tree
 from wmrl.algorithm import Algorithm
 from wmrl.config import RunConfig
 from wmrl.replay import Replay
@@ -35,6 +42,14 @@ class Counters:
   # Updates owed by the train ratio but not yet done (fractional).
   update_debt: float = 0.0
   last_eval: int = 0
+
+
+class EnvironmentCrash(RuntimeError):
+  """An environment raised; nothing of the step it was taking was kept."""
+
+  def __init__(self, lane: int, env_steps: int, error: BaseException, message: str = ""):
+    self.lane, self.env_steps, self.error = lane, env_steps, error
+    super().__init__(message or f"{type(error).__name__}: {error}")
 
 
 def random_actions(rng: np.random.Generator, spec: ActionSpec, num: int) -> np.ndarray:
@@ -55,81 +70,29 @@ def host_key(rng: np.random.Generator) -> np.ndarray:
   return rng.integers(0, 2**32, 2, dtype=np.uint32)
 
 
-class Driver:
-  """Owns the environments, agent state and replay of one run."""
+class Lane:
+  """One seed's host side: its environments, replay, host RNG (saved in
+  checkpoints), counters, the step not yet acted on, and the running episodes."""
 
-  def __init__(self, algo: Algorithm, run: RunConfig, env: envs.Env, state, replay: Replay,
-               counters: Counters | None = None):
-    self.algo = algo
-    self.run = run
+  def __init__(self, env: envs.Env, replay: Replay, seed: int, counters: Counters | None = None):
     self.env = env
-    self.state = state
     self.replay = replay
+    self.rng = np.random.default_rng(seed)
     self.counters = counters or Counters()
-    self.rng = np.random.default_rng(run.seed)  # host draws; saved in checkpoints
-    self._step = None  # the last env step, not yet acted on
-    self._carry = None
-    self._restarted = False
+    self.step: dict | None = None  # the last env step, not yet acted on
+    self.restarted = False  # `step` came from before a restart: the envs are new
     self._scores = np.zeros(env.num_envs)
     self._lengths = np.zeros(env.num_envs, np.int64)
-    self.sequence = run.batch_length + run.replay_context
-    self.prefill = max(run.prefill, run.batch_size * self.sequence)
-    self.updates_per_step = run.train_ratio / (run.batch_size * run.batch_length)
 
-  def collect(self, on_episode: Callable[[dict], None]) -> None:
-    """One step of every environment with the training policy."""
-    if self._step is None:
-      self._step = self.env.reset()
-      self._carry = self.algo.initial_carry(self.state, self.env.num_envs)
-    step = self._step
-    action, self._carry = self.algo.policy_step(
-        self.state, policy_inputs(self.env.obs_spec, step), self._carry, host_key(self.rng),
-        "train")
-    action = np.asarray(action)
-    if self.counters.env_steps < self.prefill:
-      action = random_actions(self.rng, self.env.act_spec, self.env.num_envs)
-      # The carry remembers the executed action, as replay does.
-      self._carry = self.algo.record_action(self._carry, action)
-    self.replay.add({**step, "action": action, **self._entries()})
-    if self._restarted:  # the step came from before a restart: these envs are new
-      self._restarted = False
-      self._step = self.env.reset()
-    else:
-      self._step = self.env.step(action)
+  def next_step(self, action: np.ndarray) -> dict:
+    """The environments' step after `step` and `action` (a reset after a restart)."""
+    return self.env.reset() if self.restarted else self.env.step(action)
+
+  def advance(self, stored: dict, step: dict, on_episode: Callable[[dict], None]) -> None:
+    """Keeps `stored` (the acted-on step with its action and entries) and moves to `step`."""
+    self.replay.add(stored)
+    self.step, self.restarted = step, False
     self.counters.env_steps += self.env.num_envs
-    self._track_episodes(self._step, on_episode)
-
-  def _entries(self) -> dict[str, np.ndarray]:
-    """The replay entries of the carry that has just observed the step, on the host."""
-    if not self.run.replay_context:
-      return {}
-    return jax.device_get(self.algo.replay_entries(self._carry))
-
-  def pending(self) -> dict[str, np.ndarray]:
-    """The step not yet acted on and the policy carry (by tree path), for checkpoints."""
-    if self._step is None:
-      return {}
-    arrays = {f"step/{k}": np.asarray(v) for k, v in self._step.items()}
-    arrays.update(tree_arrays(self._carry, "carry"))
-    return arrays
-
-  def restore_pending(self, arrays: dict[str, np.ndarray]) -> None:
-    """Continues from a checkpoint's pending step in freshly made environments.
-
-    The step is stored and acted on as it would have been; since the
-    environments cannot continue its episodes, they are marked as ended
-    there (a truncation, as by a time limit) and reset on the next step.
-    """
-    if not arrays:
-      return
-    step = {k[5:]: v for k, v in arrays.items() if k.startswith("step/")}
-    step["is_last"] = np.ones_like(step["is_last"])
-    self._step = step
-    template = self.algo.initial_carry(self.state, self.env.num_envs)
-    self._carry = arrays_tree(template, arrays, "carry")
-    self._restarted = True
-
-  def _track_episodes(self, step: dict, on_episode) -> None:
     first = step["is_first"]
     self._scores = np.where(first, 0.0, self._scores + step["reward"])
     self._lengths = np.where(first, 0, self._lengths + 1)
@@ -137,21 +100,174 @@ class Driver:
       self.counters.episodes += 1
       on_episode({"episode/score": float(self._scores[i]), "episode/length": int(self._lengths[i])})
 
+
+class _OneSeed:
+  """The algorithm's functions as they are, on one seed's state."""
+
+  def __init__(self, algo: Algorithm):
+    self.policy_step, self.train_step = algo.policy_step, algo.train_step
+    self.initial_carry, self.record_action = algo.initial_carry, algo.record_action
+    self.replay_entries = algo.replay_entries
+
+  @staticmethod
+  def stack(trees: Sequence) -> object:
+    return trees[0]
+
+  @staticmethod
+  def unstack(tree, num: int) -> list:
+    return [tree]
+
+
+class _Seeds:
+  """The algorithm's functions under `jax.vmap`, on states stacked on a leading
+  seed axis: one compiled program for every seed. The seeds are independent
+  (the functions are pure), so each seed computes what it computes alone, up
+  to the reduction order XLA picks for the batched programs."""
+
+  def __init__(self, algo: Algorithm):
+    self._policy_steps = {mode: jax.jit(jax.vmap(functools.partial(algo.policy_step, mode=mode)))
+                          for mode in ("train", "eval")}
+    self.train_step = jax.jit(jax.vmap(algo.train_step), donate_argnums=0)
+    self._initial_carry = algo.initial_carry
+    self.record_action = jax.jit(jax.vmap(algo.record_action))
+    self.replay_entries = jax.jit(jax.vmap(algo.replay_entries))
+
+  def policy_step(self, state, obs, carry, key, mode="train"):
+    return self._policy_steps[mode](state, obs, carry, key)
+
+  def initial_carry(self, state, num_envs: int):
+    return jax.vmap(lambda s: self._initial_carry(s, num_envs))(state)
+
+  stack = staticmethod(stack_trees)
+  unstack = staticmethod(unstack_tree)
+
+
+class Driver:
+  """Owns the lanes (one per seed), the agent state and the policy carry of a run.
+
+  `seeds_axis` False: one lane and the algorithm's own state. True: the state
+  stacked over the lanes (seed k at index k), the functions vmapped.
+  """
+
+  def __init__(self, algo: Algorithm, run: RunConfig, lanes: Sequence[Lane], state,
+               seeds_axis: bool = False):
+    if not seeds_axis and len(lanes) != 1:
+      raise ValueError(f"a driver without a seeds axis runs one lane, got {len(lanes)}")
+    self.algo = algo
+    self.run = run
+    self.lanes = list(lanes)
+    self.state = state
+    self.calls = _Seeds(algo) if seeds_axis else _OneSeed(algo)
+    self._carry = None
+    self.num_envs = self.lanes[0].env.num_envs
+    self.sequence = run.batch_length + run.replay_context
+    self.prefill = max(run.prefill, run.batch_size * self.sequence)
+    self.updates_per_step = run.train_ratio / (run.batch_size * run.batch_length)
+
+  @classmethod
+  def single(cls, algo: Algorithm, run: RunConfig, env: envs.Env, state, replay: Replay,
+             counters: Counters | None = None) -> "Driver":
+    """A driver of one seed (`run.seed`)."""
+    return cls(algo, run, [Lane(env, replay, run.seed, counters)], state)
+
+  @property
+  def counters(self) -> Counters:
+    """The lanes' common counters (steps and updates; `episodes` is lane 0's)."""
+    return self.lanes[0].counters
+
+  def collect(self, on_episode: Callable[[int, dict], None]) -> None:
+    """One step of every environment of every lane with the training policy.
+
+    If an environment raises, nothing of this step is kept (no lane stores
+    it, the carry and host RNGs stay as they were), so a checkpoint saved
+    then holds everything up to it; the error is `EnvironmentCrash`.
+    """
+    lanes, calls = self.lanes, self.calls
+    if self._carry is None:
+      for lane in lanes:
+        if lane.step is None:
+          lane.step = lane.env.reset()
+      self._carry = calls.initial_carry(self.state, self.num_envs)
+    rng_states = [lane.rng.bit_generator.state for lane in lanes]
+    keys = calls.stack([host_key(lane.rng) for lane in lanes])
+    obs = calls.stack([policy_inputs(lane.env.obs_spec, lane.step) for lane in lanes])
+    action, carry = calls.policy_step(self.state, obs, self._carry, keys, "train")
+    actions = calls.unstack(np.asarray(action), len(lanes))
+    if self.counters.env_steps < self.prefill:
+      actions = [random_actions(lane.rng, lane.env.act_spec, self.num_envs) for lane in lanes]
+      # The carry remembers the executed action, as replay does.
+      carry = calls.record_action(carry, calls.stack(actions))
+    entries = calls.unstack(jax.device_get(calls.replay_entries(carry)), len(lanes)) \
+        if self.run.replay_context else [{}] * len(lanes)
+    steps = []
+    for i, (lane, act) in enumerate(zip(lanes, actions)):
+      try:
+        steps.append(lane.next_step(act))
+      except Exception as e:
+        for lane, rng_state in zip(lanes, rng_states):
+          lane.rng.bit_generator.state = rng_state
+        raise EnvironmentCrash(i, self.counters.env_steps, e) from e
+    self._carry = carry
+    for i, (lane, act, entry, step) in enumerate(zip(lanes, actions, entries, steps)):
+      lane.advance({**lane.step, "action": act, **entry}, step,
+                   functools.partial(on_episode, i))
+
+  def pending(self) -> list[dict[str, np.ndarray]]:
+    """Each lane's step not yet acted on and policy carry (by tree path), for checkpoints."""
+    if self._carry is None:
+      return [{} for _ in self.lanes]
+    carries = self.calls.unstack(jax.device_get(self._carry), len(self.lanes))
+    return [{**{f"step/{k}": np.asarray(v) for k, v in lane.step.items()},
+             **tree_arrays(carry, "carry")} for lane, carry in zip(self.lanes, carries)]
+
+  def restore_pending(self, arrays: Sequence[dict[str, np.ndarray]]) -> None:
+    """Continues from checkpoints' pending steps (one per lane) in freshly made environments.
+
+    Each step is stored and acted on as it would have been; since the
+    environments cannot continue its episodes, they are marked as ended
+    there (a truncation, as by a time limit) and reset on the next step.
+    """
+    if not any(arrays):
+      return
+    if not all(arrays):
+      raise ValueError("some lanes' checkpoints hold a pending step and others none")
+    template = self.algo.initial_carry(self.lane_state(0), self.num_envs)
+    carries = []
+    for lane, saved in zip(self.lanes, arrays):
+      step = {k[5:]: v for k, v in saved.items() if k.startswith("step/")}
+      step["is_last"] = np.ones_like(step["is_last"])
+      lane.step, lane.restarted = step, True
+      carries.append(arrays_tree(template, saved, "carry"))
+    self._carry = self.calls.stack(carries)
+
+  def lane_state(self, index: int):
+    """Lane `index`'s agent state (the state itself without a seeds axis)."""
+    if isinstance(self.calls, _OneSeed):
+      return self.state
+    return jax.tree.map(lambda x: x[index], self.state)
+
   def train(self, on_update: Callable[[dict], None]) -> int:
-    """Runs the updates the train ratio owes; returns how many ran."""
-    if self.counters.env_steps < self.prefill or not self.replay.can_sample(self.sequence):
+    """Runs the updates the train ratio owes; returns how many ran. `on_update`
+    gets each update's metrics (device arrays; [seeds] with a seeds axis)."""
+    if self.counters.env_steps < self.prefill or not all(
+        lane.replay.can_sample(self.sequence) for lane in self.lanes):
       return 0
-    self.counters.update_debt += self.updates_per_step * self.env.num_envs
+    for lane in self.lanes:  # in lockstep: every lane owes the same
+      lane.counters.update_debt += self.updates_per_step * self.num_envs
     done = 0
     while self.counters.update_debt >= 1.0:
-      positions = self.replay.sample_positions(self.run.batch_size, self.sequence)
-      batch = self.replay.gather(positions, self.sequence)
-      self.state, metrics, updates = self.algo.train_step(self.state, batch)
+      positions = [lane.replay.sample_positions(self.run.batch_size, self.sequence)
+                   for lane in self.lanes]
+      batch = self.calls.stack([lane.replay.gather(p, self.sequence)
+                                for lane, p in zip(self.lanes, positions)])
+      self.state, metrics, updates = self.calls.train_step(self.state, batch)
       # Written before the next sample, which may overlap these windows; the
       # fetch waits for the update (the reference lags it by one update).
-      self.replay.write(positions, self.run.replay_context, jax.device_get(updates))
-      self.counters.update_debt -= 1.0
-      self.counters.updates += 1
+      updates = self.calls.unstack(jax.device_get(updates), len(self.lanes))
+      for lane, p, u in zip(self.lanes, positions, updates):
+        lane.replay.write(p, self.run.replay_context, u)
+        lane.counters.update_debt -= 1.0
+        lane.counters.updates += 1
       on_update(metrics)
       done += 1
     return done

@@ -46,6 +46,46 @@ def _scalar(value) -> float | int:
   return float(value)
 
 
+class Console:
+  """The console lines of a run: progress (steps, and frames where they differ,
+  rates, latest scores, the time left) and messages; silent when not `enabled`."""
+
+  def __init__(self, total_steps: int = 0, frames_per_step: int = 1, enabled: bool = True):
+    self.total_steps = total_steps
+    self.frames_per_step = frames_per_step
+    self.enabled = enabled
+    self._start = time.time()
+    self._start_step: int | None = None
+
+  def progress(self, step: int, fields: dict[str, Any]) -> None:
+    """One console line: steps (and frames, where they differ), rates, latest scores and
+    the time left."""
+    if not self.enabled:
+      return
+    if self._start_step is None:
+      self._start_step = step
+      self._start = time.time()
+    elapsed = time.time() - self._start
+    rate = (step - self._start_step) / elapsed if elapsed > 0 else 0.0
+    parts = [f"step {step:,}" + (f"/{self.total_steps:,}" if self.total_steps else "")]
+    if self.frames_per_step != 1:
+      # The published curves count frames: a score read off this line compares there.
+      parts.append(f"frames {step * self.frames_per_step:,}")
+    parts.append(f"env/s {rate:.1f}")
+    for name, value in fields.items():
+      if isinstance(value, float) and not math.isnan(value):
+        parts.append(f"{name} {value:.4g}")
+      elif value is not None and not isinstance(value, float):
+        parts.append(f"{name} {value}")
+    if self.total_steps and rate > 0:
+      parts.append(f"left {_duration((self.total_steps - step) / rate)}")
+    print(" | ".join(parts), file=sys.stderr, flush=True)
+
+  def message(self, text: str) -> None:
+    if self.enabled:
+      print(text, file=sys.stderr, flush=True)
+
+
 class Logger:
   """Writes metric records and videos, and keeps the console informed.
 
@@ -64,11 +104,8 @@ class Logger:
       raise ValueError(f"frames_per_step must be a positive int, got {frames_per_step!r}")
     self.logdir = pathlib.Path(logdir)
     self.logdir.mkdir(parents=True, exist_ok=True)
-    self.total_steps = total_steps
     self.frames_per_step = frames_per_step
-    self.console = console
-    self._start = time.time()
-    self._start_step: int | None = None
+    self.console = Console(total_steps, frames_per_step, enabled=console)
     # W&B first: it may raise, and then no file handle is left open.
     self._sinks: list[Any] = []
     if wandb_project:
@@ -116,32 +153,10 @@ class Logger:
     return path
 
   def progress(self, step: int, fields: dict[str, Any]) -> None:
-    """One console line: steps (and frames, where they differ), rates, latest scores and
-    the time left."""
-    if not self.console:
-      return
-    if self._start_step is None:
-      self._start_step = step
-      self._start = time.time()
-    elapsed = time.time() - self._start
-    rate = (step - self._start_step) / elapsed if elapsed > 0 else 0.0
-    parts = [f"step {step:,}" + (f"/{self.total_steps:,}" if self.total_steps else "")]
-    if self.frames_per_step != 1:
-      # The published curves count frames: a score read off this line compares there.
-      parts.append(f"frames {step * self.frames_per_step:,}")
-    parts.append(f"env/s {rate:.1f}")
-    for name, value in fields.items():
-      if isinstance(value, float) and not math.isnan(value):
-        parts.append(f"{name} {value:.4g}")
-      elif value is not None and not isinstance(value, float):
-        parts.append(f"{name} {value}")
-    if self.total_steps and rate > 0:
-      parts.append(f"left {_duration((self.total_steps - step) / rate)}")
-    print(" | ".join(parts), file=sys.stderr, flush=True)
+    self.console.progress(step, fields)
 
   def message(self, text: str) -> None:
-    if self.console:
-      print(text, file=sys.stderr, flush=True)
+    self.console.message(text)
 
   def close(self) -> None:
     self._file.close()

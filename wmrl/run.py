@@ -16,13 +16,13 @@ from typing import Any
 import jax
 import numpy as np
 
-from wmrl import algorithms, checkpoint, envs, evaluate, report, signals, video
+from wmrl import algorithms, checkpoint, envs, evaluate, report, signals, suites, video
 from wmrl.algorithm import Algorithm, entry_specs
 from wmrl.config import Config, RunConfig, diff as cfgdiff
-from wmrl.driver import Counters, Driver
-from wmrl.logging import Logger, require_wandb
+from wmrl.driver import Counters, Driver, EnvironmentCrash, Lane
+from wmrl.logging import Console, Logger, require_wandb
 from wmrl.replay import Replay
-from wmrl.trees import is_key, path_name, tree_shapes
+from wmrl.trees import is_key, path_name, stack_trees, tree_shapes
 
 # Gymnasium renders MuJoCo at 480x480: logged at full size, one 1000-step
 # episode would add tens of MB of video to the logdir at every evaluation.
@@ -50,6 +50,8 @@ def validate(config: Config, logdir: str | pathlib.Path) -> None:
        f"run.replay_context must be >= 0 (steps before each training window whose stored "
        f"latent starts it; 0: start from zeros), got {r.replay_context}"),
       (config.env.num_envs > 0, f"env.num_envs must be positive, got {config.env.num_envs}"),
+      (len(set(r.seeds)) == len(r.seeds),
+       f"run.seeds repeat a seed ({', '.join(map(str, r.seeds))}): each seed trains once"),
       (r.replay_capacity >= config.env.num_envs * (r.batch_length + r.replay_context),
        f"run.replay_capacity={r.replay_capacity} cannot hold one training sequence "
        f"(run.replay_context + run.batch_length = {r.replay_context + r.batch_length} steps) per "
@@ -134,10 +136,11 @@ class NonFiniteError(RuntimeError):
 
 
 class _Metrics:
-  """Collects per-update metrics (device arrays) and averages them with one
-  host transfer; checks every value is finite on the way."""
+  """Collects per-update metrics (device arrays; [seeds] with a seeds axis) and
+  averages them with one host transfer; checks every value is finite on the way."""
 
-  def __init__(self):
+  def __init__(self, seeds: list[int] | None = None):
+    self.seeds = seeds  # the seed of each entry of a seeds axis; None: no such axis
     self._items: list[tuple[int, dict]] = []
 
   def add(self, env_steps: int, metrics: dict) -> None:
@@ -148,29 +151,36 @@ class _Metrics:
     items = jax.device_get([m for _, m in self._items])
     for (step, _), metrics in zip(self._items, items):
       for name in sorted(metrics):
-        if not np.isfinite(metrics[name]):
-          raise NonFiniteError(f"metric '{name}' became {float(metrics[name])} at environment step "
-                               f"{step}; the run stops here, and its last checkpoint holds the "
-                               "last good state")
+        values = np.asarray(metrics[name]).reshape(-1)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+          seed = f" in seed {self.seeds[bad[0]]}" if self.seeds else ""
+          raise NonFiniteError(f"metric '{name}' became {float(values[bad[0]])} at environment "
+                               f"step {step}{seed}; the run stops here, and its last checkpoint "
+                               "holds the last good state")
     return items
 
-  def result(self) -> dict[str, float]:
+  def results(self) -> list[dict[str, float]]:
+    """The pending metrics' means, one dict per seed (one without a seeds axis)."""
     items = self.check()
     self._items = []
+    lanes = len(self.seeds) if self.seeds else 1
     if not items:
-      return {}
-    return {k: float(np.mean([m[k] for m in items])) for k in items[0]}
+      return [{} for _ in range(lanes)]
+    means = {k: np.mean([np.asarray(m[k]).reshape(-1) for m in items], 0) for k in items[0]}
+    return [{k: float(v[i]) for k, v in means.items()} for i in range(lanes)]
 
 
-def check_state_finite(state, env_steps: int) -> None:
+def check_state_finite(state, env_steps: int, whose: str = "") -> None:
   """Refuses a state with a NaN or inf in any floating-point array."""
   for path, leaf in jax.tree_util.tree_leaves_with_path(state):
     if is_key(leaf):
       continue
     leaf = np.asarray(leaf)
     if leaf.dtype.kind == "f" and not np.isfinite(leaf).all():
-      raise NonFiniteError(f"state array '{path_name(path)}' holds NaN or inf at environment step "
-                           f"{env_steps}; not saving it over the last good checkpoint")
+      raise NonFiniteError(f"state array '{path_name(path)}'{whose} holds NaN or inf at "
+                           f"environment step {env_steps}; not saving it over the last good "
+                           "checkpoint")
 
 
 class Every:
@@ -200,56 +210,128 @@ def make_envs(config: Config) -> tuple[envs.Env, envs.Env | None]:
   return env, eval_env
 
 
+@dataclasses.dataclass
+class SeedRun:
+  """What one seed of a run writes and evaluates with: its config (`run.seed`
+  its seed, no `run.seeds`), logdir, logger and evaluation environment."""
+
+  config: Config
+  logdir: pathlib.Path
+  logger: Logger | None = None
+  eval_env: envs.Env | None = None
+  scores: list[float] = dataclasses.field(default_factory=list)
+
+
+def seed_runs(config: Config, logdir: pathlib.Path) -> list[SeedRun]:
+  """The run itself, or with `run.seeds` one run per seed in LOGDIR/seed-K: each
+  is the run of that seed alone, which `wmrl eval`, `wmrl compare` and
+  `wmrl train --logdir LOGDIR/seed-K` read as any other."""
+  if not config.run.seeds:
+    return [SeedRun(config, logdir)]
+  return [SeedRun(config.replace(**{"run.seed": seed, "run.seeds": ()}), logdir / f"seed-{seed}")
+          for seed in config.run.seeds]
+
+
+def resume_point(runs: list[SeedRun]) -> list[pathlib.Path | None]:
+  """The checkpoint each seed continues from: the newest step every seed has
+  saved (a stop between the seeds' saves leaves some a step ahead), or none."""
+  # Checkpoint names hold the zero-padded step: equal names, equal steps.
+  found = [{p.name: p for p in checkpoint.list_checkpoints(run.logdir)} for run in runs]
+  if not any(found):
+    return [None] * len(runs)
+  missing = [run.config.run.seed for run, saved in zip(runs, found) if not saved]
+  if missing:
+    raise ValueError(f"seeds {', '.join(map(str, missing))} have no checkpoint while the others "
+                     "have: resume with the saved run.seeds or start a new logdir")
+  common = set.intersection(*(set(saved) for saved in found))
+  if not common:
+    raise ValueError("the seeds' checkpoints share no step: "
+                     + "; ".join(f"{run.logdir.name}: {', '.join(p.name for p in saved.values())}"
+                                 for run, saved in zip(runs, found)))
+  return [saved[max(common)] for saved in found]
+
+
 def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> dict[str, Any]:
-  """Trains an agent as `config` says, writing metrics and checkpoints to `logdir`.
+  """Trains an agent as `config` says, writing metrics and checkpoints to `logdir`
+  (with `run.seeds`, one agent per seed, in LOGDIR/seed-K).
 
   If `logdir` holds a checkpoint, the run continues from it. Returns a
-  summary: final counters and the scores of the episodes this call saw.
+  summary: final counters and the scores of the episodes this call saw
+  (with seeds, under "seeds" by seed).
   """
   validate(config, logdir)
   logdir = pathlib.Path(logdir)
-  latest = checkpoint.latest(logdir) if logdir.is_dir() else None
-  saved = checkpoint.saved_config(latest) if latest else None
-  r = config.run
+  runs = seed_runs(config, logdir)
   algo = algorithms.get(config.algorithm)
-  # Environments first: a bad id or space fails before anything is written.
-  env, eval_env = make_envs(config)
-  logger = None
-  try:
-    notes = check_resume(saved, config, env.obs_spec, env.act_spec) if latest else []
+  seeds_axis = bool(config.run.seeds)
+  with contextlib.ExitStack() as closing:
+    # Environments first: a bad id or space fails before anything is written.
+    train_envs = []
+    for run in runs:
+      env, run.eval_env = make_envs(run.config)
+      closing.callback(env.close)
+      if run.eval_env is not None:
+        closing.callback(run.eval_env.close)
+      train_envs.append(env)
+    obs_spec, act_spec = train_envs[0].obs_spec, train_envs[0].act_spec
+    resume = resume_point(runs)
+    notes = []
+    for run, path in zip(runs, resume):
+      if path is not None:
+        changes = check_resume(checkpoint.saved_config(path), run.config, obs_spec, act_spec)
+        notes += [n for n in changes if n not in notes]
     logdir.mkdir(parents=True, exist_ok=True)
     (logdir / "config.json").write_text(config.to_json())
-    state = algo.init(jax.random.key(r.seed), env.obs_spec, env.act_spec, config)
-    if latest:
-      state, replay, saved_run = checkpoint.load(latest, state)
-      check_replay_entries(replay, algo, state, r.replay_context)
-      driver = Driver(algo, r, env, state, replay, Counters(**saved_run["counters"]))
-      checkpoint.set_rng_state(driver.rng, saved_run["rng"])
-      driver.restore_pending(checkpoint.load_pending(latest))
-    else:
-      driver = Driver(algo, r, env, state, Replay(r.replay_capacity, env.num_envs, seed=r.seed))
-    logger = Logger.for_run(logdir, config, console=console, start_step=driver.counters.env_steps)
+    lanes, states, pending = [], [], []
+    for run, env, path in zip(runs, train_envs, resume):
+      r = run.config.run
+      run.logdir.mkdir(parents=True, exist_ok=True)
+      (run.logdir / "config.json").write_text(run.config.to_json())
+      state = algo.init(jax.random.key(r.seed), obs_spec, act_spec, run.config)
+      if path is not None:
+        state, replay, saved_run = checkpoint.load(path, state)
+        check_replay_entries(replay, algo, state, r.replay_context)
+        lane = Lane(env, replay, r.seed, Counters(**saved_run["counters"]))
+        checkpoint.set_rng_state(lane.rng, saved_run["rng"])
+        pending.append(checkpoint.load_pending(path))
+      else:
+        lane = Lane(env, Replay(r.replay_capacity, env.num_envs, seed=r.seed), r.seed)
+        pending.append({})
+      lanes.append(lane)
+      states.append(state)
+    driver = Driver(algo, config.run, lanes, stack_trees(states) if seeds_axis else states[0],
+                    seeds_axis)
+    driver.restore_pending(pending)
+    start = driver.counters.env_steps
+    for run in runs:
+      run.logger = Logger.for_run(run.logdir, run.config, console=console and not seeds_axis,
+                                  start_step=start)
+      closing.callback(run.logger.close)
+    screen = runs[0].logger.console if not seeds_axis else Console(
+        config.run.steps, suites.frames_per_step(config.env), enabled=console)
     for note in notes:
-      logger.message(note)
-    if latest:
-      logger.message(f"resuming from {latest.name}: {driver.counters.env_steps} environment steps, "
-                     f"{driver.counters.updates} updates, {len(driver.replay)} steps in replay")
+      screen.message(note)
+    if any(resume):
+      screen.message(f"resuming from {resume[0].name}: {start} environment steps, "
+                     f"{driver.counters.updates} updates, {len(lanes[0].replay)} steps in replay"
+                     + (f", for each of {len(runs)} seeds" if seeds_axis else ""))
     with stop_signals() as stop:
-      return _loop(driver, config, logger, eval_env, logdir, stop)
-  finally:
-    if logger is not None:
-      logger.close()
-    env.close()
-    if eval_env is not None:
-      eval_env.close()
+      return _loop(driver, runs, screen, stop)
 
 
-def save(driver: Driver, config: Config, logdir: pathlib.Path) -> pathlib.Path:
-  check_state_finite(driver.state, driver.counters.env_steps)
-  run = {"config": config.to_dict(), "counters": dataclasses.asdict(driver.counters),
-         "rng": checkpoint.rng_state(driver.rng)}
-  return checkpoint.save(logdir, driver.state, driver.replay, run, driver.pending(),
-                         keep=config.run.keep_checkpoints)
+def save(driver: Driver, runs: list[SeedRun]) -> pathlib.Path:
+  """A checkpoint of every seed at the current step; returns the last one's path."""
+  c = driver.counters
+  for i, run in enumerate(runs):
+    check_state_finite(driver.lane_state(i), c.env_steps,
+                       f" of seed {run.config.run.seed}" if len(runs) > 1 else "")
+  pending = driver.pending()
+  for i, (run, lane) in enumerate(zip(runs, driver.lanes)):
+    saved_run = {"config": run.config.to_dict(), "counters": dataclasses.asdict(lane.counters),
+                 "rng": checkpoint.rng_state(lane.rng)}
+    path = checkpoint.save(run.logdir, driver.lane_state(i), lane.replay, saved_run, pending[i],
+                           keep=run.config.run.keep_checkpoints)
+  return path
 
 
 def _evaluate(algo: Algorithm, state, env: envs.Env, logger: Logger, run: RunConfig,
@@ -286,16 +368,16 @@ def stop_signals():
     yield request
 
 
-def _loop(driver: Driver, config: Config, logger: Logger, eval_env, logdir,
+def _loop(driver: Driver, runs: list[SeedRun], screen: Console,
           stop: StopRequest | None = None) -> dict[str, Any]:
+  config = runs[0].config
   r = config.run
   c = driver.counters
-  pending = _Metrics()
-  scores: list[float] = []
+  pending = _Metrics([run.config.run.seed for run in runs] if len(runs) > 1 else None)
 
-  def on_episode(metrics):
-    scores.append(metrics["episode/score"])
-    logger.write(c.env_steps, metrics)
+  def on_episode(lane, metrics):
+    runs[lane].scores.append(metrics["episode/score"])
+    runs[lane].logger.write(c.env_steps, metrics)
 
   def on_update(metrics):
     pending.add(c.env_steps, metrics)
@@ -308,45 +390,86 @@ def _loop(driver: Driver, config: Config, logger: Logger, eval_env, logdir,
   last_log_time, steps_at_log, updates_at_log = now, c.env_steps, c.updates
   last_console, updates_at_console = now, c.updates
   while c.env_steps < r.steps:
-    driver.collect(on_episode)
+    try:
+      driver.collect(on_episode)
+    except EnvironmentCrash as crash:
+      _save_after_crash(driver, runs, pending, crash, screen)
     driver.train(on_update)
     done = c.env_steps >= r.steps
     if eval_due(c.env_steps):
-      c.last_eval = eval_due.last  # saved: a resumed run evaluates on the same grid
-      logger.write(c.env_steps, _evaluate(driver.algo, driver.state, eval_env, logger, r,
-                                          c.env_steps))
+      for i, run in enumerate(runs):
+        run.logger.write(c.env_steps, _evaluate(driver.algo, driver.lane_state(i), run.eval_env,
+                                                run.logger, run.config.run, c.env_steps))
+      for lane in driver.lanes:
+        lane.counters.last_eval = eval_due.last  # saved: a resumed run evaluates on the same grid
     if report_due(c.env_steps):
       length = r.replay_context + r.batch_length
-      videos = report.openloop_video(driver.algo, driver.state, driver.replay, length,
-                                     seed=r.seed + c.env_steps)
-      for name, frames in videos.items():  # none yet where replay is too short
-        logger.video(c.env_steps, name, frames)
+      for i, (run, lane) in enumerate(zip(runs, driver.lanes)):
+        videos = report.openloop_video(driver.algo, driver.lane_state(i), lane.replay, length,
+                                       seed=run.config.run.seed + c.env_steps)
+        for name, frames in videos.items():  # none yet where replay is too short
+          run.logger.video(c.env_steps, name, frames)
     if log_due(c.env_steps) or done:
       now = time.time()
       elapsed = max(now - last_log_time, 1e-9)
-      metrics = pending.result()
-      metrics["fps/env"] = (c.env_steps - steps_at_log) / elapsed
-      metrics["fps/train"] = (c.updates - updates_at_log) / elapsed
-      metrics["replay/size"] = len(driver.replay)
-      metrics["train/updates"] = c.updates
-      logger.write(c.env_steps, metrics)
+      for run, lane, metrics in zip(runs, driver.lanes, pending.results()):
+        metrics["fps/env"] = (c.env_steps - steps_at_log) / elapsed
+        metrics["fps/train"] = (c.updates - updates_at_log) / elapsed
+        metrics["replay/size"] = len(lane.replay)
+        metrics["train/updates"] = c.updates
+        run.logger.write(c.env_steps, metrics)
       last_log_time, steps_at_log, updates_at_log = now, c.env_steps, c.updates
     now = time.time()
     if console_due(now) or done:
-      recent = float(np.mean(scores[-10:])) if scores else float("nan")
       rate = (c.updates - updates_at_console) / max(now - last_console, 1e-9)
-      logger.progress(c.env_steps, {"updates/s": rate, "updates": c.updates, "score(10)": recent,
-                                    "episodes": c.episodes})
+      screen.progress(c.env_steps, {"updates/s": rate, "updates": c.updates,
+                                    "score(10)": _recent_score(runs),
+                                    "episodes": sum(lane.counters.episodes for lane in driver.lanes)})
       last_console, updates_at_console = now, c.updates
     stopping = stop is not None and stop.signal is not None and not done
     # `|`, not `or`: both schedules look at the clock; either one saves.
     if save_time_due(now) | save_due(c.env_steps) or done or stopping:
       pending.check()  # a NaN stops the run before it is saved over good state
-      path = save(driver, config, logdir)
+      path = save(driver, runs)
       save_time_due.last, save_due.last = time.time(), c.env_steps
     if stopping:
-      logger.message(f"stopped by {signal.Signals(stop.signal).name} at {c.env_steps} environment "
+      screen.message(f"stopped by {signal.Signals(stop.signal).name} at {c.env_steps} environment "
                      f"steps; saved {path.name}: the same command continues from there")
       raise KeyboardInterrupt
-  return {"env_steps": c.env_steps, "updates": c.updates, "episodes": c.episodes,
-          "scores": scores}
+  summary = {"env_steps": c.env_steps, "updates": c.updates,
+             "episodes": sum(lane.counters.episodes for lane in driver.lanes),
+             "scores": runs[0].scores if len(runs) == 1 else []}
+  if len(runs) > 1:
+    summary["seeds"] = {run.config.run.seed: {"episodes": lane.counters.episodes,
+                                              "scores": run.scores}
+                        for run, lane in zip(runs, driver.lanes)}
+  return summary
+
+
+def _recent_score(runs: list[SeedRun]) -> float | str:
+  """The mean score of each seed's last 10 episodes; with seeds, their mean and
+  standard deviation over the seeds that have finished one."""
+  recent = [float(np.mean(run.scores[-10:])) for run in runs if run.scores]
+  if len(runs) == 1 or not recent:
+    return recent[0] if recent else float("nan")
+  return f"{np.mean(recent):.4g} ± {np.std(recent):.2g} ({len(recent)} seeds)"
+
+
+def _save_after_crash(driver: Driver, runs: list[SeedRun], pending: "_Metrics",
+                      crash: EnvironmentCrash, screen: Console) -> None:
+  """Saves everything collected before an environment raised, then stops the run
+  with the environment, the seed, the step and the exception named."""
+  run = runs[crash.lane]
+  where = (f"environment {run.config.env.id}"
+           + (f" of seed {run.config.run.seed}" if len(runs) > 1 else "")
+           + f" raised at environment step {crash.env_steps}: {crash}")
+  try:
+    pending.check()
+    path = save(driver, runs)
+  except Exception as e:  # a NaN or a failed save: say so, and keep the crash as the cause
+    raise EnvironmentCrash(crash.lane, crash.env_steps, crash.error,
+                           f"{where}; no checkpoint was saved ({e})") from crash.error
+  message = (f"{where}; saved {path.name} with everything collected before it: the same "
+             "command continues from there")
+  screen.message(message)
+  raise EnvironmentCrash(crash.lane, crash.env_steps, crash.error, message) from crash.error

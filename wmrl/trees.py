@@ -64,3 +64,18 @@ def tree_shapes(tree, prefix: str) -> dict[str, jax.ShapeDtypeStruct]:
     return jax.ShapeDtypeStruct(np.shape(leaf), leaf.dtype)
   return {f"{prefix}/{path_name(path)}": shape(leaf)
           for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def stack_trees(trees):
+  """Pytrees of one structure stacked leaf by leaf on a new leading axis: host
+  arrays with NumPy (no device work), device arrays and typed keys with JAX."""
+  def stack(*leaves):
+    if all(isinstance(leaf, (np.ndarray, np.generic)) for leaf in leaves):
+      return np.stack(leaves)
+    return jnp.stack(leaves)
+  return jax.tree.map(stack, *trees)
+
+
+def unstack_tree(tree, num: int) -> list:
+  """The inverse of `stack_trees`: `num` pytrees, the leading axis's entries."""
+  return [jax.tree.map(lambda leaf: leaf[i], tree) for i in range(num)]

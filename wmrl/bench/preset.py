@@ -105,8 +105,8 @@ def run_e2e(algo: Algorithm, config: cfg.Config, state, steps: int) -> dict:
   r = config.run
   env = envs.from_config(config.env, seed=r.seed, num_envs=1)
   try:
-    loop = Driver(algo, r, env, state, Replay(r.replay_capacity, 1, seed=r.seed))
-    ignore = lambda _: None
+    loop = Driver.single(algo, r, env, state, Replay(r.replay_capacity, 1, seed=r.seed))
+    ignore = lambda *args: None
     start = time.perf_counter()
     while loop.counters.env_steps < loop.prefill:
       loop.collect(ignore)
