@@ -1,0 +1,122 @@
+"""Several seeds in one run: agent states stacked on a seed axis, the policy and
+the update under `jax.vmap`, each seed's host side and outputs its own."""
+import jax
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from wmrl import algorithms, checkpoint, envs, run
+from wmrl.compare.runs import find_runs
+from wmrl.logging import read_metrics
+from wmrl.replay import Positions
+from wmrl.trees import tree_arrays
+
+
+def _config(steps, **overrides):
+  return tiny_config(**{
+      "env.id": "fake_envs:make_counter", "run.steps": steps, "run.train_ratio": 12,
+      "run.log_every": 20, "run.console_every": 1000.0, "run.save_every_minutes": 1000.0,
+      "optim.warmup": 0, **overrides})
+
+
+def _saved(logdir):
+  """The latest checkpoint's state arrays, every replayed step, and run info."""
+  path = checkpoint.latest(logdir)
+  config = checkpoint.saved_config(path)
+  with envs.from_config(config.env, seed=0) as env:
+    template = algorithms.get(config.algorithm).init(jax.random.key(0), env.obs_spec,
+                                                     env.act_spec, config)
+  state, replay, saved_run = checkpoint.load(path, template)
+  steps = replay.steps_added // replay.num_envs
+  stored = replay.gather(Positions(np.zeros(1, int), np.zeros(1, int)), steps)
+  return tree_arrays(state, "state"), stored, saved_run
+
+
+def _episodes(logdir):
+  return [r for r in read_metrics(logdir / "metrics.jsonl") if "episode/score" in r]
+
+
+def test_a_seed_trains_alike_beside_any_seeds_and_resumes_exactly(tmp_path):
+  # Seed 3 at index 1 beside seed 0, straight; and at index 0 beside seed 5, stopped
+  # and resumed. The seeds axis mixes nothing across seeds and every seed's host side
+  # (environments, replay sampling, prefill actions, policy keys) is its own, so the
+  # two seed-3 runs are bit-identical: parameters, optimiser state, replay, episodes.
+  # The stop is right after an episode (20 steps, plus the reset step), so the resumed
+  # environments start the episode the straight run starts there.
+  run.train(_config(62, **{"run.seeds": (0, 3)}), tmp_path / "straight", console=False)
+  run.train(_config(20, **{"run.seeds": (3, 5)}), tmp_path / "resumed", console=False)
+  summary = run.train(_config(62, **{"run.seeds": (3, 5)}), tmp_path / "resumed", console=False)
+  assert summary["env_steps"] == 62 and summary["updates"] > 40
+  assert set(summary["seeds"]) == {3, 5}
+  a_state, a_replay, a_run = _saved(tmp_path / "straight" / "seed-3")
+  b_state, b_replay, b_run = _saved(tmp_path / "resumed" / "seed-3")
+  assert a_run["counters"] == b_run["counters"]
+  assert a_run["config"]["run"]["seed"] == 3 and a_run["config"]["run"]["seeds"] == []
+  for name in a_state:
+    np.testing.assert_array_equal(a_state[name], b_state[name], err_msg=name)
+  assert a_replay.keys() == b_replay.keys()
+  for name in a_replay:
+    np.testing.assert_array_equal(a_replay[name], b_replay[name], err_msg=name)
+  assert _episodes(tmp_path / "straight" / "seed-3") == _episodes(tmp_path / "resumed" / "seed-3")
+  # Other seeds learn other parameters.
+  other, _, _ = _saved(tmp_path / "straight" / "seed-0")
+  assert not np.array_equal(other["state/params/actor/head/out/parts/0/kernel"],
+                            a_state["state/params/actor/head/out/parts/0/kernel"])
+  # Each seed's folder is a run of its own for `wmrl compare`; the parent is no run.
+  assert find_runs([str(tmp_path / "straight")]) == [
+      (tmp_path / "straight" / f"seed-{k}").resolve() for k in (0, 3)]
+
+
+def test_a_vmapped_seed_matches_the_run_of_that_seed_alone(tmp_path):
+  # Up to the first update (prefill: 2 x 7 steps; updates every step after it) the
+  # vmapped and the single run of seed 3 see the same steps, bit for bit: the same
+  # environments, prefill actions and replay draws. The update itself differs in the
+  # last bits: vmap hands XLA batched reductions, which it sums in another order (a
+  # 12-row sum differs by 2e-6 of its size). Measured after the first update: 1.5e-8 at
+  # most, in Adam's second moments. Further on the two runs drift apart: the critic's
+  # two-hot bins reach +-4.85e8, so a last-bit change of its probabilities moves its
+  # values by ~1e-2, and Adam with the reference's eps of 1e-20 turns a gradient that
+  # should be zero into a full step; the bit-exact test above covers the longer run.
+  run.train(_config(15, **{"run.seeds": (0, 3)}), tmp_path / "seeds", console=False)
+  summary = run.train(_config(15, **{"run.seed": 3}), tmp_path / "alone", console=False)
+  assert summary["updates"] == 1
+  vmapped, vmapped_replay, vmapped_run = _saved(tmp_path / "seeds" / "seed-3")
+  alone, alone_replay, alone_run = _saved(tmp_path / "alone")
+  assert vmapped_run["counters"] == alone_run["counters"]
+  for name in ("obs", "action", "reward", "is_first", "is_last", "is_terminal"):
+    np.testing.assert_array_equal(vmapped_replay[name], alone_replay[name], err_msg=name)
+  for name in vmapped_replay:  # the latents the policy stored, then the posteriors written back
+    np.testing.assert_allclose(vmapped_replay[name], alone_replay[name], rtol=0, atol=1e-5,
+                               err_msg=name)
+  for name in vmapped:
+    if vmapped[name].dtype.kind == "f":
+      np.testing.assert_allclose(vmapped[name], alone[name], rtol=1e-6, atol=1e-7, err_msg=name)
+    else:
+      np.testing.assert_array_equal(vmapped[name], alone[name], err_msg=name)
+
+
+def test_repeated_seeds_are_refused(tmp_path):
+  with pytest.raises(ValueError, match=r"run.seeds repeat a seed \(1, 2, 1\)"):
+    run.validate(_config(10, **{"run.seeds": (1, 2, 1)}), tmp_path)
+
+
+def test_a_seed_without_the_others_checkpoint_is_refused(tmp_path):
+  run.train(_config(16, **{"run.seeds": (0, 1)}), tmp_path, console=False)
+  with pytest.raises(ValueError, match="seeds 2 have no checkpoint"):
+    run.train(_config(20, **{"run.seeds": (0, 1, 2)}), tmp_path, console=False)
+
+
+def test_nan_names_the_seed():
+  metrics = run._Metrics([4, 7, 9])
+  metrics.add(12, {"loss/rec": np.array([1.0, np.nan, 2.0])})
+  with pytest.raises(run.NonFiniteError, match="'loss/rec' became nan at environment step 12 in seed 7"):
+    metrics.results()
+
+
+def test_console_shows_the_mean_and_spread_over_seeds(tmp_path, capsys):
+  run.train(_config(45, **{"run.seeds": (0, 1)}), tmp_path, console=True)
+  err = capsys.readouterr().err
+  assert "score(10) " in err and " ± " in err and "(2 seeds)" in err
+  assert not (tmp_path / "metrics.jsonl").exists()  # the seeds write their own
+  for k in (0, 1):
+    assert len(_episodes(tmp_path / f"seed-{k}")) == 2  # episodes of 20 steps, plus resets
