@@ -11,18 +11,28 @@ A checkpoint is a folder ``LOGDIR/checkpoints/ckpt-<env steps>/`` holding
 - ``pending.npz``: the environment step not yet acted on and the policy's
   recurrent carry (by tree path), so the last observation before a restart is kept.
 
-The file ``COMMITTED`` is written last, atomically: a checkpoint without it
-(a kill during the save) is ignored and removed, so the previous one stays
-the latest. Full replay chunks are hard-linked from the previous checkpoint,
-so each save writes only what is new.
+``CHECKSUMS.json`` holds the CRC-32 of every file but the ``.npz`` archives
+(zip keeps a CRC-32 of each member and numpy checks it on reading): orbax
+reads a garbled array back without complaint. The file ``COMMITTED`` is
+written last, atomically: a checkpoint without it (a kill during the save) is
+ignored and removed, so the previous one stays the latest. Full replay chunks
+are hard-linked from the previous checkpoint, so each save writes only what
+is new (a chunk damaged in place is damaged in every checkpoint sharing it).
+
+A resume takes the newest checkpoint that reads back whole
+(`restore_newest`); a newer one that does not is moved to
+``checkpoints/unreadable/``, never deleted.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
 import shutil
-from typing import Any
+import zipfile
+import zlib
+from typing import Any, Callable
 
 import numpy as np
 import orbax.checkpoint as ocp
@@ -32,6 +42,8 @@ from wmrl.replay import Replay
 from wmrl.trees import arrays_tree, tree_arrays, tree_shapes
 
 COMMITTED = "COMMITTED"
+CHECKSUMS = "CHECKSUMS.json"
+UNREADABLE = "unreadable"  # the folder under checkpoints/ that unreadable ones are moved to
 # 2: the RSSM keeps its shared-input weights as a dense matrix.
 # 3: the state is saved by tree path, whatever its fields.
 FORMAT = 3
@@ -40,6 +52,11 @@ STATE = "state"  # the prefix of the state's array names
 
 class CheckpointError(ValueError):
   """A checkpoint that cannot be used: corrupt, foreign or for another config."""
+
+
+class _Damaged(Exception):
+  """A checkpoint whose files are not what its save wrote: missing, truncated or
+  garbled. Unlike a foreign or incompatible one, an older checkpoint may serve."""
 
 
 def _nested(arrays: dict[str, Any]) -> dict[str, Any]:
@@ -102,6 +119,7 @@ def save(logdir, state, replay: Replay, run: dict[str, Any],
   replay.save(path / "replay")
   np.savez(path / "pending.npz", **(pending or {}))
   (path / "run.json").write_text(json.dumps({"format": FORMAT, **run}, indent=1))
+  _write_checksums(path)
   _commit(path)
   _prune(root, keep)
   return path
@@ -130,41 +148,225 @@ def _prune(root: pathlib.Path, keep: int) -> None:
       shutil.rmtree(path, ignore_errors=True)
 
 
-def read_run(path: pathlib.Path) -> dict[str, Any]:
-  """The run.json of a checkpoint, checked to be one of ours."""
+def _checksummed(path: pathlib.Path) -> list[pathlib.Path]:
+  """The files of a checkpoint that carry no checksum of their own: all but the
+  .npz archives (zip checks each member's CRC-32) and the commit marks."""
+  return sorted(f for f in path.rglob("*") if f.is_file() and f.suffix != ".npz"
+                and f.name not in (COMMITTED, COMMITTED + ".tmp", CHECKSUMS))
+
+
+def _crc32(file: pathlib.Path) -> int:
+  crc = 0
+  with open(file, "rb") as f:
+    while block := f.read(1 << 20):
+      crc = zlib.crc32(block, crc)
+  return crc
+
+
+def _write_checksums(path: pathlib.Path) -> None:
+  sums = {f.relative_to(path).as_posix(): _crc32(f) for f in _checksummed(path)}
+  (path / CHECKSUMS).write_text(json.dumps(sums, indent=0))
+
+
+def _verify(path: pathlib.Path) -> None:
+  """Raises _Damaged for a file that is missing or differs from what the save
+  wrote. A checkpoint saved before checksums were kept has none and passes."""
+  try:
+    sums = json.loads((path / CHECKSUMS).read_text())
+  except FileNotFoundError:
+    return
+  except (OSError, ValueError) as e:
+    raise _Damaged(f"{CHECKSUMS}: {e}") from None
+  if not isinstance(sums, dict):
+    raise _Damaged(f"{CHECKSUMS} holds no checksums")
+  for name, crc in sums.items():
+    file = path / name
+    if not file.is_file():
+      raise _Damaged(f"{name} is missing")
+    if _crc32(file) != crc:
+      raise _Damaged(f"{name} differs from what was saved: truncated or garbled")
+
+
+def _parse_run(path: pathlib.Path) -> dict[str, Any]:
+  """run.json: _Damaged where it cannot be read, CheckpointError where it reads
+  but was not written by this wmrl (moving such a one aside would help nothing:
+  the older ones are alike)."""
   try:
     run = json.loads((path / "run.json").read_text())
-  except (OSError, json.JSONDecodeError) as e:
-    raise CheckpointError(f"{path} is not a readable wmrl checkpoint (run.json: {e}); "
-                          "delete it or point --logdir elsewhere") from None
-  if run.get("format") != FORMAT or "config" not in run or "counters" not in run:
+  except (OSError, ValueError) as e:  # ValueError: bad JSON or bad UTF-8
+    raise _Damaged(f"run.json: {e}") from None
+  if not isinstance(run, dict) or run.get("format") != FORMAT or "config" not in run \
+      or "counters" not in run:
     raise CheckpointError(f"{path} is not a wmrl checkpoint of format {FORMAT}; "
                           "it was written by another program or version")
   return run
+
+
+def read_run(path: pathlib.Path) -> dict[str, Any]:
+  """The run.json of a checkpoint, checked to be one of ours."""
+  try:
+    return _parse_run(path)
+  except _Damaged as e:
+    raise CheckpointError(f"{path} is not a readable wmrl checkpoint ({e}); "
+                          "delete it or point --logdir elsewhere") from None
+
+
+def _config_of(path: pathlib.Path, run: dict[str, Any]) -> Config:
+  try:
+    return Config.from_dict(run["config"])
+  except (ValueError, TypeError, AttributeError) as e:
+    raise CheckpointError(f"{path}: this wmrl cannot read the saved config ({e}); it was "
+                          "written by another version") from None
+
+
+def _saved_shapes(path: pathlib.Path) -> dict[str, tuple]:
+  """(shape, dtype) of each saved agent array by name, from orbax's metadata."""
+  try:
+    meta = ocp.StandardCheckpointer().metadata((path / "agent").absolute()).item_metadata
+  except Exception as e:  # orbax raises many types; all mean the same here
+    raise _Damaged(f"cannot read the agent's metadata: {e}") from None
+  if meta is None:  # orbax logs why and gives none
+    raise _Damaged("cannot read the agent's metadata")
+  return {name: (tuple(m.shape), np.dtype(m.dtype)) for name, m in _flat(meta.tree).items()}
+
+
+def _restore_agent(path: pathlib.Path, template):
+  """The agent state into `template`'s structure. Other arrays than the
+  template's are an incompatibility (CheckpointError), checked before reading
+  any, so that only a failure to read the arrays themselves counts as damage."""
+  shapes = tree_shapes(template, STATE)
+  saved = _saved_shapes(path)
+  wanted = {name: (tuple(s.shape), np.dtype(s.dtype)) for name, s in shapes.items()}
+  if saved != wanted:
+    differ = sorted(n for n in saved.keys() | wanted.keys() if saved.get(n) != wanted.get(n))
+    more = ", ..." if len(differ) > 3 else ""
+    raise CheckpointError(f"{path / 'agent'} holds other arrays than this state has "
+                          f"({', '.join(differ[:3])}{more}): it was made with another model "
+                          "config or wmrl version")
+  try:
+    arrays = ocp.StandardCheckpointer().restore((path / "agent").absolute(), _nested(shapes))
+  except Exception as e:  # orbax raises many types; all mean the same here
+    raise _Damaged(f"cannot restore the agent: {e}") from None
+  return arrays_tree(template, _flat(arrays), STATE)
+
+
+# What numpy and json raise for a missing, truncated or garbled .npz or .json.
+_READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+
+
+def _read_replay(path: pathlib.Path) -> Replay:
+  try:
+    return Replay.load(path / "replay")
+  except _READ_ERRORS as e:
+    raise _Damaged(f"cannot restore the replay: {e}") from None
+
+
+def _read_pending(path: pathlib.Path) -> dict[str, np.ndarray]:
+  try:
+    with np.load(path / "pending.npz", allow_pickle=False) as data:
+      return {k: data[k] for k in data.files}
+  except _READ_ERRORS as e:
+    raise _Damaged(f"cannot read pending.npz: {e}") from None
+
+
+def _as_error(path: pathlib.Path, e: _Damaged) -> CheckpointError:
+  return CheckpointError(f"{path} is damaged: {e}")
 
 
 def load_agent(path: pathlib.Path, template):
   """Restores the algorithm state of a checkpoint into the structure and shapes
   of `template` (a state, or its `jax.eval_shape`)."""
   read_run(path)
-  shapes = tree_shapes(template, STATE)
   try:
-    arrays = ocp.StandardCheckpointer().restore((path / "agent").absolute(), _nested(shapes))
-    return arrays_tree(template, _flat(arrays), STATE)
-  except Exception as e:  # orbax raises many types; all mean the same here
-    raise CheckpointError(f"cannot restore the agent from {path / 'agent'}: {e}. The checkpoint "
-                          "is corrupt or was made with another model config") from None
+    _verify(path)
+    return _restore_agent(path, template)
+  except _Damaged as e:
+    raise _as_error(path, e) from None
 
 
 def load(path: pathlib.Path, template) -> tuple[Any, Replay, dict]:
   """Restores the agent state (into the shapes of `template`), replay and run info."""
   run = read_run(path)
-  state = load_agent(path, template)
   try:
-    replay = Replay.load(path / "replay")
-  except (OSError, ValueError, KeyError) as e:
-    raise CheckpointError(f"cannot restore the replay from {path / 'replay'}: {e}") from None
-  return state, replay, run
+    _verify(path)
+    return _restore_agent(path, template), _read_replay(path), run
+  except _Damaged as e:
+    raise _as_error(path, e) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Restored:
+  """Everything a resume reads from one checkpoint, all of it read back."""
+
+  path: pathlib.Path
+  config: Config  # the saved one
+  run: dict[str, Any]  # run.json: counters, host RNG state
+  state: Any
+  replay: Replay
+  pending: dict[str, np.ndarray]
+
+
+def _restore(path: pathlib.Path, template: Callable[[Config], Any]) -> Restored:
+  """Reads all of one checkpoint: _Damaged where a file is broken, CheckpointError
+  where it is intact but unfit; what `template` raises passes through."""
+  _verify(path)  # first: a garbled but parsable file must not pass for a changed config
+  run = _parse_run(path)
+  config = _config_of(path, run)
+  state = _restore_agent(path, template(config))
+  return Restored(path, config, run, state, _read_replay(path), _read_pending(path))
+
+
+def _short(text: str, limit: int = 200) -> str:
+  """The first line of an error, at most `limit` characters: orbax's run to pages."""
+  line = next((l.strip() for l in str(text).splitlines() if l.strip()), "")
+  return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
+def _set_aside(path: pathlib.Path) -> pathlib.Path:
+  """Moves a checkpoint to checkpoints/unreadable/ (where list_checkpoints and
+  pruning do not look), under a name not taken there: the same step may fail twice."""
+  folder = path.parent / UNREADABLE
+  folder.mkdir(exist_ok=True)
+  target, n = folder / path.name, 1
+  while target.exists():
+    n += 1
+    target = folder / f"{path.name}.{n}"
+  path.rename(target)
+  return target
+
+
+def restore_newest(logdir, template: Callable[[Config], Any],
+                   on_skip: Callable[[pathlib.Path, str], None]) -> Restored | None:
+  """The newest committed checkpoint of `logdir` that reads back whole; None without any.
+
+  `template(saved_config)` gives the state to restore the agent into (a state
+  or its `jax.eval_shape`); it may raise to refuse the saved config, which
+  then passes through. Each newer checkpoint that cannot be read is moved to
+  ``checkpoints/unreadable/`` and, once one is restored, reported by
+  `on_skip(where it lies now, one-line reason)`. A checkpoint that reads but
+  is not for this wmrl or state raises CheckpointError and is left in place;
+  so does finding none readable, after moving them all aside.
+  """
+  root = pathlib.Path(logdir)
+  skipped: list[tuple[str, pathlib.Path, str]] = []  # (name, where it lies now, cause)
+  for path in reversed(list_checkpoints(root)):
+    try:
+      restored = _restore(path, template)
+    except _Damaged as e:
+      skipped.append((path.name, _set_aside(path), _short(e)))
+      continue
+    for name, moved, cause in skipped:
+      folder = moved.parent.relative_to(root).as_posix()
+      on_skip(moved, f"{name} is unreadable ({cause}) and was moved to {folder}/; "
+                     f"resuming from {path.name}")
+    return restored
+  if skipped:
+    tried = "; ".join(f"{name} ({cause})" for name, _, cause in skipped)
+    raise CheckpointError(
+        f"no checkpoint in {checkpoint_dir(root)} can be read: {tried}. They were moved to "
+        f"{checkpoint_dir(root) / UNREADABLE}/ (delete them, or move one back once repaired); "
+        "this logdir now holds no checkpoint, so a new run here starts from step 0")
+  return None
 
 
 def find(logdir, name: str | None = None) -> pathlib.Path:
@@ -184,12 +386,14 @@ def find(logdir, name: str | None = None) -> pathlib.Path:
 
 def load_pending(path: pathlib.Path) -> dict[str, np.ndarray]:
   """The driver's pending step and policy carry (empty for a run not yet started)."""
-  with np.load(path / "pending.npz", allow_pickle=False) as data:
-    return {k: data[k] for k in data.files}
+  try:
+    return _read_pending(path)
+  except _Damaged as e:
+    raise _as_error(path, e) from None
 
 
 def saved_config(path: pathlib.Path) -> Config:
-  return Config.from_dict(read_run(path)["config"])
+  return _config_of(path, read_run(path))
 
 
 def rng_state(rng: np.random.Generator) -> dict:
