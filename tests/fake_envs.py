@@ -81,3 +81,23 @@ class SignalledCounter(Counter):
 
 def make_signalled_counter():
   return SignalledCounter()
+
+
+class CrashingCounter(Counter):
+  """Counter whose simulator fails on its 50th step where the run seeded it with 1
+  (seed 1 of a run, env 0), as a physics engine that diverges raises."""
+
+  def reset(self, *, seed=None, options=None):
+    if seed is not None:
+      self.seeded = seed
+    return super().reset(seed=seed, options=options)
+
+  def step(self, action):
+    self.sent = getattr(self, "sent", 0) + 1
+    if self.sent == 50 and getattr(self, "seeded", None) == 1:
+      raise RuntimeError("simulation diverged (bad acceleration)")
+    return super().step(action)
+
+
+def make_crashing_counter():
+  return CrashingCounter()

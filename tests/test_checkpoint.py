@@ -63,9 +63,9 @@ def save_three(logdir, agent) -> list[pathlib.Path]:
 
 def restore(logdir, agent):
   skips = []
-  restored = checkpoint.restore_newest(logdir, lambda config: agent[1],
+  restored = checkpoint.restore_newest([logdir], lambda i, config: agent[1],
                                        lambda path, reason: skips.append((path, reason)))
-  return restored, skips
+  return (restored[0] if restored else None), skips
 
 
 def check_restored(restored, step: int):
@@ -170,7 +170,7 @@ def test_all_damaged_raises_naming_each(tmp_path, agent):
     halve(path / "pending.npz")
   skips = []
   with pytest.raises(checkpoint.CheckpointError, match="no checkpoint in .* can be read") as error:
-    checkpoint.restore_newest(tmp_path, lambda config: agent[1], lambda *a: skips.append(a))
+    checkpoint.restore_newest([tmp_path], lambda i, config: agent[1], lambda *a: skips.append(a))
   assert all(f"{p.name} (cannot read pending.npz: File is not a zip file)" in str(error.value)
              for p in paths)
   assert skips == []  # nothing was resumed: the error says it all
@@ -204,12 +204,12 @@ def test_incompatible_checkpoint_is_refused_in_place(tmp_path, agent):
   paths = save_three(tmp_path, agent)
   other = {"other": jax.ShapeDtypeStruct((3,), np.float32)}
   with pytest.raises(checkpoint.CheckpointError, match="holds other arrays than this state"):
-    checkpoint.restore_newest(tmp_path, lambda config: other, lambda *a: None)
+    checkpoint.restore_newest([tmp_path], lambda i, config: other, lambda *a: None)
 
-  def refuse(config):
+  def refuse(i, config):
     raise ValueError("cannot resume with a changed env.id")
   with pytest.raises(ValueError, match="changed env.id"):
-    checkpoint.restore_newest(tmp_path, refuse, lambda *a: None)
+    checkpoint.restore_newest([tmp_path], refuse, lambda *a: None)
   run = paths[-1] / "run.json"
   run.write_text(json.dumps({**json.loads(run.read_text()), "format": checkpoint.FORMAT + 1}))
   (paths[-1] / checkpoint.CHECKSUMS).unlink()  # as a wmrl of another version would write it

@@ -189,11 +189,31 @@ def test_kill_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
   assert summary["env_steps"] == 45
 
 
-def test_corrupt_checkpoint_gets_clear_error(tmp_path):
+def test_unreadable_newest_checkpoint_is_set_aside_and_the_run_resumes_from_the_one_before(
+    tmp_path, capsys):
+  run.train(_config(20), tmp_path, console=False)
+  run.train(_config(30), tmp_path, console=False)
+  newest = checkpoint.latest(tmp_path)
+  # One file of the agent cut to half its size, as a full disk or a killed copy leaves it.
+  agent_file = max((f for f in (newest / "agent").rglob("*") if f.is_file()),
+                   key=lambda f: f.stat().st_size)
+  agent_file.write_bytes(agent_file.read_bytes()[:agent_file.stat().st_size // 2])
+  summary = run.train(_config(40), tmp_path, console=True)
+  assert summary["env_steps"] == 40
+  err = capsys.readouterr().err
+  assert f"{newest.name} is unreadable (" in err
+  assert "moved to checkpoints/unreadable/; resuming from ckpt-000000000020" in err
+  assert "resuming from ckpt-000000000020: 20 environment steps" in err
+  assert (checkpoint.checkpoint_dir(tmp_path) / "unreadable" / newest.name).is_dir()
+  assert checkpoint.latest(tmp_path).name == "ckpt-000000000040"
+
+
+def test_corrupt_only_checkpoint_gets_clear_error(tmp_path):
   run.train(_config(30), tmp_path, console=False)
   latest = checkpoint.latest(tmp_path)
   (latest / "run.json").write_text("{not json")
-  with pytest.raises(checkpoint.CheckpointError, match="not a readable wmrl checkpoint"):
+  with pytest.raises(checkpoint.CheckpointError,
+                     match="can be read: ckpt-000000000030 .run.json differs from what was saved"):
     run.train(_config(40), tmp_path, console=False)
 
 
@@ -201,6 +221,7 @@ def test_foreign_checkpoint_gets_clear_error(tmp_path):
   run.train(_config(30), tmp_path, console=False)
   latest = checkpoint.latest(tmp_path)
   (latest / "run.json").write_text(json.dumps({"hello": 1}))
+  (latest / checkpoint.CHECKSUMS).unlink()  # another program writes none
   with pytest.raises(checkpoint.CheckpointError, match="not a wmrl checkpoint"):
     run.train(_config(40), tmp_path, console=False)
 

@@ -68,7 +68,7 @@ def test_a_seed_trains_alike_beside_any_seeds_and_resumes_exactly(tmp_path):
 
 
 def test_a_vmapped_seed_matches_the_run_of_that_seed_alone(tmp_path):
-  # Up to the first update (prefill: 2 x 7 steps; updates every step after it) the
+  # Up to the first update (after the prefill of 2 x 7 steps; one per step from there) the
   # vmapped and the single run of seed 3 see the same steps, bit for bit: the same
   # environments, prefill actions and replay draws. The update itself differs in the
   # last bits: vmap hands XLA batched reductions, which it sums in another order (a
@@ -77,8 +77,8 @@ def test_a_vmapped_seed_matches_the_run_of_that_seed_alone(tmp_path):
   # two-hot bins reach +-4.85e8, so a last-bit change of its probabilities moves its
   # values by ~1e-2, and Adam with the reference's eps of 1e-20 turns a gradient that
   # should be zero into a full step; the bit-exact test above covers the longer run.
-  run.train(_config(15, **{"run.seeds": (0, 3)}), tmp_path / "seeds", console=False)
-  summary = run.train(_config(15, **{"run.seed": 3}), tmp_path / "alone", console=False)
+  run.train(_config(14, **{"run.seeds": (0, 3)}), tmp_path / "seeds", console=False)
+  summary = run.train(_config(14, **{"run.seed": 3}), tmp_path / "alone", console=False)
   assert summary["updates"] == 1
   vmapped, vmapped_replay, vmapped_run = _saved(tmp_path / "seeds" / "seed-3")
   alone, alone_replay, alone_run = _saved(tmp_path / "alone")
@@ -100,10 +100,15 @@ def test_repeated_seeds_are_refused(tmp_path):
     run.validate(_config(10, **{"run.seeds": (1, 2, 1)}), tmp_path)
 
 
-def test_a_seed_without_the_others_checkpoint_is_refused(tmp_path):
-  run.train(_config(16, **{"run.seeds": (0, 1)}), tmp_path, console=False)
-  with pytest.raises(ValueError, match="seeds 2 have no checkpoint"):
+def test_console_shows_seeds_mean_and_spread_and_a_missing_seed_is_refused(tmp_path, capsys):
+  run.train(_config(22, **{"run.seeds": (0, 1)}), tmp_path, console=True)  # an episode each
+  err = capsys.readouterr().err
+  assert "score(10) " in err and " ± " in err and "(2 seeds)" in err
+  assert not (tmp_path / "metrics.jsonl").exists()  # the seeds write their own
+  with pytest.raises(checkpoint.CheckpointError, match="seed-2 holds no checkpoint while"):
     run.train(_config(20, **{"run.seeds": (0, 1, 2)}), tmp_path, console=False)
+  with pytest.raises(ValueError, match="holds a run of several seeds .seed-0, seed-1."):
+    run.train(_config(20), tmp_path, console=False)
 
 
 def test_nan_names_the_seed():
@@ -113,10 +118,22 @@ def test_nan_names_the_seed():
     metrics.results()
 
 
-def test_console_shows_the_mean_and_spread_over_seeds(tmp_path, capsys):
-  run.train(_config(45, **{"run.seeds": (0, 1)}), tmp_path, console=True)
-  err = capsys.readouterr().err
-  assert "score(10) " in err and " ± " in err and "(2 seeds)" in err
-  assert not (tmp_path / "metrics.jsonl").exists()  # the seeds write their own
+def test_an_environment_that_raises_stops_the_run_after_saving_what_was_collected(tmp_path):
+  # Seed 1's environment raises on its 50th step, after seed 0's has taken it: neither
+  # seed keeps that step, both are saved at the last step all took, and the same
+  # command continues (in new environments, which count their steps afresh).
+  config = _config(60, **{"env.id": "fake_envs:make_crashing_counter", "run.seeds": (0, 1)})
+  with pytest.raises(run.EnvironmentCrash) as crash:
+    run.train(config, tmp_path, console=False)
+  message = str(crash.value)
+  assert ("environment fake_envs:make_crashing_counter of seed 1 raised at environment step 51: "
+          "RuntimeError: simulation diverged (bad acceleration)") in message
+  assert "saved ckpt-000000000051 with everything collected before it" in message
+  assert isinstance(crash.value.__cause__, RuntimeError)
   for k in (0, 1):
-    assert len(_episodes(tmp_path / f"seed-{k}")) == 2  # episodes of 20 steps, plus resets
+    path = checkpoint.latest(tmp_path / f"seed-{k}")
+    assert checkpoint.read_run(path)["counters"]["env_steps"] == 51
+    _, stored, _ = _saved(tmp_path / f"seed-{k}")
+    assert len(stored["reward"][0]) == 51  # 50 actions and the 2 resets: 51 steps acted on
+  summary = run.train(config, tmp_path, console=False)
+  assert summary["env_steps"] == 60

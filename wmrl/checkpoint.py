@@ -26,13 +26,14 @@ A resume takes the newest checkpoint that reads back whole
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import pathlib
 import shutil
 import zipfile
 import zlib
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import orbax.checkpoint as ocp
@@ -335,37 +336,58 @@ def _set_aside(path: pathlib.Path) -> pathlib.Path:
   return target
 
 
-def restore_newest(logdir, template: Callable[[Config], Any],
-                   on_skip: Callable[[pathlib.Path, str], None]) -> Restored | None:
-  """The newest committed checkpoint of `logdir` that reads back whole; None without any.
+def restore_newest(logdirs: Sequence, template: Callable[[int, Config], Any],
+                   on_skip: Callable[[pathlib.Path, str], None]) -> list[Restored] | None:
+  """The newest step at which every one of `logdirs` (one per seed of a run)
+  has a committed checkpoint that reads back whole: one `Restored` per logdir;
+  None where none has any.
 
-  `template(saved_config)` gives the state to restore the agent into (a state
-  or its `jax.eval_shape`); it may raise to refuse the saved config, which
-  then passes through. Each newer checkpoint that cannot be read is moved to
-  ``checkpoints/unreadable/`` and, once one is restored, reported by
-  `on_skip(where it lies now, one-line reason)`. A checkpoint that reads but
-  is not for this wmrl or state raises CheckpointError and is left in place;
-  so does finding none readable, after moving them all aside.
+  `template(i, saved_config)` gives the state to restore logdir i's agent into
+  (a state or its `jax.eval_shape`); it may raise to refuse the saved config,
+  which then passes through. Each newer checkpoint that cannot be read is
+  moved to ``checkpoints/unreadable/`` and, once a step is restored, reported
+  by `on_skip(where it lies now, one-line reason)`. A checkpoint that reads
+  but is not for this wmrl or state raises CheckpointError and is left in
+  place; so does finding no step readable, after moving them all aside.
   """
-  root = pathlib.Path(logdir)
+  roots = [pathlib.Path(d) for d in logdirs]
   skipped: list[tuple[str, pathlib.Path, str]] = []  # (name, where it lies now, cause)
-  for path in reversed(list_checkpoints(root)):
-    try:
-      restored = _restore(path, template)
-    except _Damaged as e:
-      skipped.append((path.name, _set_aside(path), _short(e)))
-      continue
-    for name, moved, cause in skipped:
-      folder = moved.parent.relative_to(root).as_posix()
-      on_skip(moved, f"{name} is unreadable ({cause}) and was moved to {folder}/; "
-                     f"resuming from {path.name}")
+  while True:
+    # Names hold the zero-padded step: equal names, equal steps.
+    found = [{p.name: p for p in list_checkpoints(root)} for root in roots]
+    if not any(found):
+      break
+    if not all(found):
+      missing = ", ".join(str(root) for root, saved in zip(roots, found) if not saved)
+      raise CheckpointError(f"{missing} holds no checkpoint while the run's other seeds do: "
+                            "resume with the saved run.seeds or start a new logdir")
+    common = sorted(set.intersection(*(set(saved) for saved in found)))
+    if not common:
+      raise CheckpointError("the seeds' checkpoints share no step: " + "; ".join(
+          f"{root}: {', '.join(saved)}" for root, saved in zip(roots, found)))
+    name, restored = common[-1], []
+    for i, saved in enumerate(found):
+      try:
+        restored.append(_restore(saved[name], functools.partial(template, i)))
+      except _Damaged as e:
+        skipped.append((name, _set_aside(saved[name]), _short(e)))
+        break
+    if len(restored) < len(roots):
+      continue  # an older common step may read
+    for old, moved, cause in skipped:
+      where = moved.parent.relative_to(moved.parents[3] if len(roots) > 1 else moved.parents[2])
+      on_skip(moved, f"{old} is unreadable ({cause}) and was moved to {where.as_posix()}/; "
+                     f"resuming from {name}")
     return restored
   if skipped:
-    tried = "; ".join(f"{name} ({cause})" for name, _, cause in skipped)
+    label = (lambda name, moved: f"{moved.parents[2].name}/{name}") if len(roots) > 1 else (
+        lambda name, moved: name)  # with seeds, the seed's folder too
+    tried = "; ".join(f"{label(name, moved)} ({cause})" for name, moved, cause in skipped)
     raise CheckpointError(
-        f"no checkpoint in {checkpoint_dir(root)} can be read: {tried}. They were moved to "
-        f"{checkpoint_dir(root) / UNREADABLE}/ (delete them, or move one back once repaired); "
-        "this logdir now holds no checkpoint, so a new run here starts from step 0")
+        f"no checkpoint in {', '.join(str(checkpoint_dir(r)) for r in roots)} can be read: "
+        f"{tried}. They were moved to checkpoints/{UNREADABLE}/ (delete them, or move one back "
+        "once repaired); this logdir now holds no checkpoint, so a new run here starts from "
+        "step 0")
   return None
 
 

@@ -232,23 +232,16 @@ def seed_runs(config: Config, logdir: pathlib.Path) -> list[SeedRun]:
           for seed in config.run.seeds]
 
 
-def resume_point(runs: list[SeedRun]) -> list[pathlib.Path | None]:
-  """The checkpoint each seed continues from: the newest step every seed has
-  saved (a stop between the seeds' saves leaves some a step ahead), or none."""
-  # Checkpoint names hold the zero-padded step: equal names, equal steps.
-  found = [{p.name: p for p in checkpoint.list_checkpoints(run.logdir)} for run in runs]
-  if not any(found):
-    return [None] * len(runs)
-  missing = [run.config.run.seed for run, saved in zip(runs, found) if not saved]
-  if missing:
-    raise ValueError(f"seeds {', '.join(map(str, missing))} have no checkpoint while the others "
-                     "have: resume with the saved run.seeds or start a new logdir")
-  common = set.intersection(*(set(saved) for saved in found))
-  if not common:
-    raise ValueError("the seeds' checkpoints share no step: "
-                     + "; ".join(f"{run.logdir.name}: {', '.join(p.name for p in saved.values())}"
-                                 for run, saved in zip(runs, found)))
-  return [saved[max(common)] for saved in found]
+def _check_layout(logdir: pathlib.Path, seeds_axis: bool) -> None:
+  """Refuses a logdir that holds a run of the other kind: one seed's checkpoints
+  at its top where seeds are asked, or seed folders where one seed is."""
+  if seeds_axis and checkpoint.list_checkpoints(logdir):
+    raise ValueError(f"{logdir} holds a run of one seed (its checkpoints are at the top); "
+                     "train several seeds in a new logdir, or resume it without run.seeds")
+  seeded = sorted(p.name for p in logdir.glob("seed-*") if checkpoint.list_checkpoints(p))
+  if not seeds_axis and seeded:
+    raise ValueError(f"{logdir} holds a run of several seeds ({', '.join(seeded)}); resume it "
+                     "with its run.seeds, or one seed alone with --logdir LOGDIR/seed-K")
 
 
 def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> dict[str, Any]:
@@ -264,6 +257,7 @@ def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> d
   runs = seed_runs(config, logdir)
   algo = algorithms.get(config.algorithm)
   seeds_axis = bool(config.run.seeds)
+  _check_layout(logdir, seeds_axis)
   with contextlib.ExitStack() as closing:
     # Environments first: a bad id or space fails before anything is written.
     train_envs = []
@@ -274,31 +268,38 @@ def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> d
         closing.callback(run.eval_env.close)
       train_envs.append(env)
     obs_spec, act_spec = train_envs[0].obs_spec, train_envs[0].act_spec
-    resume = resume_point(runs)
-    notes = []
-    for run, path in zip(runs, resume):
-      if path is not None:
-        changes = check_resume(checkpoint.saved_config(path), run.config, obs_spec, act_spec)
-        notes += [n for n in changes if n not in notes]
+    fresh = [algo.init(jax.random.key(run.config.run.seed), obs_spec, act_spec, run.config)
+             for run in runs]
+    notes: list[str] = []
+
+    def template(i: int, saved: Config):  # refuses a saved config this run cannot take
+      notes.extend(n for n in check_resume(saved, runs[i].config, obs_spec, act_spec)
+                   if n not in notes)
+      return fresh[i]
+
+    skipped: list[str] = []
+    restored = checkpoint.restore_newest([run.logdir for run in runs], template,
+                                         lambda path, why: skipped.append(why))
     logdir.mkdir(parents=True, exist_ok=True)
     (logdir / "config.json").write_text(config.to_json())
     lanes, states, pending = [], [], []
-    for run, env, path in zip(runs, train_envs, resume):
+    for i, (run, env) in enumerate(zip(runs, train_envs)):
       r = run.config.run
       run.logdir.mkdir(parents=True, exist_ok=True)
       (run.logdir / "config.json").write_text(run.config.to_json())
-      state = algo.init(jax.random.key(r.seed), obs_spec, act_spec, run.config)
-      if path is not None:
-        state, replay, saved_run = checkpoint.load(path, state)
-        check_replay_entries(replay, algo, state, r.replay_context)
-        lane = Lane(env, replay, r.seed, Counters(**saved_run["counters"]))
-        checkpoint.set_rng_state(lane.rng, saved_run["rng"])
-        pending.append(checkpoint.load_pending(path))
+      if restored:
+        saved = restored[i]
+        check_replay_entries(saved.replay, algo, saved.state, r.replay_context)
+        lane = Lane(env, saved.replay, r.seed, Counters(**saved.run["counters"]))
+        checkpoint.set_rng_state(lane.rng, saved.run["rng"])
+        states.append(saved.state)
+        pending.append(saved.pending)
       else:
         lane = Lane(env, Replay(r.replay_capacity, env.num_envs, seed=r.seed), r.seed)
+        states.append(fresh[i])
         pending.append({})
       lanes.append(lane)
-      states.append(state)
+    fresh = None  # the restored states replace them: free their memory
     driver = Driver(algo, config.run, lanes, stack_trees(states) if seeds_axis else states[0],
                     seeds_axis)
     driver.restore_pending(pending)
@@ -309,10 +310,10 @@ def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> d
       closing.callback(run.logger.close)
     screen = runs[0].logger.console if not seeds_axis else Console(
         config.run.steps, suites.frames_per_step(config.env), enabled=console)
-    for note in notes:
+    for note in skipped + notes:
       screen.message(note)
-    if any(resume):
-      screen.message(f"resuming from {resume[0].name}: {start} environment steps, "
+    if restored:
+      screen.message(f"resuming from {restored[0].path.name}: {start} environment steps, "
                      f"{driver.counters.updates} updates, {len(lanes[0].replay)} steps in replay"
                      + (f", for each of {len(runs)} seeds" if seeds_axis else ""))
     with stop_signals() as stop:
