@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 
 from wmrl import config as cfg
 from wmrl import overrides as ov
@@ -62,10 +63,17 @@ def train_main(argv: list[str]) -> int:
   except ValueError as e:
     print(f"wmrl train: error: {e}", file=sys.stderr)
     return 2
-  scores = summary["scores"][-10:]
-  if scores:
-    print(f"done: {summary['env_steps']} steps, {summary['episodes']} episodes, "
-          f"mean score of the last {len(scores)}: {sum(scores) / len(scores):.1f}")
+  except run.EnvironmentCrash as e:  # the simulator's own traceback, then what was saved
+    traceback.print_exception(e.error)
+    print(f"wmrl train: error: {e}", file=sys.stderr)
+    return 1
+  runs = summary.get("seeds") or {config.run.seed: summary}
+  for seed, result in runs.items():
+    scores = result["scores"][-10:]
+    if scores:
+      print(f"done{f' (seed {seed})' if 'seeds' in summary else ''}: {summary['env_steps']} "
+            f"steps, {result['episodes']} episodes, mean score of the last {len(scores)}: "
+            f"{sum(scores) / len(scores):.1f}")
   return 0
 
 
