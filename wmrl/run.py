@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from wmrl import algorithms, checkpoint, envs, evaluate, report, signals, video
+from wmrl import algorithms, checkpoint, envs, evaluate, mesh, report, signals, video
 from wmrl.algorithm import Algorithm, entry_specs
 from wmrl.config import Config, RunConfig, diff as cfgdiff
 from wmrl.driver import Counters, Driver
@@ -62,6 +62,7 @@ def validate(config: Config, logdir: str | pathlib.Path) -> None:
     if not ok:
       raise ValueError(message)
   algorithms.get(config.algorithm)
+  mesh.check(config, jax.local_device_count())
   if r.wandb:
     require_wandb()  # the run asked for W&B: fail now, not after setting up
 
