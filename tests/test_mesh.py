@@ -125,3 +125,11 @@ def test_validate_refuses_a_device_this_process_lacks(tmp_path):
                                        "local device"):
     run.validate(config, tmp_path)
   run.validate(tiny_config(), tmp_path)  # the default passes
+
+
+def test_placement_refuses_what_check_refuses():
+  with pytest.raises(ValueError, match="only data parallelism is supported"):
+    two = jax.local_devices() * 2  # refused before any mesh is built of them
+    mesh.Placement.from_run(RunConfig(train_devices=(0, 1), train_mesh="1,1,2"), two)
+  with pytest.raises(ValueError, match=f"has {jax.local_device_count()} local device"):
+    mesh.Placement.from_run(RunConfig(train_devices=tuple(range(jax.local_device_count() + 1))))

@@ -75,7 +75,15 @@ def _check_indices(name: str, indices: Sequence[int], local: int) -> None:
 def check(config: Config, local_devices: int) -> None:
   """Refuses device settings that cannot work on a process with `local_devices`
   devices (wmrl/run.py `validate` calls it before anything starts)."""
-  run = config.run
+  check_run(config.run, local_devices)
+  envs = len(config.run.policy_devices)
+  if config.env.num_envs % envs:
+    raise ValueError(f"env.num_envs={config.env.num_envs} does not split over the {envs} "
+                     "policy devices; use a multiple of len(run.policy_devices)")
+
+
+def check_run(run: RunConfig, local_devices: int) -> None:
+  """`check`'s part that the run settings alone decide."""
   _check_indices("train_devices", run.train_devices, local_devices)
   _check_indices("policy_devices", run.policy_devices, local_devices)
   data, fsdp, tensor = parse_mesh(run.train_mesh, len(run.train_devices))
@@ -86,10 +94,6 @@ def check(config: Config, local_devices: int) -> None:
     raise ValueError(f"run.batch_size={run.batch_size} does not split over the {data} train "
                      "devices: it is the global batch, split along the batch axis over the data "
                      "axis; use a multiple of the data-axis size")
-  envs = len(run.policy_devices)
-  if config.env.num_envs % envs:
-    raise ValueError(f"env.num_envs={config.env.num_envs} does not split over the {envs} "
-                     "policy devices; use a multiple of len(run.policy_devices)")
 
 
 def device_mesh(devices: Sequence[jax.Device], sizes: tuple[int, ...]) -> Mesh:
@@ -125,8 +129,10 @@ class Placement:
   @classmethod
   def from_run(cls, run: RunConfig, devices: Sequence[jax.Device] | None = None) -> "Placement":
     """The placement `run` asks for over `devices` (default: this process's local
-    devices, whose first is where JAX puts arrays without a placement)."""
+    devices, whose first is where JAX puts arrays without a placement); refuses
+    settings `check_run` refuses."""
     devices = list(jax.local_devices() if devices is None else devices)
+    check_run(run, len(devices))
     train = [devices[i] for i in run.train_devices]
     policy = [devices[i] for i in run.policy_devices]
     sizes = parse_mesh(run.train_mesh, len(train))
