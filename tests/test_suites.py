@@ -317,7 +317,7 @@ def test_a_mistyped_field_on_the_command_line_gets_the_closest_name(capsys):
   with pytest.raises(SystemExit) as exit_info:
     run_suite.parse_args(["gym_mujoco", "--run.trian_ratio", "64"])
   assert exit_info.value.code == 2
-  assert "unknown config field 'run.trian_ratio'; did you mean run.train_ratio?" in capsys.readouterr().err
+  assert "unknown config field 'run.trian_ratio'; did you mean run.train_ratio" in capsys.readouterr().err
 
 
 def test_unknown_task_on_the_command_line_lists_the_tasks(tmp_path):

@@ -192,6 +192,15 @@ class RunConfig:
   wandb_project: str = "wmrl"
   report_every: int = 10_000  # environment steps between open-loop videos; 0: never
   eval_video: bool = True  # film the first episode of each evaluation
+  # Devices (wmrl/mesh.py), named as the reference's jax.* flags. Local device
+  # indices that train: one update is one program over all of them, the batch
+  # split along its batch axis (run.batch_size is the global batch).
+  train_devices: tuple[int, ...] = (0,)
+  # Axis sizes "data,fsdp,tensor" of the train devices, -1 for the rest (as the
+  # reference parses it); only the data axis is supported, so fsdp = tensor = 1.
+  train_mesh: str = "-1,1,1"
+  # Local device indices that act, the environments split over them.
+  policy_devices: tuple[int, ...] = (0,)
 
 
 @dataclasses.dataclass(frozen=True)

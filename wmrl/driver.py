@@ -28,6 +28,7 @@ from wmrl import envs
 from wmrl.trees import arrays_tree, stack_trees, tree_arrays, unstack_tree
 from wmrl.algorithm import Algorithm
 from wmrl.config import RunConfig
+from wmrl.mesh import Placement
 from wmrl.replay import Replay
 from wmrl.spaces import ActionSpec
 
@@ -150,13 +151,17 @@ class Driver:
   """
 
   def __init__(self, algo: Algorithm, run: RunConfig, lanes: Sequence[Lane], state,
-               seeds_axis: bool = False):
+               seeds_axis: bool = False, placement: Placement | None = None):
     if not seeds_axis and len(lanes) != 1:
       raise ValueError(f"a driver without a seeds axis runs one lane, got {len(lanes)}")
     self.algo = algo
     self.run = run
     self.lanes = list(lanes)
-    self.state = state
+    self.seeds_axis = seeds_axis
+    # Where arrays live (wmrl/mesh.py): by default all on one device, moving nothing.
+    self.placement = placement or Placement(None, None)
+    self.state = self.placement.state(state)  # consumes `state`
+    self._policy_state = None  # the state on the policy devices, where they are others
     self.calls = _Seeds(algo) if seeds_axis else _OneSeed(algo)
     self._carry = None
     self.num_envs = self.lanes[0].env.num_envs
@@ -191,7 +196,8 @@ class Driver:
     rng_states = [lane.rng.bit_generator.state for lane in lanes]
     keys = calls.stack([host_key(lane.rng) for lane in lanes])
     obs = calls.stack([policy_inputs(lane.env.obs_spec, lane.step) for lane in lanes])
-    action, carry = calls.policy_step(self.state, obs, self._carry, keys, "train")
+    action, carry = calls.policy_step(self.acting_state(), self.placement.policy(obs, self.seeds_axis),
+                                      self._carry, keys, "train")
     actions = calls.unstack(np.asarray(action), len(lanes))
     if self.counters.env_steps < self.prefill:
       actions = [random_actions(lane.rng, lane.env.act_spec, self.num_envs) for lane in lanes]
@@ -240,6 +246,15 @@ class Driver:
       carries.append(arrays_tree(template, saved, "carry"))
     self._carry = self.calls.stack(carries)
 
+  def acting_state(self):
+    """The state the policy acts with: the train state itself, or where the policy
+    has devices of its own, a copy there made after the updates that changed it."""
+    if self.placement.separate_policy:
+      if self._policy_state is None:
+        self._policy_state = self.placement.policy_state(self.state)
+      return self._policy_state
+    return self.state
+
   def lane_state(self, index: int):
     """Lane `index`'s agent state (the state itself without a seeds axis)."""
     if isinstance(self.calls, _OneSeed):
@@ -260,7 +275,9 @@ class Driver:
                    for lane in self.lanes]
       batch = self.calls.stack([lane.replay.gather(p, self.sequence)
                                 for lane, p in zip(self.lanes, positions)])
+      batch = self.placement.batch(batch, self.seeds_axis)
       self.state, metrics, updates = self.calls.train_step(self.state, batch)
+      self._policy_state = None  # stale: copied again when the policy next acts
       # Written before the next sample, which may overlap these windows; the
       # fetch waits for the update (the reference lags it by one update).
       updates = self.calls.unstack(jax.device_get(updates), len(self.lanes))

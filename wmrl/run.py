@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from wmrl import algorithms, checkpoint, envs, evaluate, report, signals, suites, video
+from wmrl import algorithms, checkpoint, envs, evaluate, mesh, report, signals, suites, video
 from wmrl.algorithm import Algorithm, entry_specs
 from wmrl.config import Config, RunConfig, diff as cfgdiff
 from wmrl.driver import Counters, Driver, EnvironmentCrash, Lane
@@ -64,6 +64,7 @@ def validate(config: Config, logdir: str | pathlib.Path) -> None:
     if not ok:
       raise ValueError(message)
   algorithms.get(config.algorithm)
+  mesh.check(config, jax.local_device_count())
   if r.wandb:
     require_wandb()  # the run asked for W&B: fail now, not after setting up
 
@@ -301,7 +302,7 @@ def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> d
       lanes.append(lane)
     fresh = None  # the restored states replace them: free their memory
     driver = Driver(algo, config.run, lanes, stack_trees(states) if seeds_axis else states[0],
-                    seeds_axis)
+                    seeds_axis, mesh.Placement.from_run(config.run))
     driver.restore_pending(pending)
     start = driver.counters.env_steps
     for run in runs:
