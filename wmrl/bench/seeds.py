@@ -115,16 +115,19 @@ def time_policy_seeds(calls, state, obs_spec, count: int, num_envs: int, calls_p
           "calls_per_s_all": rates}
 
 
-def run_e2e_seeds(algo, config: cfg.Config, state, count: int, steps: int) -> dict:
+def run_e2e_seeds(algo, calls, config: cfg.Config, state, count: int, steps: int) -> dict:
   """The real loop of a `Driver` with `count` lanes (seeds run.seed + k) for `steps`
-  env steps of each lane; `state` stacked when count > 1."""
+  env steps of each lane; `state` stacked when count > 1, `calls` the driver's kind."""
   r, num_envs = config.run, config.env.num_envs
   lanes = []
   try:
     for k in range(count):
       env = envs.from_config(config.env, seed=r.seed + k, num_envs=num_envs)
       lanes.append(Lane(env, Replay(r.replay_capacity, num_envs, seed=r.seed + k), r.seed + k))
-    timed = time_loop(Driver(algo, r, lanes, state, seeds_axis=count > 1), steps)
+    loop = Driver(algo, r, lanes, state, seeds_axis=count > 1)
+    # The programs compiled for the timings above, not a second copy: a run compiles once.
+    loop.calls = calls
+    timed = time_loop(loop, steps)
   finally:
     for lane in lanes:
       lane.env.close()
@@ -155,7 +158,7 @@ def bench_seed_count(preset: str, config: cfg.Config, count: int, args: argparse
   e2e = None
   if args.e2e_steps:
     _log(f"{preset}: {count} seed(s): end to end, {args.e2e_steps} env steps per seed")
-    e2e = run_e2e_seeds(algo, config, state, count, args.e2e_steps)
+    e2e = run_e2e_seeds(algo, calls, config, state, count, args.e2e_steps)
   r = config.run
   return {"preset": preset, "seeds": count,
           "path": "one seed (_OneSeed)" if count == 1 else "vmapped seeds (_Seeds)",
