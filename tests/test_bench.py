@@ -101,3 +101,63 @@ def test_median_seconds_calls_the_function_with_its_arguments():
 
   secs = bench.median_seconds(fn, (jnp.ones(3), jnp.full(3, 2.0)), repeats=3)
   assert 0 < secs < 5 and calls == [1]
+
+
+def _tiny_argv(out) -> list[str]:
+  argv = ["--preset", "debug", "--batch-size", "2", "--batch-length", "8", "--repeats", "2",
+          "--warmup", "1", "--policy-calls", "5", "--peak-size", "256", "--peak-repeats", "2",
+          "--out", str(out)]
+  for name, value in TINY.items():
+    argv += [f"--{name}", str(value)]
+  return argv
+
+
+def test_seeds_benchmark_writes_rows_with_ratios(tmp_path, capsys):
+  out = tmp_path / "seeds.json"
+  argv = _tiny_argv(out) + ["--seeds", "1,2", "--devices", "1"]
+  e2e = importlib.util.find_spec("dm_control") is not None
+  if e2e:
+    argv += ["--e2e-steps", "2"]
+  assert bench.main(argv) == 0
+
+  report = json.loads(out.read_text())
+  positive = lambda x: math.isfinite(x) and x > 0
+  one, two = report["seeds"]
+  assert (one["seeds"], two["seeds"]) == (1, 2) and one["path"].startswith("one seed")
+  for row in (one, two):
+    t = row["train"]
+    assert positive(t["updates_per_s"]) and positive(row["flops"]["fraction_of_peak"])
+    assert t["updates_per_s"] == pytest.approx(row["seeds"] * t["updates_per_s_per_seed"])
+    assert positive(row["policy"]["calls_per_s"])
+    assert row["policy"]["env_steps_per_s"] == pytest.approx(row["seeds"] * row["policy"]["calls_per_s"])
+    if e2e:
+      assert row["e2e"]["lanes"] == row["seeds"] and positive(row["e2e"]["env_steps_per_s"])
+  assert one["train"]["ratio_to_1"] == 1.0 and positive(two["train"]["ratio_to_1"])
+  if e2e:
+    assert one["e2e"]["ratio_to_1"] == 1.0
+  (device,) = report["devices"]
+  assert device["devices"] == 1 and device["speedup"] == 1.0 and positive(device["updates_per_s"])
+  table = capsys.readouterr().out
+  assert "upd/s all" in table and "efficiency" in table and str(out) in table
+
+
+@pytest.mark.parametrize("flag", [["--seeds", "0,1"], ["--seeds", "1,2,2"], ["--seeds", "1,x"],
+                                  ["--devices", "2,2"]])
+def test_seeds_and_devices_lists_are_checked(flag, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    bench.parse_args(flag)
+  assert exit_info.value.code == 2
+  assert flag[0] in capsys.readouterr().err
+
+
+def test_devices_beyond_the_local_count_are_refused(tmp_path, capsys):
+  too_many = jax.local_device_count() + 1
+  assert bench.main(_tiny_argv(tmp_path / "x.json") + ["--devices", f"1,{too_many}"]) == 2
+  err = capsys.readouterr().err
+  assert "xla_force_host_platform_device_count" in err and f"{too_many} devices" in err
+  assert not (tmp_path / "x.json").exists()
+
+
+def test_seeds_mode_runs_one_row_unless_asked():
+  assert bench.parse_args(["--seeds", "1,2"]).preset == ["size1m"]
+  assert bench.parse_args(["--devices", "1"]).seeds is None

@@ -3,6 +3,7 @@ machine's matmul peak, policy steps/s, end-to-end env steps/s, peak memory.
 
     wmrl bench                                       # size1m and size12m on walker-walk spaces
     wmrl bench --preset size12m --dtype bfloat16 --e2e-steps 2000
+    wmrl bench --seeds 1,2,4,8 --preset size1m       # S vmapped seeds' total updates/s
     python benchmarks/speed.py --preset size1m --preset size12m,dmc_vision --run.train_ratio 64
 
 Each `--preset` is one row (presets inside a row joined by commas, as in
@@ -13,7 +14,9 @@ whole collect/train loop (environment, replay, host transfers) on top.
 One module per job: `inputs` (spaces and random batches), `flops` (FLOPs
 from jaxprs and XLA; why the jaxpr count is the one used), `timing` (a
 jitted function's median time, the matmul peak, peak memory), `preset` (the
-benchmark of one row), `report` (table and JSON) and `cli`. The benchmark
+benchmark of one row), `seeds` (`--seeds 1,2,4`: vmapped seeds against one;
+`--devices 1,2`: data-parallel train devices), `report` (table and JSON) and
+`cli`. The benchmark
 scripts in benchmarks/ use the helpers through this package.
 """
 from wmrl.bench.cli import main, parse_args

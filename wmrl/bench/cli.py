@@ -8,13 +8,17 @@ import os
 import pathlib
 import sys
 
+import jax
+
 from wmrl import overrides, presets
+from wmrl.bench import seeds
 from wmrl.bench.inputs import DEFAULT_ENV
 from wmrl.bench.preset import _log, bench_preset, build_config
 from wmrl.bench.report import default_out, format_table, json_default, machine_info
 from wmrl.bench.timing import measure_peak
 
 DEFAULT_ROWS = ("size1m", "size12m")
+SEEDS_ROWS = ("size1m",)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -47,12 +51,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--peak-repeats", type=int, default=5, help="timed peak matmuls (default 5)")
   parser.add_argument("--e2e-steps", type=int, default=0,
                       help="env steps of the real collect/train loop after prefill (default 0: skip)")
+  parser.add_argument("--seeds", default=None, metavar="1,2,4",
+                      help="instead: the throughput of S seeds vmapped in one program, for each "
+                           "S (train step, policy step, with --e2e-steps the real loop); "
+                           "default row size1m")
+  parser.add_argument("--devices", default=None, metavar="1,2",
+                      help="instead (or too): the train step's updates/s on n data-parallel "
+                           "devices, the global batch fixed; default row size1m")
   parser.add_argument("--out", default=None,
                       help="JSON path (default: benchmarks/results/speed-<platform>-<date>.json, "
                            "under the working directory)")
   args, fields = overrides.parse_args(parser, argv)
   args.overrides = fields
-  args.preset = [presets.join(row) for row in args.preset or DEFAULT_ROWS]
+  try:
+    args.seeds = seeds.parse_counts(args.seeds, "seeds") if args.seeds else None
+    args.devices = seeds.parse_counts(args.devices, "devices") if args.devices else None
+  except ValueError as e:
+    parser.error(str(e))
+  # The seeds/devices tables multiply the work per row: one row unless asked.
+  default_rows = SEEDS_ROWS if args.seeds or args.devices else DEFAULT_ROWS
+  args.preset = [presets.join(row) for row in args.preset or default_rows]
   for name in ("repeats", "warmup", "policy_calls", "peak_size", "peak_repeats", "e2e_steps"):
     minimum = 1 if name in ("repeats", "policy_calls", "peak_size", "peak_repeats") else 0
     if getattr(args, name) < minimum:
@@ -66,11 +84,16 @@ def main(argv: list[str] | None = None) -> int:
   try:  # bad presets or field values fail before anything is measured
     for row in rows:
       build_config(row, args)
+    if args.devices:
+      seeds.check_devices(args.devices, [build_config(row, args) for row in rows],
+                          jax.local_device_count())
   except ValueError as e:
     print(f"wmrl bench: error: {e}", file=sys.stderr)
     return 2
   now = datetime.datetime.now()
   settings = {k: v for k, v in vars(args).items() if k != "preset"}
+  if args.seeds or args.devices:
+    return main_seeds(rows, args, now, settings)
   report = {"date": now.isoformat(timespec="seconds"), "machine": machine_info(),
             "settings": {**settings, "presets": rows}, "presets": []}
   for row in rows:
@@ -87,5 +110,24 @@ def main(argv: list[str] | None = None) -> int:
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps(report, indent=2, default=json_default))
   print(format_table(report))
+  print(f"results: {out}")
+  return 0
+
+
+def main_seeds(rows: list[str], args: argparse.Namespace, now: datetime.datetime,
+               settings: dict) -> int:
+  """`--seeds` / `--devices`: their rows, the matmul peak, the table and the JSON."""
+  report = {"date": now.isoformat(timespec="seconds"), "machine": machine_info(),
+            "settings": {**settings, "presets": rows}, **seeds.bench_rows(rows, args)}
+  _log(f"measuring the matmul peak ({args.peak_size}^3, {args.dtype})")
+  report["peak"] = measure_peak(args.peak_size, args.dtype, args.peak_repeats)
+  for row in report["seeds"]:
+    row["flops"]["fraction_of_peak"] = row["flops"]["achieved_per_s"] / report["peak"]["flops_per_s"]
+  report["machine"]["load_average_end"] = os.getloadavg()
+  out = pathlib.Path(args.out) if args.out else default_out(
+      report["machine"]["platform"], now.strftime("%Y-%m-%d"), "seeds")
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(report, indent=2, default=json_default))
+  print(seeds.format_seeds_table(report))
   print(f"results: {out}")
   return 0

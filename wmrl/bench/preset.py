@@ -100,37 +100,43 @@ def time_policy(algo: Algorithm, state, obs_spec, num_envs: int, calls: int, blo
           "latency_ms": 1e3 / rate, "calls_per_s_all": rates, "first_call_s": first_call}
 
 
+def time_loop(loop: Driver, steps: int) -> dict:
+  """The driver's collect/train loop for `steps` env steps (of each lane) after
+  prefill and warm-up; the seeds benchmark times its multi-lane drivers with it."""
+  ignore = lambda *args: None
+  start = time.perf_counter()
+  while loop.counters.env_steps < loop.prefill:
+    loop.collect(ignore)
+  prefill_s = time.perf_counter() - start
+  # Warm up: the first updates compile (if the shapes differ from the bench batch).
+  while loop.counters.updates < 2:
+    loop.collect(ignore)
+    loop.train(ignore)
+  jax.block_until_ready(loop.state)
+  steps0, updates0 = loop.counters.env_steps, loop.counters.updates
+  start = time.perf_counter()
+  while loop.counters.env_steps - steps0 < steps:
+    loop.collect(ignore)
+    loop.train(ignore)
+  jax.block_until_ready(loop.state)
+  elapsed = time.perf_counter() - start
+  env_steps, updates = loop.counters.env_steps - steps0, loop.counters.updates - updates0
+  return {"env_steps": env_steps, "updates": updates, "seconds": elapsed,
+          "env_steps_per_s": env_steps / elapsed, "updates_per_s": updates / elapsed,
+          "prefill_steps": loop.prefill, "prefill_s": prefill_s}
+
+
 def run_e2e(algo: Algorithm, config: cfg.Config, state, steps: int) -> dict:
   """The real collect/train loop for `steps` env steps after prefill and warm-up."""
   r = config.run
   env = envs.from_config(config.env, seed=r.seed, num_envs=1)
   try:
-    loop = Driver.single(algo, r, env, state, Replay(r.replay_capacity, 1, seed=r.seed))
-    ignore = lambda *args: None
-    start = time.perf_counter()
-    while loop.counters.env_steps < loop.prefill:
-      loop.collect(ignore)
-    prefill_s = time.perf_counter() - start
-    # Warm up: the first updates compile (if the shapes differ from the bench batch).
-    while loop.counters.updates < 2:
-      loop.collect(ignore)
-      loop.train(ignore)
-    jax.block_until_ready(loop.state)
-    steps0, updates0 = loop.counters.env_steps, loop.counters.updates
-    start = time.perf_counter()
-    while loop.counters.env_steps - steps0 < steps:
-      loop.collect(ignore)
-      loop.train(ignore)
-    jax.block_until_ready(loop.state)
-    elapsed = time.perf_counter() - start
+    timed = time_loop(Driver.single(algo, r, env, state, Replay(r.replay_capacity, 1, seed=r.seed)),
+                      steps)
   finally:
     env.close()
-  env_steps, updates = loop.counters.env_steps - steps0, loop.counters.updates - updates0
   return {"env": config.env.id, "action_repeat": config.env.action_repeat,
-          "train_ratio": r.train_ratio, "env_steps": env_steps, "updates": updates,
-          "seconds": elapsed, "env_steps_per_s": env_steps / elapsed,
-          "updates_per_s": updates / elapsed, "prefill_steps": loop.prefill,
-          "prefill_s": prefill_s}
+          "train_ratio": r.train_ratio, **timed}
 
 
 def bench_preset(preset: str, args: argparse.Namespace) -> dict:

@@ -59,8 +59,8 @@ def machine_info() -> dict:
           "cpu_count": os.cpu_count(), "load_average": os.getloadavg()}
 
 
-def default_out(platform_name: str, date: str) -> pathlib.Path:
-  return pathlib.Path("benchmarks") / "results" / f"speed-{platform_name}-{date}.json"
+def default_out(platform_name: str, date: str, kind: str = "speed") -> pathlib.Path:
+  return pathlib.Path("benchmarks") / "results" / f"{kind}-{platform_name}-{date}.json"
 
 
 def json_default(value):
