@@ -35,6 +35,7 @@ import zipfile
 import zlib
 from typing import Any, Callable, Sequence
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -80,6 +81,21 @@ def _flat(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
   return out
 
 
+def _checkpointer() -> ocp.StandardCheckpointer:
+  """Orbax's checkpointer, writing and reading this process's own checkpoint.
+
+  In a distributed run orbax by default lets process 0 alone write, and
+  waits for all processes at barriers; but every process here saves its own
+  folder (its replay, and its host copy of the agent), so each one is its
+  own primary and the only process of its saves.
+  """
+  if jax.process_count() == 1:
+    return ocp.StandardCheckpointer()
+  me = jax.process_index()
+  return ocp.StandardCheckpointer(multiprocessing_options=ocp.options.MultiprocessingOptions(
+      primary_host=me, active_processes={me}, barrier_sync_key_prefix=f"process-{me}"))
+
+
 def checkpoint_dir(logdir: str | pathlib.Path) -> pathlib.Path:
   return pathlib.Path(logdir) / "checkpoints"
 
@@ -100,6 +116,11 @@ def list_checkpoints(logdir) -> list[pathlib.Path]:
   return sorted(found, key=_step_of)
 
 
+def steps(logdir) -> list[int]:
+  """The steps of the committed checkpoints in `logdir`, oldest first."""
+  return [_step_of(p) for p in list_checkpoints(logdir)]
+
+
 def latest(logdir) -> pathlib.Path | None:
   found = list_checkpoints(logdir)
   return found[-1] if found else None
@@ -114,7 +135,7 @@ def save(logdir, state, replay: Replay, run: dict[str, Any],
   if path.exists():  # an interrupted save of the same step, or a re-save
     shutil.rmtree(path)
   path.mkdir()
-  checkpointer = ocp.StandardCheckpointer()
+  checkpointer = _checkpointer()
   checkpointer.save((path / "agent").absolute(), _nested(tree_arrays(state, STATE)))
   checkpointer.wait_until_finished()
   replay.save(path / "replay")
@@ -223,7 +244,7 @@ def _config_of(path: pathlib.Path, run: dict[str, Any]) -> Config:
 def _saved_shapes(path: pathlib.Path) -> dict[str, tuple]:
   """(shape, dtype) of each saved agent array by name, from orbax's metadata."""
   try:
-    meta = ocp.StandardCheckpointer().metadata((path / "agent").absolute()).item_metadata
+    meta = _checkpointer().metadata((path / "agent").absolute()).item_metadata
   except Exception as e:  # orbax raises many types; all mean the same here
     raise _Damaged(f"cannot read the agent's metadata: {e}") from None
   if meta is None:  # orbax logs why and gives none
@@ -245,7 +266,7 @@ def _restore_agent(path: pathlib.Path, template):
                           f"({', '.join(differ[:3])}{more}): it was made with another model "
                           "config or wmrl version")
   try:
-    arrays = ocp.StandardCheckpointer().restore((path / "agent").absolute(), _nested(shapes))
+    arrays = _checkpointer().restore((path / "agent").absolute(), _nested(shapes))
   except Exception as e:  # orbax raises many types; all mean the same here
     raise _Damaged(f"cannot restore the agent: {e}") from None
   return arrays_tree(template, _flat(arrays), STATE)
@@ -337,7 +358,8 @@ def _set_aside(path: pathlib.Path) -> pathlib.Path:
 
 
 def restore_newest(logdirs: Sequence, template: Callable[[int, Config], Any],
-                   on_skip: Callable[[pathlib.Path, str], None]) -> list[Restored] | None:
+                   on_skip: Callable[[pathlib.Path, str], None],
+                   newest: int | None = None) -> list[Restored] | None:
   """The newest step at which every one of `logdirs` (one per seed of a run)
   has a committed checkpoint that reads back whole: one `Restored` per logdir;
   None where none has any.
@@ -349,12 +371,15 @@ def restore_newest(logdirs: Sequence, template: Callable[[int, Config], Any],
   by `on_skip(where it lies now, one-line reason)`. A checkpoint that reads
   but is not for this wmrl or state raises CheckpointError and is left in
   place; so does finding no step readable, after moving them all aside.
+  Checkpoints of steps after `newest` (where given) are left alone: the
+  processes of a distributed run resume from a step all of them have.
   """
   roots = [pathlib.Path(d) for d in logdirs]
   skipped: list[tuple[str, pathlib.Path, str]] = []  # (name, where it lies now, cause)
   while True:
     # Names hold the zero-padded step: equal names, equal steps.
-    found = [{p.name: p for p in list_checkpoints(root)} for root in roots]
+    found = [{p.name: p for p in list_checkpoints(root)
+              if newest is None or _step_of(p) <= newest} for root in roots]
     if not any(found):
       break
     if not all(found):
