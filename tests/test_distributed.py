@@ -162,3 +162,15 @@ def test_flags_set_the_distributed_config():
                                     "--run.distributed.num_processes", "4",
                                     "--run.distributed.process_id", "3"])
   assert config.run.distributed == DistributedConfig("h:7", 4, 3)
+
+
+def test_processes_with_different_configs_are_refused(tmp_path):
+  port = free_port()
+  processes = [subprocess.Popen(_command(tmp_path / "run", port, 40, "--run.distributed.process_id",
+                                         str(i), "--run.train_ratio", str(12 + i)),
+                                env=_env(), cwd=tmp_path, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  for p in processes:
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 2, out[-3000:]
+    assert "different configs" in out and "run.train_ratio: 12.0 vs 13.0" in out, out[-3000:]

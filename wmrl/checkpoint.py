@@ -81,13 +81,26 @@ def _flat(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
   return out
 
 
+# The agent of a distributed run's process I > 0 (wmrl/distributed.py): its
+# host copy of the replicated state, as numpy arrays by tree path.
+AGENT_NPZ = "agent.npz"
+
+
+def _agent_npz(path: pathlib.Path) -> dict[str, np.ndarray]:
+  try:
+    with np.load(path / AGENT_NPZ) as saved:
+      return {name: saved[name] for name in saved.files}
+  except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+    raise _Damaged(f"cannot read {AGENT_NPZ}: {e}") from None
+
+
 def _checkpointer() -> ocp.StandardCheckpointer:
   """Orbax's checkpointer, writing and reading this process's own checkpoint.
 
-  In a distributed run orbax by default lets process 0 alone write, and
-  waits for all processes at barriers; but every process here saves its own
-  folder (its replay, and its host copy of the agent), so each one is its
-  own primary and the only process of its saves.
+  In a distributed run orbax by default waits for all processes at barriers;
+  but every process saves its own folder (its replay, and its host copy of
+  the agent: with orbax on process 0, as `AGENT_NPZ` elsewhere, since orbax's
+  array handlers write on process 0 alone), so each save is of one process.
   """
   if jax.process_count() == 1:
     return ocp.StandardCheckpointer()
@@ -135,9 +148,12 @@ def save(logdir, state, replay: Replay, run: dict[str, Any],
   if path.exists():  # an interrupted save of the same step, or a re-save
     shutil.rmtree(path)
   path.mkdir()
-  checkpointer = _checkpointer()
-  checkpointer.save((path / "agent").absolute(), _nested(tree_arrays(state, STATE)))
-  checkpointer.wait_until_finished()
+  if jax.process_index() == 0:
+    checkpointer = _checkpointer()
+    checkpointer.save((path / "agent").absolute(), _nested(tree_arrays(state, STATE)))
+    checkpointer.wait_until_finished()
+  else:  # orbax writes arrays on process 0 alone, whatever its options say
+    np.savez(path / AGENT_NPZ, **tree_arrays(state, STATE))
   replay.save(path / "replay")
   np.savez(path / "pending.npz", **(pending or {}))
   (path / "run.json").write_text(json.dumps({"format": FORMAT, **run}, indent=1))
@@ -243,6 +259,9 @@ def _config_of(path: pathlib.Path, run: dict[str, Any]) -> Config:
 
 def _saved_shapes(path: pathlib.Path) -> dict[str, tuple]:
   """(shape, dtype) of each saved agent array by name, from orbax's metadata."""
+  if (path / AGENT_NPZ).exists():
+    arrays = _agent_npz(path)
+    return {name: (tuple(a.shape), a.dtype) for name, a in arrays.items()}
   try:
     meta = _checkpointer().metadata((path / "agent").absolute()).item_metadata
   except Exception as e:  # orbax raises many types; all mean the same here
@@ -265,6 +284,8 @@ def _restore_agent(path: pathlib.Path, template):
     raise CheckpointError(f"{path / 'agent'} holds other arrays than this state has "
                           f"({', '.join(differ[:3])}{more}): it was made with another model "
                           "config or wmrl version")
+  if (path / AGENT_NPZ).exists():
+    return arrays_tree(template, _agent_npz(path), STATE)
   try:
     arrays = _checkpointer().restore((path / "agent").absolute(), _nested(shapes))
   except Exception as e:  # orbax raises many types; all mean the same here
