@@ -117,8 +117,10 @@ def test_two_processes_train_one_agent_and_resume_after_kill(tmp_path):
   assert not (logdir / "process-1" / "config.json").exists()
 
 
+@pytest.mark.slow
 def test_two_processes_train_identical_parameters(tmp_path):
-  """The fast smoke test: 40 steps (52 updates), one checkpoint each."""
+  """40 steps (52 updates), one checkpoint each; about 75 s on 2 busy cores.
+  (The default suite's smoke test of two processes is the config check's.)"""
   logdir = tmp_path / "run"
   _finish(_start(logdir, free_port(), 40, cwd=tmp_path))
   first, second = _saved(logdir), _saved(logdir / "process-1")
