@@ -15,6 +15,7 @@ import pytest
 from conftest import tiny_config
 from wmrl import algorithms, checkpoint, distributed, envs, mesh, testing
 from wmrl.config import DistributedConfig
+from wmrl.replay import Positions
 
 TESTS = pathlib.Path(__file__).parent
 ROOT = TESTS.parent
@@ -76,8 +77,10 @@ def _saved(folder):
   env.close()
   state, replay, run = checkpoint.load(path, template)
   leaves = [np.asarray(x, np.float64) for x in jax.tree.leaves(state.params)]
+  everything = Positions(np.zeros(1, int), np.zeros(1, int))
   return (float(sum(np.abs(x).sum() for x in leaves)), run["counters"], replay.steps_added,
-          [np.asarray(x) for x in jax.tree.leaves(state.params)])
+          [np.asarray(x) for x in jax.tree.leaves(state.params)],
+          replay.gather(everything, replay.steps_added)["action"])
 
 
 @pytest.mark.slow
@@ -129,7 +132,8 @@ def test_two_processes_train_identical_parameters(tmp_path):
     np.testing.assert_array_equal(a, b)
   assert first[1]["updates"] == second[1]["updates"] >= 20
   assert first[2] == second[2] == 40
-  # Distinct environments per process: the replays differ (other seeds).
+  # Each process its own seeds: other random prefill actions in its replay.
+  assert first[4].shape == second[4].shape and not np.array_equal(first[4], second[4])
   assert (logdir / "metrics.jsonl").exists()
 
 
