@@ -35,6 +35,7 @@ import zipfile
 import zlib
 from typing import Any, Callable, Sequence
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -80,6 +81,34 @@ def _flat(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
   return out
 
 
+# The agent of a distributed run's process I > 0 (wmrl/distributed.py): its
+# host copy of the replicated state, as numpy arrays by tree path.
+AGENT_NPZ = "agent.npz"
+
+
+def _agent_npz(path: pathlib.Path) -> dict[str, np.ndarray]:
+  try:
+    with np.load(path / AGENT_NPZ) as saved:
+      return {name: saved[name] for name in saved.files}
+  except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+    raise _Damaged(f"cannot read {AGENT_NPZ}: {e}") from None
+
+
+def _checkpointer() -> ocp.StandardCheckpointer:
+  """Orbax's checkpointer, writing and reading this process's own checkpoint.
+
+  In a distributed run orbax by default waits for all processes at barriers;
+  but every process saves its own folder (its replay, and its host copy of
+  the agent: with orbax on process 0, as `AGENT_NPZ` elsewhere, since orbax's
+  array handlers write on process 0 alone), so each save is of one process.
+  """
+  if jax.process_count() == 1:
+    return ocp.StandardCheckpointer()
+  me = jax.process_index()
+  return ocp.StandardCheckpointer(multiprocessing_options=ocp.options.MultiprocessingOptions(
+      primary_host=me, active_processes={me}, barrier_sync_key_prefix=f"process-{me}"))
+
+
 def checkpoint_dir(logdir: str | pathlib.Path) -> pathlib.Path:
   return pathlib.Path(logdir) / "checkpoints"
 
@@ -100,6 +129,11 @@ def list_checkpoints(logdir) -> list[pathlib.Path]:
   return sorted(found, key=_step_of)
 
 
+def steps(logdir) -> list[int]:
+  """The steps of the committed checkpoints in `logdir`, oldest first."""
+  return [_step_of(p) for p in list_checkpoints(logdir)]
+
+
 def latest(logdir) -> pathlib.Path | None:
   found = list_checkpoints(logdir)
   return found[-1] if found else None
@@ -114,9 +148,12 @@ def save(logdir, state, replay: Replay, run: dict[str, Any],
   if path.exists():  # an interrupted save of the same step, or a re-save
     shutil.rmtree(path)
   path.mkdir()
-  checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save((path / "agent").absolute(), _nested(tree_arrays(state, STATE)))
-  checkpointer.wait_until_finished()
+  if jax.process_index() == 0:
+    checkpointer = _checkpointer()
+    checkpointer.save((path / "agent").absolute(), _nested(tree_arrays(state, STATE)))
+    checkpointer.wait_until_finished()
+  else:  # orbax writes arrays on process 0 alone, whatever its options say
+    np.savez(path / AGENT_NPZ, **tree_arrays(state, STATE))
   replay.save(path / "replay")
   np.savez(path / "pending.npz", **(pending or {}))
   (path / "run.json").write_text(json.dumps({"format": FORMAT, **run}, indent=1))
@@ -222,8 +259,11 @@ def _config_of(path: pathlib.Path, run: dict[str, Any]) -> Config:
 
 def _saved_shapes(path: pathlib.Path) -> dict[str, tuple]:
   """(shape, dtype) of each saved agent array by name, from orbax's metadata."""
+  if (path / AGENT_NPZ).exists():
+    arrays = _agent_npz(path)
+    return {name: (tuple(a.shape), a.dtype) for name, a in arrays.items()}
   try:
-    meta = ocp.StandardCheckpointer().metadata((path / "agent").absolute()).item_metadata
+    meta = _checkpointer().metadata((path / "agent").absolute()).item_metadata
   except Exception as e:  # orbax raises many types; all mean the same here
     raise _Damaged(f"cannot read the agent's metadata: {e}") from None
   if meta is None:  # orbax logs why and gives none
@@ -244,8 +284,10 @@ def _restore_agent(path: pathlib.Path, template):
     raise CheckpointError(f"{path / 'agent'} holds other arrays than this state has "
                           f"({', '.join(differ[:3])}{more}): it was made with another model "
                           "config or wmrl version")
+  if (path / AGENT_NPZ).exists():
+    return arrays_tree(template, _agent_npz(path), STATE)
   try:
-    arrays = ocp.StandardCheckpointer().restore((path / "agent").absolute(), _nested(shapes))
+    arrays = _checkpointer().restore((path / "agent").absolute(), _nested(shapes))
   except Exception as e:  # orbax raises many types; all mean the same here
     raise _Damaged(f"cannot restore the agent: {e}") from None
   return arrays_tree(template, _flat(arrays), STATE)
@@ -337,7 +379,8 @@ def _set_aside(path: pathlib.Path) -> pathlib.Path:
 
 
 def restore_newest(logdirs: Sequence, template: Callable[[int, Config], Any],
-                   on_skip: Callable[[pathlib.Path, str], None]) -> list[Restored] | None:
+                   on_skip: Callable[[pathlib.Path, str], None],
+                   newest: int | None = None) -> list[Restored] | None:
   """The newest step at which every one of `logdirs` (one per seed of a run)
   has a committed checkpoint that reads back whole: one `Restored` per logdir;
   None where none has any.
@@ -349,12 +392,15 @@ def restore_newest(logdirs: Sequence, template: Callable[[int, Config], Any],
   by `on_skip(where it lies now, one-line reason)`. A checkpoint that reads
   but is not for this wmrl or state raises CheckpointError and is left in
   place; so does finding no step readable, after moving them all aside.
+  Checkpoints of steps after `newest` (where given) are left alone: the
+  processes of a distributed run resume from a step all of them have.
   """
   roots = [pathlib.Path(d) for d in logdirs]
   skipped: list[tuple[str, pathlib.Path, str]] = []  # (name, where it lies now, cause)
   while True:
     # Names hold the zero-padded step: equal names, equal steps.
-    found = [{p.name: p for p in list_checkpoints(root)} for root in roots]
+    found = [{p.name: p for p in list_checkpoints(root)
+              if newest is None or _step_of(p) <= newest} for root in roots]
     if not any(found):
       break
     if not all(found):

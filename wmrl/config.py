@@ -162,6 +162,23 @@ class EnvConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DistributedConfig:
+  """Several processes (on one or several hosts) training one agent through
+  `jax.distributed` (wmrl/distributed.py). The defaults: one process, no
+  `jax.distributed` at all."""
+
+  # HOST:PORT of process 0, which serves there; empty: one process (or `auto`).
+  coordinator: str = ""
+  num_processes: int = 1
+  process_id: int = 0
+  # Let JAX read the cluster from the scheduler's environment (SLURM, Open MPI,
+  # Kubernetes, TPU pods): `jax.distributed.initialize()` without arguments.
+  auto: bool = False
+  # Seconds to wait for every process to reach the coordinator before failing.
+  timeout: int = 300
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
   seed: int = 0
   # Several seeds trained together in one program (`jax.vmap` over stacked
@@ -201,6 +218,9 @@ class RunConfig:
   train_mesh: str = "-1,1,1"
   # Local device indices that act, the environments split over them.
   policy_devices: tuple[int, ...] = (0,)
+  # Processes and hosts (wmrl/distributed.py): each steps its own environments
+  # into its own replay and feeds run.batch_size / num_processes of every batch.
+  distributed: DistributedConfig = DistributedConfig()
 
 
 @dataclasses.dataclass(frozen=True)

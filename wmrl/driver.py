@@ -167,7 +167,10 @@ class Driver:
     self.num_envs = self.lanes[0].env.num_envs
     self.sequence = run.batch_length + run.replay_context
     self.prefill = max(run.prefill, run.batch_size * self.sequence)
-    self.updates_per_step = run.train_ratio / (run.batch_size * run.batch_length)
+    # The sequences this process samples per update: all of the batch, or in
+    # several processes its share; each process's replay then sees the ratio.
+    self.batch_size = self.placement.local_batch_size(run.batch_size)
+    self.updates_per_step = run.train_ratio / (self.batch_size * run.batch_length)
 
   @classmethod
   def single(cls, algo: Algorithm, run: RunConfig, env: envs.Env, state, replay: Replay,
@@ -192,7 +195,8 @@ class Driver:
       for lane in lanes:
         if lane.step is None:
           lane.step = lane.env.reset()
-      self._carry = calls.initial_carry(self.state, self.num_envs)
+      # In several processes the train state spans them: this process's replica.
+      self._carry = calls.initial_carry(self.placement.local(self.state), self.num_envs)
     rng_states = [lane.rng.bit_generator.state for lane in lanes]
     keys = calls.stack([host_key(lane.rng) for lane in lanes])
     obs = calls.stack([policy_inputs(lane.env.obs_spec, lane.step) for lane in lanes])
@@ -257,9 +261,10 @@ class Driver:
 
   def lane_state(self, index: int):
     """Lane `index`'s agent state (the state itself without a seeds axis)."""
+    state = self.placement.local(self.state)  # this process's replica
     if isinstance(self.calls, _OneSeed):
-      return self.state
-    return jax.tree.map(lambda x: x[index], self.state)
+      return state
+    return jax.tree.map(lambda x: x[index], state)
 
   def train(self, on_update: Callable[[dict], None]) -> int:
     """Runs the updates the train ratio owes; returns how many ran. `on_update`
@@ -271,7 +276,7 @@ class Driver:
       lane.counters.update_debt += self.updates_per_step * self.num_envs
     done = 0
     while self.counters.update_debt >= 1.0:
-      positions = [lane.replay.sample_positions(self.run.batch_size, self.sequence)
+      positions = [lane.replay.sample_positions(self.batch_size, self.sequence)
                    for lane in self.lanes]
       batch = self.calls.stack([lane.replay.gather(p, self.sequence)
                                 for lane, p in zip(self.lanes, positions)])
@@ -280,11 +285,12 @@ class Driver:
       self._policy_state = None  # stale: copied again when the policy next acts
       # Written before the next sample, which may overlap these windows; the
       # fetch waits for the update (the reference lags it by one update).
-      updates = self.calls.unstack(jax.device_get(updates), len(self.lanes))
+      updates = self.calls.unstack(self.placement.host_batch(updates, self.seeds_axis),
+                                   len(self.lanes))
       for lane, p, u in zip(self.lanes, positions, updates):
         lane.replay.write(p, self.run.replay_context, u)
         lane.counters.update_debt -= 1.0
         lane.counters.updates += 1
-      on_update(metrics)
+      on_update(self.placement.local(metrics))
       done += 1
     return done

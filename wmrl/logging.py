@@ -284,3 +284,26 @@ def read_metrics(path: str | pathlib.Path) -> list[dict[str, Any]]:
       except json.JSONDecodeError:
         continue
   return records
+
+
+class Silent:
+  """A `Logger` that writes nothing: the processes of a distributed run but
+  process 0, which alone writes the run's logs and videos."""
+
+  def __init__(self):
+    self.console = Console(enabled=False)
+
+  def write(self, step: int, metrics: dict[str, Any]) -> None:
+    pass
+
+  def video(self, step: int, name: str, frames: np.ndarray, fps: int = 20) -> None:
+    pass
+
+  def progress(self, step: int, fields: dict[str, Any]) -> None:
+    pass
+
+  def message(self, text: str) -> None:
+    pass
+
+  def close(self) -> None:
+    pass

@@ -16,11 +16,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from wmrl import algorithms, checkpoint, envs, evaluate, mesh, report, signals, suites, video
+from wmrl import (algorithms, checkpoint, distributed, envs, evaluate, mesh, report, signals,
+                  suites, video)
 from wmrl.algorithm import Algorithm, entry_specs
 from wmrl.config import Config, RunConfig, diff as cfgdiff
 from wmrl.driver import Counters, Driver, EnvironmentCrash, Lane
-from wmrl.logging import Console, Logger, require_wandb
+from wmrl.logging import Console, Logger, Silent, require_wandb
 from wmrl.replay import Replay
 from wmrl.trees import is_key, path_name, stack_trees, tree_shapes
 
@@ -64,7 +65,7 @@ def validate(config: Config, logdir: str | pathlib.Path) -> None:
     if not ok:
       raise ValueError(message)
   algorithms.get(config.algorithm)
-  mesh.check(config, jax.local_device_count())
+  mesh.check(config, jax.local_device_count(), jax.process_count())
   if r.wandb:
     require_wandb()  # the run asked for W&B: fail now, not after setting up
 
@@ -199,12 +200,14 @@ class Every:
     return True
 
 
-def make_envs(config: Config) -> tuple[envs.Env, envs.Env | None]:
-  """The training environments and, where the run evaluates, one more for evaluation."""
+def make_envs(config: Config, seed: int | None = None) -> tuple[envs.Env, envs.Env | None]:
+  """The training environments and, where the run evaluates, one more for
+  evaluation; seeded by `seed` (default `run.seed`)."""
   r = config.run
-  env = envs.from_config(config.env, seed=r.seed)
+  seed = r.seed if seed is None else seed
+  env = envs.from_config(config.env, seed=seed)
   try:
-    eval_env = envs.from_config(config.env, seed=r.seed + 10_000, num_envs=1) if r.eval_every else None
+    eval_env = envs.from_config(config.env, seed=seed + 10_000, num_envs=1) if r.eval_every else None
   except BaseException:
     env.close()
     raise
@@ -252,9 +255,21 @@ def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> d
   If `logdir` holds a checkpoint, the run continues from it. Returns a
   summary: final counters and the scores of the episodes this call saw
   (with seeds, under "seeds" by seed).
+
+  With `run.distributed` each process calls this with the same config (but
+  its process id): process 0 writes to `logdir` as a run of one process
+  would, process I > 0 only its checkpoints, to LOGDIR/process-I.
   """
+  distributed.check(config.run.distributed)
+  distributed.initialize(config.run.distributed)  # before anything touches a device
+  distributed.check_same_config(config)
   validate(config, logdir)
-  logdir = pathlib.Path(logdir)
+  primary = distributed.is_primary()
+  top = pathlib.Path(logdir)
+  # Every process keeps its own replay, so each needs a checkpoint folder of its
+  # own; the agent is saved in each too, so that a process on another host
+  # resumes from its own disk without a shared filesystem.
+  logdir = top if primary else top / f"process-{jax.process_index()}"
   runs = seed_runs(config, logdir)
   algo = algorithms.get(config.algorithm)
   seeds_axis = bool(config.run.seeds)
@@ -263,7 +278,10 @@ def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> d
     # Environments first: a bad id or space fails before anything is written.
     train_envs = []
     for run in runs:
-      env, run.eval_env = make_envs(run.config)
+      env, run.eval_env = make_envs(run.config, distributed.process_seed(run.config.run.seed))
+      if not primary and run.eval_env is not None:  # process 0 alone evaluates
+        run.eval_env.close()
+        run.eval_env = None
       closing.callback(env.close)
       if run.eval_env is not None:
         closing.callback(run.eval_env.close)
@@ -279,24 +297,32 @@ def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> d
       return fresh[i]
 
     skipped: list[str] = []
+    # Every process resumes from the same step: the newest that all of them have.
+    local_steps = set.intersection(*(set(checkpoint.steps(run.logdir)) for run in runs))
+    newest = distributed.newest_common_step(sorted(local_steps))
     restored = checkpoint.restore_newest([run.logdir for run in runs], template,
-                                         lambda path, why: skipped.append(why))
+                                         lambda path, why: skipped.append(why),
+                                         newest if jax.process_count() > 1 else None)
+    distributed.same_step(restored[0].run["counters"]["env_steps"] if restored else -1)
     logdir.mkdir(parents=True, exist_ok=True)
-    (logdir / "config.json").write_text(config.to_json())
+    if primary:
+      (logdir / "config.json").write_text(config.to_json())
     lanes, states, pending = [], [], []
     for i, (run, env) in enumerate(zip(runs, train_envs)):
       r = run.config.run
+      seed = distributed.process_seed(r.seed)
       run.logdir.mkdir(parents=True, exist_ok=True)
-      (run.logdir / "config.json").write_text(run.config.to_json())
+      if primary:
+        (run.logdir / "config.json").write_text(run.config.to_json())
       if restored:
         saved = restored[i]
         check_replay_entries(saved.replay, algo, saved.state, r.replay_context)
-        lane = Lane(env, saved.replay, r.seed, Counters(**saved.run["counters"]))
+        lane = Lane(env, saved.replay, seed, Counters(**saved.run["counters"]))
         checkpoint.set_rng_state(lane.rng, saved.run["rng"])
         states.append(saved.state)
         pending.append(saved.pending)
       else:
-        lane = Lane(env, Replay(r.replay_capacity, env.num_envs, seed=r.seed), r.seed)
+        lane = Lane(env, Replay(r.replay_capacity, env.num_envs, seed=seed), seed)
         states.append(fresh[i])
         pending.append({})
       lanes.append(lane)
@@ -305,9 +331,10 @@ def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> d
                     seeds_axis, mesh.Placement.from_run(config.run))
     driver.restore_pending(pending)
     start = driver.counters.env_steps
+    console = console and primary
     for run in runs:
       run.logger = Logger.for_run(run.logdir, run.config, console=console and not seeds_axis,
-                                  start_step=start)
+                                  start_step=start) if primary else Silent()
       closing.callback(run.logger.close)
     screen = runs[0].logger.console if not seeds_axis else Console(
         config.run.steps, suites.frames_per_step(config.env), enabled=console)
@@ -389,6 +416,7 @@ def _loop(driver: Driver, runs: list[SeedRun], screen: Console,
   log_due, report_due = Every(r.log_every, grid(r.log_every)), Every(r.report_every, grid(r.report_every))
   eval_due, save_due = Every(r.eval_every, c.last_eval), Every(r.save_every, c.env_steps)
   console_due, save_time_due = Every(r.console_every, now), Every(60 * r.save_every_minutes, now)
+  primary = distributed.is_primary()
   last_log_time, steps_at_log, updates_at_log = now, c.env_steps, c.updates
   last_console, updates_at_console = now, c.updates
   while c.env_steps < r.steps:
@@ -399,14 +427,14 @@ def _loop(driver: Driver, runs: list[SeedRun], screen: Console,
     driver.train(on_update)
     done = c.env_steps >= r.steps
     if eval_due(c.env_steps):
-      for i, run in enumerate(runs):
+      for i, run in enumerate(runs if primary else []):
         run.logger.write(c.env_steps, _evaluate(driver.algo, driver.lane_state(i), run.eval_env,
                                                 run.logger, run.config.run, c.env_steps))
       for lane in driver.lanes:
         lane.counters.last_eval = eval_due.last  # saved: a resumed run evaluates on the same grid
     if report_due(c.env_steps):
       length = r.replay_context + r.batch_length
-      for i, (run, lane) in enumerate(zip(runs, driver.lanes)):
+      for i, (run, lane) in enumerate(zip(runs if primary else [], driver.lanes)):
         videos = report.openloop_video(driver.algo, driver.lane_state(i), lane.replay, length,
                                        seed=run.config.run.seed + c.env_steps)
         for name, frames in videos.items():  # none yet where replay is too short
@@ -429,13 +457,19 @@ def _loop(driver: Driver, runs: list[SeedRun], screen: Console,
                                     "episodes": sum(lane.counters.episodes for lane in driver.lanes)})
       last_console, updates_at_console = now, c.updates
     stopping = stop is not None and stop.signal is not None and not done
+    # In several processes, a clock's or a signal's decision in any of them is
+    # taken by all: the next update needs every process, and a resume a
+    # checkpoint of the same step in each.
+    timed, stopping = distributed.agree([save_time_due(now), stopping])
+    stopping = stopping and not done
     # `|`, not `or`: both schedules look at the clock; either one saves.
-    if save_time_due(now) | save_due(c.env_steps) or done or stopping:
+    if timed | save_due(c.env_steps) or done or stopping:
       pending.check()  # a NaN stops the run before it is saved over good state
       path = save(driver, runs)
       save_time_due.last, save_due.last = time.time(), c.env_steps
     if stopping:
-      screen.message(f"stopped by {signal.Signals(stop.signal).name} at {c.env_steps} environment "
+      cause = signal.Signals(stop.signal).name if stop.signal else "another process's signal"
+      screen.message(f"stopped by {cause} at {c.env_steps} environment "
                      f"steps; saved {path.name}: the same command continues from there")
       raise KeyboardInterrupt
   summary = {"env_steps": c.env_steps, "updates": c.updates,
