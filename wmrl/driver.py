@@ -262,7 +262,7 @@ class Driver:
   def lane_state(self, index: int):
     """Lane `index`'s agent state (the state itself without a seeds axis)."""
     state = self.placement.local(self.state)  # this process's replica
-    if isinstance(self.calls, _OneSeed):
+    if not self.seeds_axis:
       return state
     return jax.tree.map(lambda x: x[index], state)
 

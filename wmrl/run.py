@@ -297,12 +297,12 @@ def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> d
       return fresh[i]
 
     skipped: list[str] = []
-    # Every process resumes from the same step: the newest that all of them have.
-    local_steps = set.intersection(*(set(checkpoint.steps(run.logdir)) for run in runs))
-    newest = distributed.newest_common_step(sorted(local_steps))
+    newest = None  # one process: its newest readable step, whatever it is
+    if jax.process_count() > 1:  # every process resumes from a step all of them have
+      local_steps = set.intersection(*(set(checkpoint.steps(run.logdir)) for run in runs))
+      newest = distributed.newest_common_step(sorted(local_steps))
     restored = checkpoint.restore_newest([run.logdir for run in runs], template,
-                                         lambda path, why: skipped.append(why),
-                                         newest if jax.process_count() > 1 else None)
+                                         lambda path, why: skipped.append(why), newest)
     distributed.same_step(restored[0].run["counters"]["env_steps"] if restored else -1)
     logdir.mkdir(parents=True, exist_ok=True)
     if primary:
@@ -351,14 +351,15 @@ def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> d
 def save(driver: Driver, runs: list[SeedRun]) -> pathlib.Path:
   """A checkpoint of every seed at the current step; returns the last one's path."""
   c = driver.counters
-  for i, run in enumerate(runs):
-    check_state_finite(driver.lane_state(i), c.env_steps,
+  states = [driver.lane_state(i) for i in range(len(runs))]
+  for state, run in zip(states, runs):  # all checked before any is saved
+    check_state_finite(state, c.env_steps,
                        f" of seed {run.config.run.seed}" if len(runs) > 1 else "")
   pending = driver.pending()
-  for i, (run, lane) in enumerate(zip(runs, driver.lanes)):
+  for state, run, lane, lane_pending in zip(states, runs, driver.lanes, pending):
     saved_run = {"config": run.config.to_dict(), "counters": dataclasses.asdict(lane.counters),
                  "rng": checkpoint.rng_state(lane.rng)}
-    path = checkpoint.save(run.logdir, driver.lane_state(i), lane.replay, saved_run, pending[i],
+    path = checkpoint.save(run.logdir, state, lane.replay, saved_run, lane_pending,
                            keep=run.config.run.keep_checkpoints)
   return path
 
