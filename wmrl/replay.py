@@ -183,7 +183,14 @@ class Replay:
                        f"add more steps first (see can_sample){hint}")
     windows = stored - length + 1  # per stream, all streams alike
     rng = self._rng if rng is None else rng
-    envs, offsets = np.divmod(rng.integers(self.num_envs * windows, size=batch_size), windows)
+    return self.positions(rng.integers(self.num_envs * windows, size=batch_size), length)
+
+  def positions(self, indices: np.ndarray, length: int) -> Positions:
+    """The windows of ``length`` steps that flat window indices in
+    ``[0, num_envs * windows)`` name: stream ``i // windows``, offset ``i % windows``
+    from the oldest kept step. ``sample_positions`` draws them uniformly."""
+    stored = self._stored()
+    envs, offsets = np.divmod(np.asarray(indices), stored - length + 1)
     return Positions(envs, self._time - stored + offsets)
 
   def gather(self, positions: Positions, length: int) -> dict[str, np.ndarray]:
@@ -258,6 +265,45 @@ class Replay:
       for key in keys or chunk:
         yield key, chunk[key][env], row, done, n
       done += n
+
+  # Whole streams.
+
+  def streams(self) -> dict[str, np.ndarray]:
+    """Every stored step of every stream in time order: ``[num_envs, len // num_envs, ...]``."""
+    stored = self._stored()
+    if not stored:
+      return {}
+    return self.gather(Positions(np.arange(self.num_envs), np.full(self.num_envs, self._oldest())),
+                       stored)
+
+  @classmethod
+  def from_streams(cls, streams: dict[str, np.ndarray], time: int, capacity: int,
+                   chunk_size: int = 1024, seed: int = 0) -> "Replay":
+    """A replay whose streams hold ``streams`` ``[num_envs, n, ...]`` as their newest
+    ``n`` steps of ``time`` added (the inverse of ``streams``; ``n`` is what the
+    capacity keeps of ``time``)."""
+    num_envs = next(iter(streams.values())).shape[0] if streams else 1
+    replay = cls(capacity, num_envs, chunk_size, seed)
+    if not streams or time == 0:
+      return replay
+    replay._spec = replay._spec_of({k: v[:, 0] for k, v in streams.items()})
+    replay._time = int(time)
+    stored = replay._stored()
+    for key, value in streams.items():
+      if value.shape[:2] != (num_envs, stored):
+        raise ValueError(f"Replay.from_streams: key {key!r} has shape {value.shape}, expected "
+                         f"({num_envs}, {stored}, ...) for {time} steps at capacity {capacity}")
+    replay._first_chunk = replay._oldest() // chunk_size
+    last = (replay._time - 1) // chunk_size
+    replay._chunks = [replay._new_chunk() for _ in range(replay._first_chunk, last + 1)]
+    done = 0  # one pass per chunk, every stream at once
+    while done < stored:
+      number, row = divmod(replay._oldest() + done, chunk_size)
+      n = min(chunk_size - row, stored - done)
+      for key, value in streams.items():
+        replay._chunks[number - replay._first_chunk][key][:, row:row + n] = value[:, done:done + n]
+      done += n
+    return replay
 
   # Saving and loading.
 
