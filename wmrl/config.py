@@ -218,6 +218,12 @@ class RunConfig:
   train_mesh: str = "-1,1,1"
   # Local device indices that act, the environments split over them.
   policy_devices: tuple[int, ...] = (0,)
+  # Which loop collects and trains: "host" (wmrl/driver.py: any environment),
+  # "fused" (wmrl/fused.py: JAX environments, the whole iteration one program on
+  # the device), "auto" (fused for JAX environments, host for the others).
+  driver: str = "auto"
+  # Vector steps per fused iteration; 0: the fewest that owe a whole number of updates.
+  fused_steps: int = 0
   # Processes and hosts (wmrl/distributed.py): each steps its own environments
   # into its own replay and feeds run.batch_size / num_processes of every batch.
   distributed: DistributedConfig = DistributedConfig()

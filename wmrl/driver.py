@@ -28,6 +28,7 @@ from wmrl import envs
 from wmrl.trees import arrays_tree, stack_trees, tree_arrays, unstack_tree
 from wmrl.algorithm import Algorithm
 from wmrl.config import RunConfig
+from wmrl.draws import HostDraws, host_key, random_actions  # noqa: F401 (re-exported)
 from wmrl.mesh import Placement
 from wmrl.replay import Replay
 from wmrl.spaces import ActionSpec
@@ -53,37 +54,47 @@ class EnvironmentCrash(RuntimeError):
     super().__init__(message or f"{type(error).__name__}: {error}")
 
 
-def random_actions(rng: np.random.Generator, spec: ActionSpec, num: int) -> np.ndarray:
-  if spec.discrete:
-    choices = np.stack([rng.integers(0, n, num) for n in spec.sizes], -1)
-    return spec.from_indices(choices)
-  return rng.uniform(-1, 1, (num, spec.dim)).astype(np.float32)
-
-
 def policy_inputs(obs_keys, step: dict) -> dict:
   """What a policy reads from an environment step: the observation keys and
   `is_first` (not the reward or the other flags)."""
   return {**{key: step[key] for key in obs_keys}, "is_first": step["is_first"]}
 
 
-def host_key(rng: np.random.Generator) -> np.ndarray:
-  """Raw uint32 key data drawn on the host: no device work per env step."""
-  return rng.integers(0, 2**32, 2, dtype=np.uint32)
+class EpisodeTally:
+  """The running score and length of each environment's episode; reports each
+  episode that ends (`episode/score`, `episode/length`)."""
+
+  def __init__(self, num_envs: int):
+    self.scores = np.zeros(num_envs)
+    self.lengths = np.zeros(num_envs, np.int64)
+
+  def add(self, step: dict, on_episode: Callable[[dict], None]) -> int:
+    """Counts `step` (reward, is_first, is_last [N]); returns how many episodes ended."""
+    first = step["is_first"]
+    self.scores = np.where(first, 0.0, self.scores + step["reward"])
+    self.lengths = np.where(first, 0, self.lengths + 1)
+    ended = np.flatnonzero(step["is_last"])
+    for i in ended:
+      on_episode({"episode/score": float(self.scores[i]), "episode/length": int(self.lengths[i])})
+    return len(ended)
 
 
 class Lane:
   """One seed's host side: its environments, replay, host RNG (saved in
   checkpoints), counters, the step not yet acted on, and the running episodes."""
 
-  def __init__(self, env: envs.Env, replay: Replay, seed: int, counters: Counters | None = None):
+  def __init__(self, env: envs.Env, replay: Replay, seed: int, counters: Counters | None = None,
+               draws=None):
     self.env = env
     self.replay = replay
+    self.seed = seed
     self.rng = np.random.default_rng(seed)
+    # Where the policy keys, prefill actions and windows come from (wmrl/draws.py).
+    self.draws = draws or HostDraws()
     self.counters = counters or Counters()
     self.step: dict | None = None  # the last env step, not yet acted on
     self.restarted = False  # `step` came from before a restart: the envs are new
-    self._scores = np.zeros(env.num_envs)
-    self._lengths = np.zeros(env.num_envs, np.int64)
+    self.tally = EpisodeTally(env.num_envs)
 
   def next_step(self, action: np.ndarray) -> dict:
     """The environments' step after `step` and `action` (a reset after a restart)."""
@@ -94,12 +105,7 @@ class Lane:
     self.replay.add(stored)
     self.step, self.restarted = step, False
     self.counters.env_steps += self.env.num_envs
-    first = step["is_first"]
-    self._scores = np.where(first, 0.0, self._scores + step["reward"])
-    self._lengths = np.where(first, 0, self._lengths + 1)
-    for i in np.flatnonzero(step["is_last"]):
-      self.counters.episodes += 1
-      on_episode({"episode/score": float(self._scores[i]), "episode/length": int(self._lengths[i])})
+    self.counters.episodes += self.tally.add(step, on_episode)
 
 
 class _OneSeed:
@@ -198,13 +204,13 @@ class Driver:
       # In several processes the train state spans them: this process's replica.
       self._carry = calls.initial_carry(self.placement.local(self.state), self.num_envs)
     rng_states = [lane.rng.bit_generator.state for lane in lanes]
-    keys = calls.stack([host_key(lane.rng) for lane in lanes])
+    keys = calls.stack([lane.draws.policy_key(lane) for lane in lanes])
     obs = calls.stack([policy_inputs(lane.env.obs_spec, lane.step) for lane in lanes])
     action, carry = calls.policy_step(self.acting_state(), self.placement.policy(obs, self.seeds_axis),
                                       self._carry, keys, "train")
     actions = calls.unstack(np.asarray(action), len(lanes))
     if self.counters.env_steps < self.prefill:
-      actions = [random_actions(lane.rng, lane.env.act_spec, self.num_envs) for lane in lanes]
+      actions = [lane.draws.random_actions(lane, lane.env.act_spec, self.num_envs) for lane in lanes]
       # The carry remembers the executed action, as replay does.
       carry = calls.record_action(carry, calls.stack(actions))
     entries = calls.unstack(jax.device_get(calls.replay_entries(carry)), len(lanes)) \
@@ -221,6 +227,12 @@ class Driver:
     for i, (lane, act, entry, step) in enumerate(zip(lanes, actions, entries, steps)):
       lane.advance({**lane.step, "action": act, **entry}, step,
                    functools.partial(on_episode, i))
+
+  def iterate(self, on_episode: Callable[[int, dict], None],
+              on_update: Callable[[dict], None]) -> None:
+    """One step of every environment, then the updates the train ratio owes."""
+    self.collect(on_episode)
+    self.train(on_update)
 
   def pending(self) -> list[dict[str, np.ndarray]]:
     """Each lane's step not yet acted on and policy carry (by tree path), for checkpoints."""
@@ -276,8 +288,7 @@ class Driver:
       lane.counters.update_debt += self.updates_per_step * self.num_envs
     done = 0
     while self.counters.update_debt >= 1.0:
-      positions = [lane.replay.sample_positions(self.batch_size, self.sequence)
-                   for lane in self.lanes]
+      positions = [lane.draws.positions(lane, self.batch_size, self.sequence) for lane in self.lanes]
       batch = self.calls.stack([lane.replay.gather(p, self.sequence)
                                 for lane, p in zip(self.lanes, positions)])
       batch = self.placement.batch(batch, self.seeds_axis)

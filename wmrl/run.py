@@ -16,11 +16,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from wmrl import (algorithms, checkpoint, distributed, envs, evaluate, mesh, report, signals,
-                  suites, video)
+from wmrl import (algorithms, checkpoint, distributed, envs, evaluate, jaxenvs, mesh, report,
+                  signals, suites, video)
 from wmrl.algorithm import Algorithm, entry_specs
 from wmrl.config import Config, RunConfig, diff as cfgdiff
 from wmrl.driver import Counters, Driver, EnvironmentCrash, Lane
+from wmrl.fused import FusedDriver
 from wmrl.logging import Console, Logger, Silent, require_wandb
 from wmrl.replay import Replay
 from wmrl.trees import is_key, path_name, stack_trees, tree_shapes
@@ -64,10 +65,40 @@ def validate(config: Config, logdir: str | pathlib.Path) -> None:
   for ok, message in checks:
     if not ok:
       raise ValueError(message)
+  check_driver(config)
   algorithms.get(config.algorithm)
   mesh.check(config, jax.local_device_count(), jax.process_count())
   if r.wandb:
     require_wandb()  # the run asked for W&B: fail now, not after setting up
+
+
+def uses_fused_driver(config: Config) -> bool:
+  """Whether `config` runs the fused driver (wmrl/fused.py): asked for, or "auto"
+  on a JAX environment."""
+  return config.run.driver == "fused" or (config.run.driver == "auto"
+                                          and jaxenvs.is_jax_id(config.env.id))
+
+
+def check_driver(config: Config) -> None:
+  """Refuses a `run.driver` that cannot run `config`."""
+  r = config.run
+  if r.driver not in ("auto", "host", "fused"):
+    raise ValueError(f"run.driver must be auto, host or fused, got {r.driver!r}")
+  if r.fused_steps < 0:
+    raise ValueError(f"run.fused_steps must be >= 0 (0: from the train ratio), got {r.fused_steps}")
+  if not uses_fused_driver(config):
+    return
+  if not jaxenvs.is_jax_id(config.env.id):
+    raise ValueError(f"run.driver fused steps JAX environments ({', '.join(jaxenvs.PREFIXES)} ids); "
+                     f"{config.env.id} is a host environment: use run.driver host or auto")
+  unsupported = [(bool(r.seeds), "run.seeds"),
+                 (tuple(r.train_devices) != (0,) or tuple(r.policy_devices) != (0,),
+                  "run.train_devices and run.policy_devices"),
+                 (r.distributed.num_processes > 1 or r.distributed.auto, "run.distributed")]
+  for unsupported_here, name in unsupported:
+    if unsupported_here:
+      raise ValueError(f"the fused driver runs one seed on one device; {name} needs the host "
+                       "driver: add --run.driver host")
 
 
 def state_shapes(config: Config, obs_spec, act_spec) -> dict[str, jax.ShapeDtypeStruct]:
@@ -327,8 +358,15 @@ def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> d
         pending.append({})
       lanes.append(lane)
     fresh = None  # the restored states replace them: free their memory
-    driver = Driver(algo, config.run, lanes, stack_trees(states) if seeds_axis else states[0],
-                    seeds_axis, mesh.Placement.from_run(config.run))
+    if uses_fused_driver(config):
+      lane, = lanes
+      driver = FusedDriver(algo, config.run, lane.env.jax_env, states[0], lane.seed,
+                           lane.replay if restored else None, lane.counters)
+      driver.lanes[0].rng = lane.rng
+    else:
+      driver = Driver(algo, config.run, lanes, stack_trees(states) if seeds_axis else states[0],
+                      seeds_axis, mesh.Placement.from_run(config.run))
+    lanes = None
     driver.restore_pending(pending)
     start = driver.counters.env_steps
     console = console and primary
@@ -342,13 +380,13 @@ def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> d
       screen.message(note)
     if restored:
       screen.message(f"resuming from {restored[0].path.name}: {start} environment steps, "
-                     f"{driver.counters.updates} updates, {len(lanes[0].replay)} steps in replay"
+                     f"{driver.counters.updates} updates, {len(driver.lanes[0].replay)} steps in replay"
                      + (f", for each of {len(runs)} seeds" if seeds_axis else ""))
     with stop_signals() as stop:
       return _loop(driver, runs, screen, stop)
 
 
-def save(driver: Driver, runs: list[SeedRun]) -> pathlib.Path:
+def save(driver: Driver | FusedDriver, runs: list[SeedRun]) -> pathlib.Path:
   """A checkpoint of every seed at the current step; returns the last one's path."""
   c = driver.counters
   states = [driver.lane_state(i) for i in range(len(runs))]
@@ -398,7 +436,7 @@ def stop_signals():
     yield request
 
 
-def _loop(driver: Driver, runs: list[SeedRun], screen: Console,
+def _loop(driver: Driver | FusedDriver, runs: list[SeedRun], screen: Console,
           stop: StopRequest | None = None) -> dict[str, Any]:
   config = runs[0].config
   r = config.run
@@ -422,10 +460,9 @@ def _loop(driver: Driver, runs: list[SeedRun], screen: Console,
   last_console, updates_at_console = now, c.updates
   while c.env_steps < r.steps:
     try:
-      driver.collect(on_episode)
+      driver.iterate(on_episode, on_update)
     except EnvironmentCrash as crash:
       _save_after_crash(driver, runs, pending, crash, screen)
-    driver.train(on_update)
     done = c.env_steps >= r.steps
     if eval_due(c.env_steps):
       for i, run in enumerate(runs if primary else []):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from wmrl import jaxenvs
 from wmrl.config import EnvConfig
 
 from wmrl.envs.base import Env
@@ -53,7 +54,9 @@ def make(env_id: str, *, seed: int = 0, num_envs: int = 1, parallel: bool = Fals
 
   Args:
     env_id: ``gym:CartPole-v1`` (or bare ``CartPole-v1``), ``dmc:walker-walk``,
-      ``custom:NAME`` (see ``register``) or ``some.module.path:factory``.
+      ``custom:NAME`` (see ``register``), ``some.module.path:factory``, or a JAX
+      environment (``gymnax:CartPole-v1``, wmrl/jaxenvs), stepped by one jitted
+      program behind the same interface.
     seed: env i is seeded with ``seed + i``.
     parallel: run each env in its own subprocess.
     action_repeat: repeat each action this many env steps, summing rewards.
@@ -71,6 +74,12 @@ def make(env_id: str, *, seed: int = 0, num_envs: int = 1, parallel: bool = Fals
   if (not isinstance(image_size, (tuple, list)) or len(image_size) != 2
       or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in image_size)):
     raise ValueError(f"make(): image_size must be (height, width) of positive ints, got {image_size!r}")
+  if jaxenvs.is_jax_id(env_id):  # written in JAX: one program steps all of them
+    if parallel or pixels:
+      raise ValueError(f"make(): {env_id} is a JAX environment, stepped as one program: "
+                       f"{'parallel' if parallel else 'pixels'} is for host environments")
+    return jaxenvs.HostEnv(jaxenvs.make(env_id, num_envs=num_envs, time_limit=time_limit or 0,
+                                        action_repeat=action_repeat), seed)
   source = resolve(env_id)
   builders = [Builder(source, env_id, seed + i, action_repeat, tuple(image_size), bool(pixels),
                       time_limit) for i in range(num_envs)]

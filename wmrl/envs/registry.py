@@ -41,7 +41,8 @@ def _known_ids() -> list[str]:
     ids += [f"dmc:{domain}-{task}" for domain, task in load_suite().ALL_TASKS]
   except ImportError:
     pass  # without dm-control there are no dmc: ids to suggest
-  return ids + [f"custom:{name}" for name in _CUSTOM]
+  from wmrl import jaxenvs  # JAX environments whose library is installed
+  return ids + [f"custom:{name}" for name in _CUSTOM] + jaxenvs.env_ids()
 
 
 def unknown_env(env_id: str, reason: str = "") -> ValueError:
