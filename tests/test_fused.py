@@ -1,0 +1,199 @@
+"""The fused driver (wmrl/fused.py) and the device replay (wmrl/device_replay.py):
+the same run as the host driver given the same draws, exact resume, the
+iteration's schedule, and what they refuse."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from wmrl import algorithms, checkpoint, envs, jaxenvs, run
+from wmrl.device_replay import DeviceReplay
+from wmrl.draws import KeyedDraws
+from wmrl.driver import Driver, Lane
+from wmrl.fused import FusedDriver, steps_per_iteration
+from wmrl.replay import Replay
+from wmrl.trees import tree_arrays
+
+CARTPOLE = "gymnax:CartPole-v1"
+
+
+def _config(**overrides):
+  return tiny_config(**{"env.id": CARTPOLE, "run.train_ratio": 4, "optim.warmup": 0,
+                        "run.log_every": 50, "run.console_every": 1000.0,
+                        "run.save_every_minutes": 1000.0, **overrides})
+
+
+def _drivers(config):
+  algo = algorithms.get(config.algorithm)
+  host_env = envs.from_config(config.env, seed=0)
+  init = lambda: algo.init(jax.random.key(0), host_env.obs_spec, host_env.act_spec, config)
+  lane = Lane(host_env, Replay(config.run.replay_capacity, 1, seed=0), 0, draws=KeyedDraws(0))
+  host = Driver(algo, config.run, [lane], init())
+  fused = FusedDriver(algo, config.run, jaxenvs.from_config(config.env), init(), seed=0)
+  return host, fused
+
+
+def _run(driver, steps):
+  episodes = []
+  while driver.counters.env_steps < steps:
+    driver.iterate(lambda lane, m: episodes.append(m), lambda m: None)
+  return episodes
+
+
+def test_fused_and_host_drivers_make_the_same_run_on_gymnax_cartpole():
+  # Train ratio 4 on 2 x 6 windows: an update every 3 steps, so each fused
+  # iteration is 3 steps and one update, and with the prefill at 21 steps the
+  # host driver's updates fall on the same steps. Both draw from KeyedDraws.
+  # Measured over 2,000 steps (495 updates): actions, flags, rewards, episodes and
+  # counters identical; observations within 4.1e-6, latents 2.4e-7, parameters and
+  # Adam moments 1.8e-6. Not bit-exact because XLA compiles the same arithmetic
+  # into one larger program: the policy's latents differ in the last bit from
+  # the first step, and CartPole's physics from step 12 (alone under lax.scan the
+  # environment is bit-exact with its separate jitted step), well before any update.
+  config = _config(**{"run.train_ratio": 3, "run.prefill": 21})
+  host, fused = _drivers(config)
+  assert fused.steps == 4 and host.updates_per_step == 0.25
+  host_episodes, fused_episodes = _run(host, 2000), _run(fused, 2000)
+  assert host.counters == fused.counters
+  assert host.counters.updates == 495 and host.counters.episodes > 20
+  assert host_episodes == fused_episodes
+  host_steps, fused_steps = host.lanes[0].replay.streams(), fused.lanes[0].replay.host().streams()
+  assert host_steps.keys() == fused_steps.keys()
+  for key in ("action", "reward", "is_first", "is_last", "is_terminal", "latent/stoch"):
+    np.testing.assert_array_equal(host_steps[key], fused_steps[key], err_msg=key)
+  np.testing.assert_allclose(host_steps["obs"], fused_steps["obs"], rtol=0, atol=5e-5)
+  np.testing.assert_allclose(host_steps["latent/deter"], fused_steps["latent/deter"], atol=5e-6)
+  a, b = tree_arrays(host.state, "state"), tree_arrays(fused.fused.agent, "state")
+  for name in a:
+    np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=2e-5, err_msg=name)
+
+
+def _saved(logdir):
+  path = checkpoint.latest(logdir)
+  config = checkpoint.saved_config(path)
+  env = envs.from_config(config.env, seed=0)
+  template = algorithms.get(config.algorithm).init(jax.random.key(0), env.obs_spec, env.act_spec,
+                                                   config)
+  state, replay, saved = checkpoint.load(path, template)
+  return tree_arrays(state, "state"), replay.streams(), saved, checkpoint.load_pending(path)
+
+
+def test_a_fused_run_resumes_exactly_mid_episode(tmp_path):
+  # Stopped at step 102, inside an episode: the checkpoint holds the environments'
+  # own state, so the resumed run continues that very episode, bit for bit.
+  straight = run.train(_config(**{"run.steps": 201}), tmp_path / "straight", console=False)
+  run.train(_config(**{"run.steps": 100}), tmp_path / "resumed", console=False)
+  resumed = run.train(_config(**{"run.steps": 201}), tmp_path / "resumed", console=False)
+  assert straight["env_steps"] == resumed["env_steps"] == 201  # 3 steps per iteration
+  a, b = _saved(tmp_path / "straight"), _saved(tmp_path / "resumed")
+  assert a[2]["counters"] == b[2]["counters"] and a[2]["counters"]["updates"] == 62
+  assert not a[3]["env/done"].all()  # mid-episode at 102 and at 201
+  for saved_a, saved_b in zip((a[0], a[1], a[3]), (b[0], b[1], b[3])):
+    assert saved_a.keys() == saved_b.keys()
+    for name in saved_a:
+      np.testing.assert_array_equal(saved_a[name], saved_b[name], err_msg=name)
+  scores = [r for r in checkpoint_metrics(tmp_path / "straight") if "episode/score" in r]
+  assert scores and all(r["episode/score"] == r["episode/length"] for r in scores)  # CartPole: 1 a step
+
+
+def checkpoint_metrics(logdir):
+  from wmrl.logging import read_metrics
+  return read_metrics(logdir / "metrics.jsonl")
+
+
+def test_a_fused_run_evaluates_and_logs_as_a_host_run(tmp_path):
+  summary = run.train(_config(**{"run.steps": 90, "run.eval_every": 45, "run.eval_episodes": 2}),
+                      tmp_path, console=False)
+  records = checkpoint_metrics(tmp_path)
+  evals = [r for r in records if "eval/score" in r]
+  assert [r["step"] for r in evals] == [45, 90]
+  assert all(r["eval/score"] > 0 for r in evals)
+  trained = [r for r in records if "loss/rec" in r]
+  assert trained and np.isfinite(trained[-1]["loss/rec"]) and trained[-1]["train/updates"] > 0
+  assert summary["env_steps"] == 90
+
+
+@pytest.mark.parametrize("ratio, num_envs, length, expected", [
+    (32, 16, 64, 2),    # the reference's default: 16 envs, 16 x 64 windows
+    (512, 1, 64, 2),    # the published DMC recipe on one env
+    (1024, 16, 64, 1),  # 16 updates an iteration
+    (4, 1, 6, 24),      # 4 / 96 updates a step
+    (3.5, 1, 64, 2048),  # 7 / 2048 updates a step: 2048 steps owe 7
+])
+def test_an_iteration_is_the_fewest_steps_that_owe_whole_updates(ratio, num_envs, length, expected):
+  config = tiny_config(**{"run.train_ratio": ratio, "run.batch_size": 16,
+                          "run.batch_length": length})
+  steps = steps_per_iteration(config.run, num_envs)
+  assert steps == expected
+  owed = steps * num_envs * ratio / (16 * length)
+  assert owed == int(owed) >= 1
+  assert steps_per_iteration(config.replace(**{"run.fused_steps": 5}).run, num_envs) == 5
+
+
+def test_the_device_replay_hands_out_the_host_replays_windows():
+  # Three streams of 10 steps (capacity 30) after 37 adds: evicted, wrapped around.
+  rng = np.random.default_rng(0)
+  host = Replay(30, 3, chunk_size=4)
+  spec = {"obs": jax.ShapeDtypeStruct((2,), np.float32), "a": jax.ShapeDtypeStruct((), np.int32)}
+  device = DeviceReplay(spec, 3, 30)
+  state = device.init()
+  for t in range(37):
+    step = {"obs": rng.normal(size=(3, 2)).astype(np.float32), "a": np.full(3, t, np.int32)}
+    host.add(step)
+    state = device.add(state, step)
+  assert int(device.stored(state)) == 10 and len(host) == 30
+  indices = np.array([0, 5, 17, 20, 1])  # 7 windows of 4 steps per stream
+  positions = host.positions(indices, 4)
+  np.testing.assert_array_equal(positions.envs, [0, 0, 2, 2, 0])
+  np.testing.assert_array_equal(positions.starts, [27, 32, 30, 33, 28])
+  on_device = device.positions(state, jnp.asarray(indices), 4)
+  np.testing.assert_array_equal(on_device.starts, positions.starts)
+  windows = device.gather(state, on_device, 4)
+  np.testing.assert_array_equal(windows["a"][:, 0], positions.starts)  # step t holds a = t
+  for key, value in host.gather(positions, 4).items():
+    np.testing.assert_array_equal(windows[key], value)
+  values = {"a": np.arange(10, dtype=np.int32).reshape(5, 2) + 1000}
+  host.write(positions, 1, values)
+  state = device.write(state, on_device, 1, {"a": jnp.asarray(values["a"])})
+  for key, value in host.streams().items():
+    np.testing.assert_array_equal(device.to_host(state).streams()[key], value)
+  again = device.from_host(device.to_host(state))
+  assert int(again.time) == 37
+  for key in spec:
+    np.testing.assert_array_equal(again.data[key], state.data[key])
+
+
+def test_the_device_replay_skips_steps_evicted_before_a_write():
+  device = DeviceReplay({"a": jax.ShapeDtypeStruct((), np.int32)}, 1, 4)
+  state = device.init()
+  for t in range(4):
+    state = device.add(state, {"a": np.array([t], np.int32)})
+  positions = device.positions(state, jnp.array([0]), 3)  # steps 0, 1, 2
+  for t in range(4, 6):  # evicts steps 0 and 1
+    state = device.add(state, {"a": np.array([t], np.int32)})
+  state = device.write(state, positions, 0, {"a": jnp.array([[-1, -2, -3]], jnp.int32)})
+  np.testing.assert_array_equal(device.to_host(state).streams()["a"], [[-3, 3, 4, 5]])
+
+
+def test_the_device_replay_refuses_a_capacity_the_device_cannot_hold():
+  spec = {"image": jax.ShapeDtypeStruct((64, 64, 3), np.uint8)}
+  device = DeviceReplay(spec, 16, 10**9)
+  assert device.memory_bytes() == 16 * (10**9 // 16) * 64 * 64 * 3
+  with pytest.raises(ValueError, match=r"device replay needs 11444\.09 GiB.*lower "
+                                       r"run.replay_capacity to at most"):
+    device.check_fits()
+  DeviceReplay(spec, 16, 1000).check_fits()  # 12 MB fits
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"run.driver": "fused", "env.id": "gym:CartPole-v1"}, "gym:CartPole-v1 is a host environment"),
+    ({"run.seeds": (0, 1)}, "run.seeds needs the host driver"),
+    ({"run.driver": "sideways"}, "run.driver must be auto, host or fused"),
+    ({"run.fused_steps": -1}, "run.fused_steps must be >= 0"),
+    ({"env.parallel": True}, "JAX environment, stepped as one program: parallel"),
+])
+def test_refusals(tmp_path, overrides, message):
+  with pytest.raises(ValueError, match=message):
+    run.train(_config(**{"run.steps": 10, **overrides}), tmp_path, console=False)
+  assert not (tmp_path / "checkpoints").exists()
