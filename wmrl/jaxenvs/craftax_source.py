@@ -12,6 +12,7 @@ becomes `Source.time_limit`, a truncation in `JaxEnv`.
 from __future__ import annotations
 
 import numpy as np
+import jax
 import jax.numpy as jnp
 
 from wmrl.jaxenvs.core import Source
@@ -28,6 +29,11 @@ def _import():
   except ImportError as e:
     raise ImportError(f"craftax: ids need the craftax package ({e}); pip install -e '.[craftax]'") from e
   return craftax.craftax_env
+
+
+def _strong(x):
+  x = jnp.asarray(x)  # a Python number leaf too
+  return x.astype(x.dtype)  # astype leaves no weak type
 
 
 def env_ids() -> list[str]:
@@ -61,7 +67,9 @@ def source(name: str) -> Source:
 
   def init(key):
     obs, state = env.reset_env(key, params)
-    return state, observe(obs)
+    # Its first state has weakly typed leaves that its steps make strong: a state
+    # of one kind throughout, so a jitted step compiles once for both.
+    return jax.tree.map(_strong, state), observe(obs)
 
   def transition(key, state, action):
     obs, state, reward, terminated, _ = env.step_env(

@@ -13,6 +13,7 @@ integer codes, given as a flat float32 "obs"); RGB ones are an "image".
 from __future__ import annotations
 
 import numpy as np
+import jax
 import jax.numpy as jnp
 
 from wmrl.jaxenvs.core import Source
@@ -25,6 +26,11 @@ def _import():
   except ImportError as e:
     raise ImportError(f"navix: ids need the navix package ({e}); pip install -e '.[navix]'") from e
   return navix
+
+
+def _strong(x):
+  x = jnp.asarray(x)  # a Python number leaf too
+  return x.astype(x.dtype)  # astype leaves no weak type
 
 
 def env_ids() -> list[str]:
@@ -55,7 +61,9 @@ def source(name: str) -> Source:
 
   def init(key):
     timestep = env.reset(key)
-    return timestep, observe(timestep.observation)
+    # Its first timestep has weakly typed leaves that its steps make strong: a state
+    # of one kind throughout, so a jitted step compiles once for both.
+    return jax.tree.map(_strong, timestep), observe(timestep.observation)
 
   def transition(key, timestep, action):
     del key  # Navix carries its own key in its state
