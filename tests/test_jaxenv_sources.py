@@ -185,11 +185,9 @@ def test_navix_empty_random():
 
 
 def test_playground_cartpole_balance():
-  from mujoco_playground import dm_control_suite
-  config = dm_control_suite.get_default_config("CartpoleBalance")
-  config.impl = "jax"
-  env = dm_control_suite.load("CartpoleBalance", config=config)
+  from wmrl.jaxenvs import playground_source
   source = jaxenvs.source("playground:CartpoleBalance")
+  env, _ = playground_source.load("CartpoleBalance")  # the source's raw environment
   assert source.time_limit == 1000 and source.act_spec.sizes == (1,)
   library = lambda key, inner, action: {"obs": env.step(inner, action).obs}
 

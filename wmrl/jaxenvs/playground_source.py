@@ -14,6 +14,8 @@ steps once per action and any repeat is `JaxEnv`'s (env.action_repeat).
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import jax.numpy as jnp
 
@@ -37,18 +39,25 @@ def env_ids() -> list[str]:
     return []
 
 
+@functools.cache
+def load(name: str):
+  """The raw environment on MJX's JAX implementation, and its config (loading takes seconds)."""
+  suite = _import()
+  config = suite.get_default_config(name)
+  config.impl = "jax"
+  return suite.load(name, config=config), config
+
+
 def source(name: str) -> Source:
   suite = _import()
   if name not in suite.ALL_ENVS:
     from wmrl.names import did_you_mean
     raise ValueError(f"unknown environment 'playground:{name}'{did_you_mean(name, suite.ALL_ENVS)}; "
                      f"playground's DM Control Suite has {', '.join(suite.ALL_ENVS)}")
-  config = suite.get_default_config(name)
-  config.impl = "jax"
+  env, config = load(name)
   if int(config.get("action_repeat", 1)) != 1:
     raise ValueError(f"playground:{name}: its config repeats actions {config.action_repeat} "
                      "times; wmrl reads configs that do not (set env.action_repeat instead)")
-  env = suite.load(name, config=config)
   model = env.mj_model
   # Unlimited actuators have no range: their actions pass unscaled (box_action's infinite bounds).
   limited = np.asarray(model.actuator_ctrllimited, bool)
