@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import jax
 import jax.numpy as jnp
 
 from wmrl.jaxenvs.core import Source, box_action
@@ -30,6 +31,11 @@ def _import():
     raise ImportError(f"playground: ids need the playground package ({e}); "
                       "pip install -e '.[playground]'") from e
   return dm_control_suite
+
+
+def _strong(x):
+  x = jnp.asarray(x)
+  return x.astype(x.dtype)  # astype leaves no weak type
 
 
 def env_ids() -> list[str]:
@@ -75,11 +81,14 @@ def source(name: str) -> Source:
 
   def init(key):
     state = env.reset(key)
-    return state, observe(state)
+    # Some tasks' states have weakly typed leaves in their first state or after a step
+    # (CheetahRun, HopperHop, the sparse ones): without weak types the state is of one
+    # kind throughout, so a jitted step compiles once for both.
+    return jax.tree.map(_strong, state), observe(state)
 
   def transition(key, state, action):
     del key  # a task that draws carries its own key (state.info['rng'])
-    state = env.step(state, to_env(action))
+    state = jax.tree.map(_strong, env.step(state, to_env(action)))
     return state, observe(state), jnp.asarray(state.reward, jnp.float32), state.done > 0
 
   return Source(f"playground:{name}", obs_spec, ActionSpec("continuous", (int(env.action_size),)),
