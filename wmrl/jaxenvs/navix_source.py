@@ -5,7 +5,7 @@ key carried in its state), so only its non-resetting `_step` is used, and
 `JaxEnv` makes the episodes, each from `reset` with a key of its own. A
 Navix `Timestep` says TERMINATION or TRUNCATION in `step_type` (termination
 wins where both hold): `terminated` is TERMINATION only, and the library's
-`max_steps` (4 * height * width, MiniGrid's) becomes `Source.time_limit`.
+`max_steps` (its default, 4 * height * width) becomes `Source.time_limit`.
 
 Observations are Navix's defaults for each id (symbolic grids: small
 integer codes, given as a flat float32 "obs"); RGB ones are an "image".
