@@ -1,6 +1,9 @@
 """Environments written in JAX: ids, sources and the episode contract.
 
-    gymnax:CartPole-v1                 (pip install -e '.[gymnax]')
+    gymnax:CartPole-v1                   (pip install -e '.[gymnax]')
+    craftax:Craftax-Classic-Symbolic-v1  (pip install -e '.[craftax]')
+    navix:Navix-Empty-5x5-v0             (pip install -e '.[navix]')
+    playground:CartpoleBalance           (pip install -e '.[playground]')
 
 `make(env_id, num_envs=...)` gives a `JaxEnv` (pure functions; the fused
 driver runs it inside its compiled iteration), `host(config, seed)` the same
@@ -12,7 +15,8 @@ from wmrl.jaxenvs.core import EnvState, JaxEnv, Source
 from wmrl.jaxenvs.host import HostEnv
 
 # Prefix -> the module that makes its sources (imported when an id asks for it).
-PREFIXES = {"gymnax": "wmrl.jaxenvs.gymnax_source"}
+PREFIXES = {"gymnax": "wmrl.jaxenvs.gymnax_source", "craftax": "wmrl.jaxenvs.craftax_source",
+            "navix": "wmrl.jaxenvs.navix_source", "playground": "wmrl.jaxenvs.playground_source"}
 
 
 def is_jax_id(env_id: str) -> bool:
