@@ -37,6 +37,19 @@ def test_learns_cartpole(tmp_path):
   assert result["score_mean"] >= 400, result
 
 
+@pytest.mark.slow
+def test_learns_gymnax_cartpole_with_the_fused_driver(tmp_path):
+  # The same task written in JAX, the same preset and thresholds: every step of
+  # acting, stepping, storing and training on the device (run.driver auto).
+  summary, result = _train_and_evaluate("gymnax:CartPole-v1", 15_000, tmp_path)
+  last10 = float(np.mean(summary["scores"][-10:]))
+  print("gymnax CartPole-v1 last 10 training episodes", summary["scores"][-10:], "mean", last10,
+        "eval scores", result["scores"])
+  assert np.mean(summary["scores"][:5]) < 100
+  assert last10 >= 400, summary["scores"][-10:]
+  assert result["score_mean"] >= 400, result
+
+
 def test_learns_pendulum(tmp_path):
   summary, result = _train_and_evaluate("gym:Pendulum-v1", 8000, tmp_path)
   print("Pendulum-v1 eval scores", result["scores"], "last training episodes",
