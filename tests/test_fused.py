@@ -184,6 +184,11 @@ def test_the_device_replay_refuses_a_capacity_the_device_cannot_hold():
                                        r"run.replay_capacity to at most"):
     device.check_fits()
   DeviceReplay(spec, 16, 1000).check_fits()  # 12 MB fits
+  # A run that adds at most 100 steps per stream holds 100 rows of the 10^9 / 16.
+  short = DeviceReplay(spec, 16, 10**9, max_time=100)
+  assert short.rows == 100 and short.kept == 10**9 // 16
+  assert short.memory_bytes() == 16 * 100 * 64 * 64 * 3
+  short.check_fits()
 
 
 @pytest.mark.parametrize("overrides, message", [

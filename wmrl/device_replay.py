@@ -17,9 +17,13 @@ per key where flashbax's buffer adds the same plus bookkeeping we do not
 need (its sampler draws its own way, which would break the drivers'
 equivalence).
 
-Memory is allocated up front, in full: `memory_bytes` says how much, and
-`DeviceReplay.check_fits` refuses a capacity the device cannot hold before
-anything is allocated.
+Memory is allocated up front: `memory_bytes` says how much, and
+`DeviceReplay.check_fits` refuses a replay the device cannot hold before
+anything is allocated. A run that adds at most `max_time` steps to each
+stream never evicts past them, so its rings hold `min(capacity // num_envs,
+max_time)` rows: the same steps as rings of the whole capacity would, in
+the memory the run can fill (the default capacity of 5M steps would
+otherwise take 20 GB of latents at size1m, for a run of 15k steps).
 
 Saving goes through the host replay's format (`to_host` / `from_host`), so
 a checkpoint of the fused driver is read as any other (and a host-driver
@@ -47,7 +51,8 @@ class DeviceReplay:
   """The static description of a device replay (its spec, streams and rows) and
   the pure functions over its `ReplayState` (module doc)."""
 
-  def __init__(self, spec: dict[str, jax.ShapeDtypeStruct], num_envs: int, capacity: int):
+  def __init__(self, spec: dict[str, jax.ShapeDtypeStruct], num_envs: int, capacity: int,
+               max_time: int | None = None):
     if capacity < num_envs:
       raise ValueError(f"DeviceReplay capacity={capacity} is less than num_envs={num_envs}; give "
                        "each stream room for at least one step")
@@ -55,7 +60,8 @@ class DeviceReplay:
       raise ValueError("DeviceReplay needs the spec of at least one key")
     self.spec = {k: jax.ShapeDtypeStruct(tuple(s.shape), np.dtype(s.dtype)) for k, s in spec.items()}
     self.num_envs, self.capacity = int(num_envs), int(capacity)
-    self.rows = self.capacity // self.num_envs  # steps each stream keeps
+    self.kept = self.capacity // self.num_envs  # steps each stream keeps
+    self.rows = min(self.kept, max_time) if max_time else self.kept  # and holds in memory
 
   def memory_bytes(self) -> int:
     """Bytes the rings take on the device."""
@@ -72,11 +78,12 @@ class DeviceReplay:
     need = self.memory_bytes()
     if need > (1 - reserve) * free:
       raise ValueError(
-          f"the device replay needs {need / 2**30:.2f} GiB for run.replay_capacity="
-          f"{self.capacity} steps of {', '.join(f'{k} {s.dtype}{list(s.shape)}' for k, s in self.spec.items())}, "
+          f"the device replay needs {need / 2**30:.2f} GiB for {self.rows * self.num_envs} "
+          f"steps of {', '.join(f'{k} {s.dtype}{list(s.shape)}' for k, s in self.spec.items())}, "
           f"but {device.platform} device {device.id} has {free / 2**30:.2f} GiB free and "
           f"{int(reserve * 100)}% of it is kept for the agent: lower run.replay_capacity to at "
-          f"most {int((1 - reserve) * free / need * self.capacity)} or use run.driver host")
+          f"most {int((1 - reserve) * free / need * self.rows * self.num_envs)}, run fewer "
+          "run.steps, or use run.driver host")
 
   def init(self) -> ReplayState:
     data = {k: jnp.zeros((self.num_envs, self.rows) + s.shape, s.dtype) for k, s in self.spec.items()}
@@ -152,6 +159,9 @@ class DeviceReplay:
     if set(replay.keys) != set(self.spec):
       raise ValueError(f"the saved replay holds {sorted(replay.keys)}, this run stores "
                        f"{sorted(self.spec)}")
+    if time > self.rows < self.kept:
+      raise ValueError(f"the saved replay has {time} steps per stream, more than this device "
+                       f"replay holds ({self.rows})")
     streams = replay.streams()
     stored = min(time, self.rows)
     rows = np.arange(time - stored, time) % self.rows

@@ -79,7 +79,7 @@ class ReplayView:
     return self._driver.num_envs
 
   def __len__(self) -> int:
-    return min(self._driver.replay_time, self._driver.replay.rows) * self.num_envs
+    return min(self._driver.replay_time, self._driver.replay.kept) * self.num_envs
 
   def can_sample(self, length: int) -> bool:
     return length >= 1 and len(self) // self.num_envs >= length
@@ -130,8 +130,11 @@ class FusedDriver:
     self.lanes = [FusedLane(env, ReplayView(self), np.random.default_rng(seed), counters)]
     self.tally = EpisodeTally(self.num_envs)
     entries = _entry_specs(algo, state) if run.replay_context else {}
-    self.replay = DeviceReplay(_step_specs(env) | entries,
-                               self.num_envs, run.replay_capacity)
+    # The most steps per stream the run adds: its last iteration may pass run.steps.
+    iterations = -(-run.steps // (self.steps * self.num_envs))
+    saved_time = replay.steps_added // self.num_envs if replay is not None else 0
+    self.replay = DeviceReplay(_step_specs(env) | entries, self.num_envs, run.replay_capacity,
+                               max_time=max(iterations * self.steps, saved_time))
     self.replay.check_fits()
     replay_state = self.replay.from_host(replay) if replay is not None else self.replay.init()
     self.replay_time = int(replay_state.time)
@@ -156,7 +159,7 @@ class FusedDriver:
     count = 0
     for j in range(1, self.steps + 1):
       after = c.env_steps + j * n
-      if after >= self.prefill and min(self.replay_time + j, self.replay.rows) >= self.sequence:
+      if after >= self.prefill and min(self.replay_time + j, self.replay.kept) >= self.sequence:
         c.update_debt += self.updates_per_step * n
         while c.update_debt >= 1.0:
           c.update_debt -= 1.0
