@@ -233,9 +233,9 @@ class FusedDriver:
   def pending(self) -> list[dict[str, np.ndarray]]:
     """The step not yet acted on, the policy carry and the environments' own
     state, by tree path: a resume continues the very episodes."""
-    fused = jax.device_get(self.fused)
-    return [{**{f"step/{k}": np.asarray(v) for k, v in fused.step.items()},
-             **tree_arrays(fused.carry, "carry"), **tree_arrays(fused.env, "env")}]
+    step, carry, env = jax.device_get((self.fused.step, self.fused.carry, self.fused.env))
+    return [{**{f"step/{k}": np.asarray(v) for k, v in step.items()},
+             **tree_arrays(carry, "carry"), **tree_arrays(env, "env")}]
 
   def restore_pending(self, arrays) -> None:
     """Continues from a checkpoint's pending arrays. Without the environments'
