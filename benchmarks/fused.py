@@ -66,7 +66,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                       help="train ratios, joined by commas (default 32,512)")
   parser.add_argument("--envs", default=[1, 16], type=lambda s: _counts(s, "--envs"),
                       help="numbers of environments, joined by commas (default 1,16)")
-  parser.add_argument("--preset", default="size1m", help="presets joined by commas (default size1m)")
+  parser.add_argument("--preset", default="size1m",
+                      help="presets joined by commas (default size1m)")
   parser.add_argument("--seconds", type=float, default=30.0,
                       help="seconds per measurement; whole iterations (default 30)")
   parser.add_argument("--rounds", type=int, default=3,
