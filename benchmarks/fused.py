@@ -1,0 +1,220 @@
+"""Environment steps per second of the fused driver against the host driver.
+
+    python benchmarks/fused.py                                  # gymnax CartPole, the full grid
+    python benchmarks/fused.py --ratios 512 --envs 16 --seconds 60 --out mine.json
+    python benchmarks/fused.py --seconds 5 --rounds 1 --model.rssm.deter 64
+
+For each cell of the grid (train ratio x number of environments) both
+drivers are built on the same config and the same JAX environment: the host
+`Driver` steps it through `HostEnv` (one jitted step per vector step, host
+replay, the default `HostDraws`), the `FusedDriver` runs K steps and the U
+updates they owe as one program (wmrl/fused.py). Each driver first runs past
+the prefill (one batch worth, the least a driver allows) and compiles, untimed;
+then the two are measured in turn, R rounds of S seconds each, every
+measurement running whole iterations (the last one in progress always
+finishes, so a measurement can run past S where one iteration takes long).
+The table gives the medians over the rounds.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import os
+import pathlib
+import statistics
+import sys
+import time
+
+# Run from a checkout without installing: the repo root holds the package.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import jax  # noqa: E402
+
+import wmrl  # noqa: E402
+from wmrl import algorithms, envs, jaxenvs, overrides  # noqa: E402
+from wmrl.bench.report import json_default, machine_info  # noqa: E402
+from wmrl.driver import Driver, Lane  # noqa: E402
+from wmrl.fused import FusedDriver  # noqa: E402
+from wmrl.replay import Replay  # noqa: E402
+
+DRIVERS = ("host", "fused")
+
+
+def _log(message: str) -> None:
+  # Progress goes to stderr so stdout holds only the table.
+  print(f"[fused {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _counts(text: str, flag: str) -> list:
+  try:
+    values = [float(v) if "." in v else int(v) for v in text.split(",")]
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{flag} takes numbers joined by commas, got {text!r}")
+  if not values or min(values) <= 0:
+    raise argparse.ArgumentTypeError(f"{flag} takes positive numbers, got {text!r}")
+  return values
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(
+      prog="benchmarks/fused.py", description=__doc__.split("\n\n")[0],
+      usage="benchmarks/fused.py [--env ID] [--ratios 32,512] [--envs 1,16] [--FIELD VALUE ...]")
+  parser.add_argument("--env", default="gymnax:CartPole-v1", help="a JAX environment id")
+  parser.add_argument("--ratios", default=[32, 512], type=lambda s: _counts(s, "--ratios"),
+                      help="train ratios, joined by commas (default 32,512)")
+  parser.add_argument("--envs", default=[1, 16], type=lambda s: _counts(s, "--envs"),
+                      help="numbers of environments, joined by commas (default 1,16)")
+  parser.add_argument("--preset", default="size1m",
+                      help="presets joined by commas (default size1m)")
+  parser.add_argument("--seconds", type=float, default=30.0,
+                      help="seconds per measurement; whole iterations (default 30)")
+  parser.add_argument("--rounds", type=int, default=3,
+                      help="measurements of each driver, alternating (default 3)")
+  parser.add_argument("--out", default=None,
+                      help="JSON path (default benchmarks/results/fused-<platform>-<date>.json)")
+  args, fields = overrides.parse_args(parser, argv)
+  if args.rounds < 1 or args.seconds < 0:
+    parser.error("--rounds must be >= 1 and --seconds >= 0")
+  if any(not isinstance(n, int) for n in args.envs):
+    parser.error(f"--envs takes whole numbers, got {args.envs}")
+  args.overrides = fields
+  return args
+
+
+def make_config(args: argparse.Namespace, ratio, num_envs: int) -> wmrl.Config:
+  # A modest replay keeps both drivers' memory small (the fused one holds it on
+  # the device); the grid's own values win over any field flag.
+  fields = {"run.replay_capacity": 100_000, "model.compute_dtype": "float32",
+            **args.overrides, "run.train_ratio": ratio, "env.num_envs": num_envs}
+  return wmrl.make_config(args.env, presets=args.preset, overrides=fields)
+
+
+def build(config: wmrl.Config) -> dict:
+  """Both drivers on `config`, each from the same initial agent state."""
+  algo = algorithms.get(config.algorithm)
+  host_env = envs.from_config(config.env, seed=0)
+  init = lambda: algo.init(jax.random.key(0), host_env.obs_spec, host_env.act_spec, config)
+  r = config.run
+  lane = Lane(host_env, Replay(r.replay_capacity, host_env.num_envs, seed=0), 0)
+  return {"host": Driver(algo, r, [lane], init()),
+          "fused": FusedDriver(algo, r, jaxenvs.from_config(config.env), init(), seed=0)}
+
+
+def _iterate(driver) -> None:
+  driver.iterate(lambda lane, episode: None, lambda metrics: None)
+
+
+def _sync(driver) -> None:
+  # Whatever an iteration left running is counted in that iteration's time.
+  jax.block_until_ready(driver.fused if isinstance(driver, FusedDriver) else driver.state)
+
+
+def warm_up(driver) -> float:
+  """Runs past the prefill and until an iteration with updates compiled nothing
+  new; returns the seconds. The fused driver compiles one program per update
+  count, and the first training iteration may owe fewer updates than the rest
+  (it starts partway through the prefill), so one trained iteration is not enough."""
+  start = time.perf_counter()
+  while True:
+    programs = len(getattr(driver, "_programs", ()))
+    updates = driver.counters.updates
+    _iterate(driver)
+    trained = driver.counters.updates > updates
+    if trained and (isinstance(driver, Driver) or len(driver._programs) == programs):
+      break
+  _sync(driver)
+  return time.perf_counter() - start
+
+
+def measure(driver, seconds: float) -> dict:
+  """Whole iterations until `seconds` have passed: env steps and updates per second."""
+  c = driver.counters
+  steps, updates, iterations = c.env_steps, c.updates, 0
+  start = time.perf_counter()
+  while iterations == 0 or time.perf_counter() - start < seconds:
+    _iterate(driver)
+    iterations += 1
+  _sync(driver)
+  elapsed = time.perf_counter() - start
+  steps, updates = c.env_steps - steps, c.updates - updates
+  return {"seconds": elapsed, "iterations": iterations, "env_steps": steps, "updates": updates,
+          "env_steps_per_s": steps / elapsed, "updates_per_s": updates / elapsed}
+
+
+def bench_cell(args: argparse.Namespace, ratio, num_envs: int) -> dict:
+  config = make_config(args, ratio, num_envs)
+  name = f"ratio {ratio}, {num_envs} env{'s' if num_envs > 1 else ''}"
+  drivers = build(config)
+  row = {"train_ratio": ratio, "num_envs": num_envs,
+         "fused_steps_per_iteration": drivers["fused"].steps,
+         "batch": [config.run.batch_size, config.run.batch_length]}
+  for kind, driver in drivers.items():
+    row[kind] = {"warm_up_s": warm_up(driver), "rounds": []}
+    _log(f"{name}: {kind} warmed up in {row[kind]['warm_up_s']:.1f} s "
+         f"({driver.counters.env_steps} env steps, {driver.counters.updates} updates)")
+  # Alternating the drivers spreads a change in the machine's load over both.
+  for i in range(args.rounds):
+    for kind in DRIVERS:
+      result = measure(drivers[kind], args.seconds)
+      row[kind]["rounds"].append(result)
+      _log(f"{name}: round {i + 1}/{args.rounds} {kind}: {result['env_steps_per_s']:.1f} env "
+           f"steps/s, {result['updates_per_s']:.2f} upd/s ({result['env_steps']} steps, "
+           f"{result['updates']} updates, {result['seconds']:.1f} s)")
+  for kind in DRIVERS:
+    rounds = row[kind]["rounds"]
+    for key in ("env_steps_per_s", "updates_per_s"):
+      row[kind][key] = statistics.median(r[key] for r in rounds)
+  row["fused_over_host"] = row["fused"]["env_steps_per_s"] / row["host"]["env_steps_per_s"]
+  return row
+
+
+def format_table(report: dict) -> str:
+  lines = ["| train ratio | envs | K | host env steps/s | fused env steps/s | fused / host "
+           "| host upd/s | fused upd/s | warm-up s host; fused |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+  for row in report["cells"]:
+    host, fused = row["host"], row["fused"]
+    lines.append(f"| {row['train_ratio']} | {row['num_envs']} | {row['fused_steps_per_iteration']} "
+                 f"| {host['env_steps_per_s']:.1f} | {fused['env_steps_per_s']:.1f} "
+                 f"| {row['fused_over_host']:.2f}x | {host['updates_per_s']:.2f} "
+                 f"| {fused['updates_per_s']:.2f} "
+                 f"| {host['warm_up_s']:.1f}; {fused['warm_up_s']:.1f} |")
+  s = report["settings"]
+  lines.append(f"\n{s['env']}, preset {s['preset']}, medians of {s['rounds']} rounds of "
+               f"{s['seconds']:g} s per driver; K: the fused driver's env steps per iteration.")
+  return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+  args = parse_args(list(sys.argv[1:] if argv is None else argv))
+  try:  # a bad preset, field value or env fails before anything is built
+    for ratio in args.ratios:
+      for num_envs in args.envs:
+        jaxenvs.from_config(make_config(args, ratio, num_envs).env)
+  except ValueError as e:
+    print(f"benchmarks/fused.py: error: {e}", file=sys.stderr)
+    return 2
+  now = datetime.datetime.now()
+  settings = {"env": args.env, "preset": args.preset, "ratios": args.ratios, "envs": args.envs,
+              "seconds": args.seconds, "rounds": args.rounds, "overrides": args.overrides}
+  report = {"date": now.isoformat(timespec="seconds"), "machine": machine_info(),
+            "settings": settings, "cells": []}
+  for ratio in args.ratios:
+    for num_envs in args.envs:
+      report["cells"].append(bench_cell(args, ratio, num_envs))
+      gc.collect()  # the cell's drivers and replays go before the next are built
+  report["machine"]["load_average_end"] = os.getloadavg()
+  out = pathlib.Path(args.out) if args.out else (
+      pathlib.Path("benchmarks") / "results"
+      / f"fused-{report['machine']['platform']}-{now.strftime('%Y-%m-%d')}.json")
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(report, indent=2, default=json_default))
+  print(format_table(report))
+  print(f"results: {out}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
