@@ -18,6 +18,15 @@ from wmrl import testing  # noqa: E402
 from wmrl.testing import tiny_config  # noqa: F401,E402  (the tests import it from here)
 
 
+def load_script(path, name: str):
+  """A benchmark script (not a package module) imported from its path as `name`."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 def random_batch(obs_spec, act_spec, batch_size, length, seed=0, entries=None):
   """A replay-shaped batch of random observations and valid actions, with
   an episode that ends (terminally) in the middle of the first sequence."""

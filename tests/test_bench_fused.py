@@ -1,21 +1,17 @@
 """benchmarks/fused.py, the fused driver against the host driver: one tiny cell."""
-import importlib.util
 import json
 import math
 import pathlib
 
 import pytest
 
+from conftest import load_script
+
 from wmrl import testing
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "fused.py"
 
 
-def load_script():
-  spec = importlib.util.spec_from_file_location("wmrl_fused_bench", SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def test_one_tiny_cell_measures_both_drivers(tmp_path, capsys):
@@ -23,7 +19,7 @@ def test_one_tiny_cell_measures_both_drivers(tmp_path, capsys):
   # The TINY model on top of size1m (field flags win over the preset).
   argv = ["--ratios", "4", "--envs", "1", "--seconds", "0.5", "--rounds", "1",
           "--out", str(out), *testing.tiny_flags()]
-  assert load_script().main(argv) == 0
+  assert load_script(SCRIPT, "wmrl_fused_bench").main(argv) == 0
   report = json.loads(out.read_text())
   (cell,) = report["cells"]
   assert (cell["train_ratio"], cell["num_envs"], cell["batch"]) == (4, 1, [2, 6])

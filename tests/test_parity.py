@@ -5,7 +5,6 @@ commit) and a Python environment of its own (JAX 0.4.33): give them as
 WMRL_REFERENCE_SRC and WMRL_REFERENCE_PYTHON to run it; without them it is
 skipped. Refusing a wrong reference needs neither.
 """
-import importlib.util
 import json
 import os
 import pathlib
@@ -13,6 +12,8 @@ import subprocess
 import sys
 
 import pytest
+
+from conftest import load_script
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PARITY = ROOT / "benchmarks" / "parity.py"
@@ -24,10 +25,7 @@ KNOWN: dict[str, str] = {}
 
 
 def load_parity():
-  spec = importlib.util.spec_from_file_location("wmrl_parity_script", PARITY)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_script(PARITY, "wmrl_parity_script")
 
 
 def test_refuses_a_folder_that_is_not_the_reference(tmp_path, capsys):

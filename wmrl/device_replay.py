@@ -109,11 +109,6 @@ class DeviceReplay:
     envs, offsets = jnp.divmod(indices, windows)
     return Positions(envs, state.time - stored + offsets)
 
-  def sample_positions(self, state: ReplayState, key, batch_size: int, length: int) -> Positions:
-    """`batch_size` windows drawn uniformly with `key` (see `draw_indices`)."""
-    windows = self.stored(state) - length + 1
-    return self.positions(state, draw_indices(key, batch_size, self.num_envs * windows), length)
-
   def gather(self, state: ReplayState, positions: Positions, length: int) -> dict[str, jax.Array]:
     """The windows at `positions`: `[B, length, ...]` per key."""
     envs, starts = positions
@@ -171,12 +166,6 @@ class DeviceReplay:
       ring[:, rows] = streams[k]
       data[k] = jnp.asarray(ring)
     return ReplayState(data, jnp.int32(time))
-
-
-def draw_indices(key, batch_size: int, count) -> jax.Array:
-  """`batch_size` window indices uniform in `[0, count)`: the draw both drivers
-  make where they share a random stream (wmrl/fused.py `KeyedDraws`)."""
-  return jax.random.randint(key, (batch_size,), 0, count)
 
 
 def _free_bytes(device: jax.Device) -> int | None:

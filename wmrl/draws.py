@@ -11,8 +11,6 @@ compared step for step (tests/test_fused.py).
 """
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import fractions
 import functools
-import math
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -37,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from wmrl import draws
-from wmrl.algorithm import Algorithm
+from wmrl.algorithm import Algorithm, entry_specs
 from wmrl.config import RunConfig
 from wmrl.device_replay import DeviceReplay, ReplayState
 from wmrl.driver import Counters, EpisodeTally, policy_inputs
@@ -117,7 +116,8 @@ class FusedDriver:
   seeds_axis = False
 
   def __init__(self, algo: Algorithm, run: RunConfig, env: JaxEnv, state, seed: int,
-               replay: Replay | None = None, counters: Counters | None = None):
+               replay: Replay | None = None, counters: Counters | None = None,
+               rng: np.random.Generator | None = None):
     self.algo, self.run, self.env = algo, run, env
     self.num_envs = env.num_envs
     self.seed = int(seed)
@@ -127,9 +127,9 @@ class FusedDriver:
     self.steps = steps_per_iteration(run, self.num_envs)
     self.root = draws.seed_key(self.seed)
     counters = counters or Counters()
-    self.lanes = [FusedLane(env, ReplayView(self), np.random.default_rng(seed), counters)]
+    self.lanes = [FusedLane(env, ReplayView(self), rng or np.random.default_rng(seed), counters)]
     self.tally = EpisodeTally(self.num_envs)
-    entries = _entry_specs(algo, state) if run.replay_context else {}
+    entries = entry_specs(algo, state) if run.replay_context else {}
     # The most steps per stream the run adds: its last iteration may pass run.steps.
     iterations = -(-run.steps // (self.steps * self.num_envs))
     saved_time = replay.steps_added // self.num_envs if replay is not None else 0
@@ -137,7 +137,6 @@ class FusedDriver:
                                max_time=max(iterations * self.steps, saved_time))
     self.replay.check_fits()
     replay_state = self.replay.from_host(replay) if replay is not None else self.replay.init()
-    self.replay_time = int(replay_state.time)
     env_state, step = jax.jit(env.reset)(self.seed)
     self.fused = FusedState(state, env_state, step, algo.initial_carry(state, self.num_envs),
                             replay_state)
@@ -146,6 +145,11 @@ class FusedDriver:
   @property
   def counters(self) -> Counters:
     return self.lanes[0].counters
+
+  @property
+  def replay_time(self) -> int:
+    """Steps added to each replay stream: one per vector step, as the host driver adds."""
+    return self.counters.env_steps // self.num_envs
 
   def lane_state(self, index: int = 0):
     return self.fused.agent
@@ -175,7 +179,6 @@ class FusedDriver:
     self.fused, episodes, metrics = self._program(updates)(self.fused, start_step, start_update)
     episodes, metrics = jax.device_get((episodes, metrics))
     c.env_steps += self.steps * self.num_envs
-    self.replay_time += self.steps
     c.updates += updates
     for k in range(self.steps):
       c.episodes += self.tally.add({key: v[k] for key, v in episodes.items()},
@@ -261,8 +264,3 @@ def _step_specs(env: JaxEnv) -> dict[str, jax.ShapeDtypeStruct]:
   specs = {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in shapes.items()}
   specs["action"] = jax.ShapeDtypeStruct((env.act_spec.dim,), jnp.float32)
   return specs
-
-
-def _entry_specs(algo: Algorithm, state) -> dict[str, jax.ShapeDtypeStruct]:
-  from wmrl.algorithm import entry_specs
-  return entry_specs(algo, state)

@@ -361,8 +361,7 @@ def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> d
     if uses_fused_driver(config):
       lane, = lanes
       driver = FusedDriver(algo, config.run, lane.env.jax_env, states[0], lane.seed,
-                           lane.replay if restored else None, lane.counters)
-      driver.lanes[0].rng = lane.rng
+                           lane.replay if restored else None, lane.counters, lane.rng)
     else:
       driver = Driver(algo, config.run, lanes, stack_trees(states) if seeds_axis else states[0],
                       seeds_axis, mesh.Placement.from_run(config.run))
