@@ -14,6 +14,20 @@ then the two are measured in turn, R rounds of S seconds each, every
 measurement running whole iterations (the last one in progress always
 finishes, so a measurement can run past S where one iteration takes long).
 The table gives the medians over the rounds.
+
+Each cell also measures the two drivers stepping alone: the same config with
+a prefill no run reaches, so every iteration acts (the policy runs, as in the
+prefill), steps and stores, and nothing trains. That is all the fused driver
+changes besides the cost around each update (sampling on the host, moving
+the batch, dispatching the call). And it times the updates alone: the jitted
+train step on one batch, again and again, called from Python with nothing
+else running. "updates alone" in env steps/s is that rate over the updates
+an env step owes, `train_ratio / (batch_size * batch_length)`. Where an
+update takes far longer than its dispatch (size1m on a CPU: about a tenth of
+a second against well under a millisecond), no driver running these updates
+gets past it, so a host driver near it leaves the fused one little to gain;
+with a tiny model the fused driver can pass it, its scan of updates saving
+the dispatches too.
 """
 from __future__ import annotations
 
@@ -31,6 +45,8 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 
 import wmrl  # noqa: E402
 from wmrl import algorithms, envs, jaxenvs, overrides  # noqa: E402
@@ -102,6 +118,11 @@ def build(config: wmrl.Config) -> dict:
           "fused": FusedDriver(algo, r, jaxenvs.from_config(config.env), init(), seed=0)}
 
 
+def stepping_config(config: wmrl.Config) -> wmrl.Config:
+  """`config` with a prefill no run reaches: the drivers act, step and store, and never train."""
+  return config.replace(**{"run.prefill": 2**30})
+
+
 def _iterate(driver) -> None:
   driver.iterate(lambda lane, episode: None, lambda metrics: None)
 
@@ -111,12 +132,18 @@ def _sync(driver) -> None:
   jax.block_until_ready(driver.fused if isinstance(driver, FusedDriver) else driver.state)
 
 
-def warm_up(driver) -> float:
+def warm_up(driver, train: bool = True) -> float:
   """Runs past the prefill and until an iteration with updates compiled nothing
   new; returns the seconds. The fused driver compiles one program per update
   count, and the first training iteration may owe fewer updates than the rest
-  (it starts partway through the prefill), so one trained iteration is not enough."""
+  (it starts partway through the prefill), so one trained iteration is not enough. Without `train`: two iterations,
+  which compile all a driver that never trains runs."""
   start = time.perf_counter()
+  while not train:
+    _iterate(driver)
+    _iterate(driver)
+    _sync(driver)
+    return time.perf_counter() - start
   while True:
     programs = len(getattr(driver, "_programs", ()))
     updates = driver.counters.updates
@@ -143,17 +170,8 @@ def measure(driver, seconds: float) -> dict:
           "env_steps_per_s": steps / elapsed, "updates_per_s": updates / elapsed}
 
 
-def bench_cell(args: argparse.Namespace, ratio, num_envs: int) -> dict:
-  config = make_config(args, ratio, num_envs)
-  name = f"ratio {ratio}, {num_envs} env{'s' if num_envs > 1 else ''}"
-  drivers = build(config)
-  row = {"train_ratio": ratio, "num_envs": num_envs,
-         "fused_steps_per_iteration": drivers["fused"].steps,
-         "batch": [config.run.batch_size, config.run.batch_length]}
-  for kind, driver in drivers.items():
-    row[kind] = {"warm_up_s": warm_up(driver), "rounds": []}
-    _log(f"{name}: {kind} warmed up in {row[kind]['warm_up_s']:.1f} s "
-         f"({driver.counters.env_steps} env steps, {driver.counters.updates} updates)")
+def _rounds(args: argparse.Namespace, drivers: dict, row: dict, name: str) -> None:
+  """Alternating rounds of both drivers into `row[kind]`, and their medians."""
   # Alternating the drivers spreads a change in the machine's load over both.
   for i in range(args.rounds):
     for kind in DRIVERS:
@@ -166,24 +184,79 @@ def bench_cell(args: argparse.Namespace, ratio, num_envs: int) -> dict:
     rounds = row[kind]["rounds"]
     for key in ("env_steps_per_s", "updates_per_s"):
       row[kind][key] = statistics.median(r[key] for r in rounds)
+
+
+def updates_alone(driver: Driver, config: wmrl.Config, seconds: float, rounds: int) -> float:
+  """Updates/s of the train step alone on one batch from the host driver's replay,
+  each update on the state the last one gave (the median of `rounds`)."""
+  r = config.run
+  batch = jax.device_put(driver.lanes[0].replay.sample(
+      r.batch_size, r.batch_length + r.replay_context, np.random.default_rng(0)))
+  step = jax.jit(driver.algo.train_step, donate_argnums=0)
+  state = step(jax.tree.map(jnp.copy, driver.state), batch)[0]  # compiles
+  rates = []
+  for _ in range(rounds):
+    count, start = 0, time.perf_counter()
+    while count == 0 or time.perf_counter() - start < seconds:
+      state = step(state, batch)[0]
+      count += 1
+    jax.block_until_ready(state)
+    rates.append(count / (time.perf_counter() - start))
+  return statistics.median(rates)
+
+
+def bench_cell(args: argparse.Namespace, ratio, num_envs: int) -> dict:
+  config = make_config(args, ratio, num_envs)
+  name = f"ratio {ratio}, {num_envs} env{'s' if num_envs > 1 else ''}"
+  row = {"train_ratio": ratio, "num_envs": num_envs,
+         "batch": [config.run.batch_size, config.run.batch_length]}
+  for part, part_config, train in (("stepping", stepping_config(config), False),
+                                   ("run", config, True)):
+    drivers = build(part_config)
+    measured = row if part == "run" else row.setdefault("stepping", {})
+    for kind, driver in drivers.items():
+      measured[kind] = {"warm_up_s": warm_up(driver, train), "rounds": []}
+      _log(f"{name}, {part}: {kind} warmed up in {measured[kind]['warm_up_s']:.1f} s "
+           f"({driver.counters.env_steps} env steps, {driver.counters.updates} updates)")
+    row["fused_steps_per_iteration"] = drivers["fused"].steps
+    _rounds(args, drivers, measured, f"{name}, {part}")
+    if train:
+      row["updates_alone_per_s"] = updates_alone(drivers["host"], config, args.seconds,
+                                                 args.rounds)
+      _log(f"{name}: updates alone {row['updates_alone_per_s']:.2f} upd/s")
+    del drivers
+    gc.collect()  # one part's drivers and replays go before the next are built
+  stepping = row["stepping"]
+  stepping["fused_over_host"] = (stepping["fused"]["env_steps_per_s"]
+                                 / stepping["host"]["env_steps_per_s"])
   row["fused_over_host"] = row["fused"]["env_steps_per_s"] / row["host"]["env_steps_per_s"]
+  updates_per_step = ratio / (config.run.batch_size * config.run.batch_length)
+  row["updates_alone_env_steps_per_s"] = row["updates_alone_per_s"] / updates_per_step
   return row
 
 
 def format_table(report: dict) -> str:
   lines = ["| train ratio | envs | K | host env steps/s | fused env steps/s | fused / host "
-           "| host upd/s | fused upd/s | warm-up s host; fused |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+           "| host upd/s | fused upd/s | updates alone, upd/s; env steps/s "
+           "| stepping alone, host; fused | warm-up s host; fused |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
   for row in report["cells"]:
-    host, fused = row["host"], row["fused"]
+    host, fused, stepping = row["host"], row["fused"], row["stepping"]
     lines.append(f"| {row['train_ratio']} | {row['num_envs']} | {row['fused_steps_per_iteration']} "
                  f"| {host['env_steps_per_s']:.1f} | {fused['env_steps_per_s']:.1f} "
                  f"| {row['fused_over_host']:.2f}x | {host['updates_per_s']:.2f} "
-                 f"| {fused['updates_per_s']:.2f} "
+                 f"| {fused['updates_per_s']:.2f} | {row['updates_alone_per_s']:.2f}; "
+                 f"{row['updates_alone_env_steps_per_s']:.1f} "
+                 f"| {stepping['host']['env_steps_per_s']:.0f}; "
+                 f"{stepping['fused']['env_steps_per_s']:.0f} "
+                 f"({stepping['fused_over_host']:.1f}x) "
                  f"| {host['warm_up_s']:.1f}; {fused['warm_up_s']:.1f} |")
   s = report["settings"]
   lines.append(f"\n{s['env']}, preset {s['preset']}, medians of {s['rounds']} rounds of "
-               f"{s['seconds']:g} s per driver; K: the fused driver's env steps per iteration.")
+               f"{s['seconds']:g} s per driver; K: the fused driver's env steps per iteration; "
+               "updates alone: the train step called again and again, and the env steps/s that "
+               "allows; stepping alone: env steps/s "
+               "acting and storing without training.")
   return "\n".join(lines)
 
 
@@ -204,7 +277,6 @@ def main(argv: list[str] | None = None) -> int:
   for ratio in args.ratios:
     for num_envs in args.envs:
       report["cells"].append(bench_cell(args, ratio, num_envs))
-      gc.collect()  # the cell's drivers and replays go before the next are built
   report["machine"]["load_average_end"] = os.getloadavg()
   out = pathlib.Path(args.out) if args.out else (
       pathlib.Path("benchmarks") / "results"

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
+from wmrl import logging as wmrl_logging
 from wmrl import run
-from wmrl.logging import Logger, MissingPackageError, read_metrics
+from wmrl.logging import Console, Logger, MissingPackageError, read_metrics
 
 
 def read_events(directory: pathlib.Path) -> list:
@@ -106,6 +107,18 @@ def test_progress_line_shows_frames_where_they_differ_from_steps(tmp_path, capsy
   first, second = capsys.readouterr().err.splitlines()
   assert first.startswith("step 40/100 | frames 80 | env/s") and "score(10) 1.5" in first
   assert "frames" not in second
+
+
+def test_first_progress_line_counts_its_rate_from_the_start(capsys, monkeypatch):
+  console = Console(total_steps=100)
+  clock = iter([100.0, 104.0, 108.0])
+  monkeypatch.setattr(wmrl_logging, "time", types.SimpleNamespace(time=lambda: next(clock)))
+  console.start(10)  # at t=100
+  console.progress(30, {})  # 20 steps in 4 s
+  console.progress(50, {})  # 40 steps in 8 s
+  first, second = capsys.readouterr().err.splitlines()
+  assert "env/s 5.0" in first and "left 0m14s" in first
+  assert "env/s 5.0" in second and "left 0m10s" in second
 
 
 def test_metrics_may_not_take_the_names_of_the_axes(tmp_path):

@@ -57,14 +57,18 @@ class Console:
     self._start = time.time()
     self._start_step: int | None = None
 
+  def start(self, step: int) -> None:
+    """Rates count from `step`, now: the run loop's start, so that the first line
+    has one (without it they count from the first line)."""
+    self._start_step, self._start = step, time.time()
+
   def progress(self, step: int, fields: dict[str, Any]) -> None:
     """One console line: steps (and frames, where they differ), rates, latest scores and
     the time left."""
     if not self.enabled:
       return
     if self._start_step is None:
-      self._start_step = step
-      self._start = time.time()
+      self.start(step)
     elapsed = time.time() - self._start
     rate = (step - self._start_step) / elapsed if elapsed > 0 else 0.0
     parts = [f"step {step:,}" + (f"/{self.total_steps:,}" if self.total_steps else "")]

@@ -450,6 +450,7 @@ def _loop(driver: Driver | FusedDriver, runs: list[SeedRun], screen: Console,
     pending.add(c.env_steps, metrics)
 
   now = time.time()
+  screen.start(c.env_steps)
   grid = lambda every: (c.env_steps // every) * every if every else 0
   log_due, report_due = Every(r.log_every, grid(r.log_every)), Every(r.report_every, grid(r.report_every))
   eval_due, save_due = Every(r.eval_every, c.last_eval), Every(r.save_every, c.env_steps)
