@@ -115,7 +115,7 @@ def build(config: wmrl.Config) -> dict:
   r = config.run
   lane = Lane(host_env, Replay(r.replay_capacity, host_env.num_envs, seed=0), 0)
   return {"host": Driver(algo, r, [lane], init()),
-          "fused": FusedDriver(algo, r, jaxenvs.from_config(config.env), init(), seed=0)}
+          "fused": FusedDriver.single(algo, r, jaxenvs.from_config(config.env), init(), seed=0)}
 
 
 def stepping_config(config: wmrl.Config) -> wmrl.Config:

@@ -11,9 +11,9 @@ from wmrl import algorithms, checkpoint, envs, jaxenvs, run
 from wmrl.device_replay import DeviceReplay
 from wmrl.draws import KeyedDraws
 from wmrl.driver import Driver, Lane
-from wmrl.fused import FusedDriver, steps_per_iteration
+from wmrl.fused import FusedDriver, SeedStart, steps_per_iteration
 from wmrl.replay import Replay
-from wmrl.trees import tree_arrays
+from wmrl.trees import stack_trees, tree_arrays
 
 CARTPOLE = "gymnax:CartPole-v1"
 
@@ -30,7 +30,7 @@ def _drivers(config):
   init = lambda: algo.init(jax.random.key(0), host_env.obs_spec, host_env.act_spec, config)
   lane = Lane(host_env, Replay(config.run.replay_capacity, 1, seed=0), 0, draws=KeyedDraws(0))
   host = Driver(algo, config.run, [lane], init())
-  fused = FusedDriver(algo, config.run, jaxenvs.from_config(config.env), init(), seed=0)
+  fused = FusedDriver.single(algo, config.run, jaxenvs.from_config(config.env), init(), seed=0)
   return host, fused
 
 
@@ -67,6 +67,64 @@ def test_fused_and_host_drivers_make_the_same_run_on_gymnax_cartpole():
   a, b = tree_arrays(host.state, "state"), tree_arrays(fused.fused.agent, "state")
   for name in a:
     np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=2e-5, err_msg=name)
+
+
+def _seeded(config, seeds):
+  """A fused driver of `seeds`: stacked on a seeds axis, or alone for one seed."""
+  algo = algorithms.get(config.algorithm)
+  env = jaxenvs.from_config(config.env)
+  host_env = envs.from_config(config.env, seed=0)
+  states = [algo.init(jax.random.key(seed), host_env.obs_spec, host_env.act_spec, config)
+            for seed in seeds]
+  if len(seeds) == 1:
+    return FusedDriver.single(algo, config.run, env, states[0], seeds[0])
+  return FusedDriver(algo, config.run, env, stack_trees(states), [SeedStart(s) for s in seeds],
+                     seeds_axis=True)
+
+
+def test_seeds_on_an_axis_run_as_each_seed_alone():
+  # Two seeds vmapped in one program against each seed's own fused run: the
+  # same episodes and replay flags; latents and parameters within float noise
+  # (vmap batches the same arithmetic differently, as fusing does, tested above).
+  config = _config(**{"run.train_ratio": 3, "run.prefill": 21})
+  both = _seeded(config, (0, 1))
+  both_episodes = {0: [], 1: []}
+  metrics = []
+  while both.counters.env_steps < 300:
+    both.iterate(lambda lane, m: both_episodes[lane].append(m), metrics.append)
+  assert metrics and all(np.shape(v) == (2,) for v in metrics[0].values())
+  assert [lane.counters.updates for lane in both.lanes] == [70, 70]
+  for index, seed in enumerate((0, 1)):
+    alone = _seeded(config, (seed,))
+    episodes = _run(alone, 300)
+    assert alone.counters == both.lanes[index].counters
+    assert episodes == both_episodes[index] and len(episodes) > 5
+    mine, theirs = alone.lanes[0].replay.host().streams(), both.lanes[index].replay.host().streams()
+    for key in ("action", "reward", "is_first", "is_last", "is_terminal"):
+      np.testing.assert_array_equal(mine[key], theirs[key], err_msg=key)
+    a, b = tree_arrays(alone.fused.agent, "state"), tree_arrays(both.lane_state(index), "state")
+    for name in a:
+      np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=2e-5, err_msg=name)
+  # The two seeds made different runs: their own draws and initial states.
+  assert both_episodes[0] != both_episodes[1]
+
+
+def test_a_fused_run_of_seeds_writes_each_seed_and_resumes_exactly(tmp_path):
+  seeds = {"run.seeds": (3, 4)}
+  straight = run.train(_config(**{"run.steps": 150, **seeds}), tmp_path / "straight",
+                       console=False)
+  run.train(_config(**{"run.steps": 75, **seeds}), tmp_path / "resumed", console=False)
+  run.train(_config(**{"run.steps": 150, **seeds}), tmp_path / "resumed", console=False)
+  assert sorted(straight["seeds"]) == [3, 4]
+  for seed in (3, 4):
+    a, b = (_saved(tmp_path / name / f"seed-{seed}") for name in ("straight", "resumed"))
+    assert a[2]["counters"] == b[2]["counters"] and a[2]["counters"]["env_steps"] == 150
+    assert a[2]["config"]["run"]["seed"] == seed
+    for saved_a, saved_b in zip((a[0], a[1], a[3]), (b[0], b[1], b[3])):
+      assert saved_a.keys() == saved_b.keys()
+      for name in saved_a:
+        np.testing.assert_array_equal(saved_a[name], saved_b[name], err_msg=f"{seed} {name}")
+    assert any("episode/score" in r for r in checkpoint_metrics(tmp_path / "straight" / f"seed-{seed}"))
 
 
 def _saved(logdir):
@@ -193,7 +251,7 @@ def test_the_device_replay_refuses_a_capacity_the_device_cannot_hold():
 
 @pytest.mark.parametrize("overrides, message", [
     ({"run.driver": "fused", "env.id": "gym:CartPole-v1"}, "gym:CartPole-v1 is a host environment"),
-    ({"run.seeds": (0, 1)}, "run.seeds needs the host driver"),
+    ({"run.train_devices": (0, 1)}, "run.train_devices and run.policy_devices needs the host"),
     ({"run.driver": "sideways"}, "run.driver must be auto, host or fused"),
     ({"run.fused_steps": -1}, "run.fused_steps must be >= 0"),
     ({"env.parallel": True}, "JAX environment, stepped as one program: parallel"),

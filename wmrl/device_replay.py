@@ -68,22 +68,24 @@ class DeviceReplay:
     return sum(self.num_envs * self.rows * int(np.prod(s.shape)) * s.dtype.itemsize
                for s in self.spec.values())
 
-  def check_fits(self, device: jax.Device | None = None, reserve: float = 0.25) -> None:
-    """Refuses a replay larger than `1 - reserve` of the device's free memory,
-    where the device reports it (CPU: of the host's available memory)."""
+  def check_fits(self, device: jax.Device | None = None, reserve: float = 0.25,
+                 copies: int = 1) -> None:
+    """Refuses `copies` replays (one per seed) larger than `1 - reserve` of the
+    device's free memory, where the device reports it (CPU: of the host's
+    available memory)."""
     device = device or jax.devices()[0]
     free = _free_bytes(device)
     if free is None:
       return
-    need = self.memory_bytes()
+    need = copies * self.memory_bytes()
     if need > (1 - reserve) * free:
       raise ValueError(
           f"the device replay needs {need / 2**30:.2f} GiB for {self.rows * self.num_envs} "
-          f"steps of {', '.join(f'{k} {s.dtype}{list(s.shape)}' for k, s in self.spec.items())}, "
+          f"steps{f' for each of {copies} seeds' if copies > 1 else ''} of {', '.join(f'{k} {s.dtype}{list(s.shape)}' for k, s in self.spec.items())}, "
           f"but {device.platform} device {device.id} has {free / 2**30:.2f} GiB free and "
           f"{int(reserve * 100)}% of it is kept for the agent: lower run.replay_capacity to at "
           f"most {int((1 - reserve) * free / need * self.rows * self.num_envs)}, run fewer "
-          "run.steps, or use run.driver host")
+          "run.steps or seeds, or use run.driver host")
 
   def init(self) -> ReplayState:
     data = {k: jnp.zeros((self.num_envs, self.rows) + s.shape, s.dtype) for k, s in self.spec.items()}

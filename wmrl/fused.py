@@ -18,6 +18,11 @@ where the ratio allows (one program then trains; otherwise a second one
 for the iterations that owe one more), so the long-run ratio is exact.
 Prefill iterations (random actions, no updates) are a third, small program.
 
+Seeds are one more array axis (`run.seeds`): every part of the state is
+stacked over them, seed k at index k, and the iteration is vmapped, its key
+root an argument; the seeds share the counters' schedule (the same steps
+owe the same updates), each keeps its own episodes, replay and draws.
+
 The random draws are `KeyedDraws` (wmrl/draws.py), functions of the seed and
 the step or update counters; a host driver given the same draws makes the
 same run (tests/test_fused.py), the updates falling on the same steps where
@@ -29,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import fractions
 import functools
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -67,11 +72,11 @@ def steps_per_iteration(run: RunConfig, num_envs: int) -> int:
 
 
 class ReplayView:
-  """The device replay as a run's lane shows it: its size, saves in the host
-  replay's format, and samples for reports (gathered on the device)."""
+  """One seed's device replay as a run's lane shows it: its size, saves in the
+  host replay's format, and samples for reports (gathered on the device)."""
 
-  def __init__(self, driver: "FusedDriver"):
-    self._driver = driver
+  def __init__(self, driver: "FusedDriver", index: int):
+    self._driver, self._index = driver, index
 
   @property
   def num_envs(self) -> int:
@@ -86,64 +91,99 @@ class ReplayView:
   def sample(self, batch_size: int, length: int, rng: np.random.Generator) -> dict:
     windows = len(self) // self.num_envs - length + 1
     indices = jnp.asarray(rng.integers(self.num_envs * windows, size=batch_size))
-    replay, state = self._driver.replay, self._driver.fused.replay
+    replay, state = self._driver.replay, self._driver.replay_state(self._index)
     return jax.device_get(replay.gather(state, replay.positions(state, indices, length), length))
 
   def host(self) -> Replay:
-    return self._driver.replay.to_host(self._driver.fused.replay)
+    return self._driver.replay.to_host(self._driver.replay_state(self._index))
 
   def save(self, directory) -> None:
     self.host().save(directory)
 
 
 @dataclasses.dataclass
+class SeedStart:
+  """Where one seed starts: fresh (a seed alone) or from its checkpoint (its
+  replay, counters and host RNG)."""
+
+  seed: int
+  replay: Replay | None = None
+  counters: Counters | None = None
+  rng: np.random.Generator | None = None
+
+
+@dataclasses.dataclass
 class FusedLane:
-  """What a run reads of the fused driver's one seed: as the host driver's `Lane`."""
+  """What a run reads of one seed of the fused driver: as the host driver's `Lane`."""
 
   env: JaxEnv
   replay: ReplayView
   rng: np.random.Generator  # saved as a host lane's is; the fused draws are keyed
   counters: Counters
+  seed: int
+  tally: EpisodeTally
 
 
 class FusedDriver:
   """Runs a `JaxEnv` and the algorithm as one program per iteration (module doc).
 
+  `seeds_axis` False: one seed and the algorithm's own state. True: `state`
+  stacked over `seeds` (seed k at index k), the iteration vmapped.
+
   The interface the run loop uses is the host `Driver`'s: `iterate`,
   `counters`, `lanes`, `lane_state`, `pending` and `restore_pending`.
   """
 
-  seeds_axis = False
-
-  def __init__(self, algo: Algorithm, run: RunConfig, env: JaxEnv, state, seed: int,
-               replay: Replay | None = None, counters: Counters | None = None,
-               rng: np.random.Generator | None = None):
+  def __init__(self, algo: Algorithm, run: RunConfig, env: JaxEnv, state,
+               seeds: Sequence[SeedStart], seeds_axis: bool = False):
+    if not seeds_axis and len(seeds) != 1:
+      raise ValueError(f"a fused driver without a seeds axis runs one seed, got {len(seeds)}")
     self.algo, self.run, self.env = algo, run, env
+    self.seeds_axis = seeds_axis
     self.num_envs = env.num_envs
-    self.seed = int(seed)
     self.sequence = run.batch_length + run.replay_context
     self.prefill = max(run.prefill, run.batch_size * self.sequence)
     self.updates_per_step = run.train_ratio / (run.batch_size * run.batch_length)
     self.steps = steps_per_iteration(run, self.num_envs)
-    self.root = draws.seed_key(self.seed)
-    counters = counters or Counters()
-    self.lanes = [FusedLane(env, ReplayView(self), rng or np.random.default_rng(seed), counters)]
-    self.tally = EpisodeTally(self.num_envs)
-    entries = entry_specs(algo, state) if run.replay_context else {}
+    self.lanes = [FusedLane(env, ReplayView(self, i), start.rng or np.random.default_rng(start.seed),
+                            start.counters or Counters(), int(start.seed),
+                            EpisodeTally(self.num_envs))
+                  for i, start in enumerate(seeds)]
+    one = self.lane_state(0, state)
+    entries = entry_specs(algo, one) if run.replay_context else {}
     # The most steps per stream the run adds: its last iteration may pass run.steps.
     iterations = -(-run.steps // (self.steps * self.num_envs))
-    saved_time = replay.steps_added // self.num_envs if replay is not None else 0
+    saved_time = max((start.replay.steps_added // self.num_envs for start in seeds
+                      if start.replay is not None), default=0)
     self.replay = DeviceReplay(_step_specs(env) | entries, self.num_envs, run.replay_capacity,
                                max_time=max(iterations * self.steps, saved_time))
-    self.replay.check_fits()
-    replay_state = self.replay.from_host(replay) if replay is not None else self.replay.init()
-    env_state, step = jax.jit(env.reset)(self.seed)
-    self.fused = FusedState(state, env_state, step, algo.initial_carry(state, self.num_envs),
-                            replay_state)
+    self.replay.check_fits(copies=len(seeds))
+    replays = [self.replay.from_host(start.replay) if start.replay is not None
+               else self.replay.init() for start in seeds]
+    reset = jax.jit(env.reset)
+    env_states, steps = zip(*(reset(lane.seed) for lane in self.lanes))
+    roots = [draws.seed_key(lane.seed) for lane in self.lanes]
+    carry = algo.initial_carry(one, self.num_envs)
+    seeded = self._stack if seeds_axis else (lambda trees: trees[0])
+    self.roots = seeded(roots)
+    self.fused = FusedState(state, seeded(env_states), seeded(steps),
+                            seeded([carry] * len(seeds)), seeded(replays))
     self._programs: dict[int, Callable] = {}
+
+  @classmethod
+  def single(cls, algo: Algorithm, run: RunConfig, env: JaxEnv, state, seed: int,
+             replay: Replay | None = None, counters: Counters | None = None,
+             rng: np.random.Generator | None = None) -> "FusedDriver":
+    """A fused driver of one seed."""
+    return cls(algo, run, env, state, [SeedStart(seed, replay, counters, rng)])
+
+  @staticmethod
+  def _stack(trees: list):
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
 
   @property
   def counters(self) -> Counters:
+    """The seeds' common counters (steps and updates; `episodes` is seed 0's)."""
     return self.lanes[0].counters
 
   @property
@@ -151,14 +191,21 @@ class FusedDriver:
     """Steps added to each replay stream: one per vector step, as the host driver adds."""
     return self.counters.env_steps // self.num_envs
 
-  def lane_state(self, index: int = 0):
-    return self.fused.agent
+  def _seed(self, index: int, tree):
+    return jax.tree.map(lambda x: x[index], tree) if self.seeds_axis else tree
+
+  def lane_state(self, index: int = 0, state=None):
+    """Seed `index`'s agent state (of `state`, by default the driver's)."""
+    return self._seed(index, self.fused.agent if state is None else state)
+
+  def replay_state(self, index: int) -> ReplayState:
+    return self._seed(index, self.fused.replay)
 
   # One iteration.
 
   def owed(self) -> int:
     """The updates the next iteration's steps owe, counted step by step as the
-    host driver counts them; moves the debt on."""
+    host driver counts them; moves every seed's debt on (in lockstep)."""
     c, n = self.counters, self.num_envs
     count = 0
     for j in range(1, self.steps + 1):
@@ -168,6 +215,8 @@ class FusedDriver:
         while c.update_debt >= 1.0:
           c.update_debt -= 1.0
           count += 1
+    for lane in self.lanes[1:]:
+      lane.counters.update_debt = c.update_debt
     return count
 
   def iterate(self, on_episode: Callable[[int, dict], None],
@@ -176,23 +225,30 @@ class FusedDriver:
     c = self.counters
     updates = self.owed()
     start_step, start_update = c.env_steps // self.num_envs, c.updates
-    self.fused, episodes, metrics = self._program(updates)(self.fused, start_step, start_update)
+    self.fused, episodes, metrics = self._program(updates)(self.fused, start_step, start_update,
+                                                           self.roots)
     episodes, metrics = jax.device_get((episodes, metrics))
-    c.env_steps += self.steps * self.num_envs
-    c.updates += updates
-    for k in range(self.steps):
-      c.episodes += self.tally.add({key: v[k] for key, v in episodes.items()},
-                                   functools.partial(on_episode, 0))
-    for u in range(updates):
-      on_update({name: value[u] for name, value in metrics.items()})
+    for i, lane in enumerate(self.lanes):
+      lane.counters.env_steps += self.steps * self.num_envs
+      lane.counters.updates += updates
+      mine = self._seed(i, episodes)
+      for k in range(self.steps):
+        lane.counters.episodes += lane.tally.add({key: v[k] for key, v in mine.items()},
+                                                 functools.partial(on_episode, i))
+    for u in range(updates):  # [seeds] per metric with a seeds axis, as the host driver's
+      on_update({name: value[:, u] if self.seeds_axis else value[u]
+                 for name, value in metrics.items()})
 
   def _program(self, updates: int) -> Callable:
     if updates not in self._programs:
-      self._programs[updates] = jax.jit(functools.partial(self._iteration, updates=updates),
-                                        donate_argnums=0)
+      iteration = functools.partial(self._iteration, updates=updates)
+      if self.seeds_axis:
+        iteration = jax.vmap(iteration, in_axes=(0, None, None, 0))
+      self._programs[updates] = jax.jit(iteration, donate_argnums=0)
     return self._programs[updates]
 
-  def _iteration(self, fused: FusedState, start_step, start_update, *, updates: int):
+  def _iteration(self, fused: FusedState, start_step, start_update, root, *, updates: int):
+    """One seed's iteration: K steps, then `updates` updates."""
     algo, env, replay, run = self.algo, self.env, self.replay, self.run
     n, spec = self.num_envs, env.act_spec
 
@@ -200,11 +256,11 @@ class FusedDriver:
       t = start_step + j  # the vector step, which keys the draws
       obs = policy_inputs(env.obs_spec, fused.step)
       action, carry = algo.policy_step(fused.agent, obs, fused.carry,
-                                       draws.keyed_policy_key(self.root, t), "train")
+                                       draws.keyed_policy_key(root, t), "train")
       # Random actions until the prefill is done, remembered by the carry as the
       # host driver does (the policy still observes every step).
       prefill = t * n < self.prefill
-      random = draws.keyed_prefill_actions(self.root, t, spec, n)
+      random = draws.keyed_prefill_actions(root, t, spec, n)
       action = jnp.where(prefill, random, action)
       carry = jax.tree.map(lambda a, b: jnp.where(prefill, a, b),
                            algo.record_action(carry, random), carry)
@@ -218,7 +274,7 @@ class FusedDriver:
 
     def update(fused: FusedState, i):
       windows = replay.stored(fused.replay) - self.sequence + 1
-      indices = draws.keyed_window_indices(self.root, start_update + i, run.batch_size,
+      indices = draws.keyed_window_indices(root, start_update + i, run.batch_size,
                                            n * windows)
       positions = replay.positions(fused.replay, indices, self.sequence)
       batch = replay.gather(fused.replay, positions, self.sequence)
@@ -234,28 +290,38 @@ class FusedDriver:
   # Checkpoints.
 
   def pending(self) -> list[dict[str, np.ndarray]]:
-    """The step not yet acted on, the policy carry and the environments' own
+    """Each seed's step not yet acted on, policy carry and environments' own
     state, by tree path: a resume continues the very episodes."""
     step, carry, env = jax.device_get((self.fused.step, self.fused.carry, self.fused.env))
-    return [{**{f"step/{k}": np.asarray(v) for k, v in step.items()},
-             **tree_arrays(carry, "carry"), **tree_arrays(env, "env")}]
+    return [{**{f"step/{k}": np.asarray(v) for k, v in self._seed(i, step).items()},
+             **tree_arrays(self._seed(i, carry), "carry"),
+             **tree_arrays(self._seed(i, env), "env")} for i in range(len(self.lanes))]
 
-  def restore_pending(self, arrays) -> None:
-    """Continues from a checkpoint's pending arrays. Without the environments'
-    state (a host driver's checkpoint) the episodes are cut there, as the host
-    driver cuts them: the step is marked `is_last` and the next one resets."""
-    saved, = arrays
-    if not saved:
+  def restore_pending(self, arrays: Sequence[dict[str, np.ndarray]]) -> None:
+    """Continues from checkpoints' pending arrays (one per seed). Without the
+    environments' state (a host driver's checkpoint) the episodes are cut
+    there, as the host driver cuts them: the step is marked `is_last` and the
+    next one resets."""
+    if not any(arrays):
       return
-    step = {k[5:]: jnp.asarray(v) for k, v in saved.items() if k.startswith("step/")}
-    carry = arrays_tree(self.fused.carry, saved, "carry")
-    if any(k.startswith("env/") for k in saved):
-      env_state = arrays_tree(self.fused.env, saved, "env")
-    else:
-      step["is_last"] = jnp.ones_like(step["is_last"])
-      env_state = self.fused.env._replace(done=jnp.ones_like(self.fused.env.done))
-    self.fused = self.fused._replace(step=step, carry=jax.tree.map(jnp.asarray, carry),
-                                     env=jax.tree.map(jnp.asarray, env_state))
+    if not all(arrays):
+      raise ValueError("some seeds' checkpoints hold a pending step and others none")
+    steps, carries, env_states = [], [], []
+    for i, saved in enumerate(arrays):
+      step = {k[5:]: jnp.asarray(v) for k, v in saved.items() if k.startswith("step/")}
+      carries.append(jax.tree.map(jnp.asarray,
+                                  arrays_tree(self._seed(i, self.fused.carry), saved, "carry")))
+      env_state = self._seed(i, self.fused.env)
+      if any(k.startswith("env/") for k in saved):
+        env_state = arrays_tree(env_state, saved, "env")
+      else:
+        step["is_last"] = jnp.ones_like(step["is_last"])
+        env_state = env_state._replace(done=jnp.ones_like(env_state.done))
+      steps.append(step)
+      env_states.append(jax.tree.map(jnp.asarray, env_state))
+    seeded = self._stack if self.seeds_axis else (lambda trees: trees[0])
+    self.fused = self.fused._replace(step=seeded(steps), carry=seeded(carries),
+                                     env=seeded(env_states))
 
 
 def _step_specs(env: JaxEnv) -> dict[str, jax.ShapeDtypeStruct]:

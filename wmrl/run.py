@@ -21,7 +21,7 @@ from wmrl import (algorithms, checkpoint, distributed, envs, evaluate, jaxenvs, 
 from wmrl.algorithm import Algorithm, entry_specs
 from wmrl.config import Config, RunConfig, diff as cfgdiff
 from wmrl.driver import Counters, Driver, EnvironmentCrash, Lane
-from wmrl.fused import FusedDriver
+from wmrl.fused import FusedDriver, SeedStart
 from wmrl.logging import Console, Logger, Silent, require_wandb
 from wmrl.replay import Replay
 from wmrl.trees import is_key, path_name, stack_trees, tree_shapes
@@ -91,8 +91,7 @@ def check_driver(config: Config) -> None:
   if not jaxenvs.is_jax_id(config.env.id):
     raise ValueError(f"run.driver fused steps JAX environments ({', '.join(jaxenvs.PREFIXES)} ids); "
                      f"{config.env.id} is a host environment: use run.driver host or auto")
-  unsupported = [(bool(r.seeds), "run.seeds"),
-                 (tuple(r.train_devices) != (0,) or tuple(r.policy_devices) != (0,),
+  unsupported = [(tuple(r.train_devices) != (0,) or tuple(r.policy_devices) != (0,),
                   "run.train_devices and run.policy_devices"),
                  (r.distributed.num_processes > 1 or r.distributed.auto, "run.distributed")]
   for unsupported_here, name in unsupported:
@@ -359,9 +358,10 @@ def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> d
       lanes.append(lane)
     fresh = None  # the restored states replace them: free their memory
     if uses_fused_driver(config):
-      lane, = lanes
-      driver = FusedDriver(algo, config.run, lane.env.jax_env, states[0], lane.seed,
-                           lane.replay if restored else None, lane.counters, lane.rng)
+      starts = [SeedStart(lane.seed, lane.replay if restored else None, lane.counters, lane.rng)
+                for lane in lanes]
+      driver = FusedDriver(algo, config.run, lanes[0].env.jax_env,
+                           stack_trees(states) if seeds_axis else states[0], starts, seeds_axis)
     else:
       driver = Driver(algo, config.run, lanes, stack_trees(states) if seeds_axis else states[0],
                       seeds_axis, mesh.Placement.from_run(config.run))
