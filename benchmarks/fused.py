@@ -192,8 +192,8 @@ def updates_alone(driver: Driver, config: wmrl.Config, seconds: float, rounds: i
   r = config.run
   batch = jax.device_put(driver.lanes[0].replay.sample(
       r.batch_size, r.batch_length + r.replay_context, np.random.default_rng(0)))
-  step = jax.jit(driver.algo.train_step, donate_argnums=0)
-  state = step(jax.tree.map(jnp.copy, driver.state), batch)[0]  # compiles
+  step = driver.algo.train_step  # jitted, donating its state: the program the driver ran
+  state = step(jax.tree.map(jnp.copy, driver.state), batch)[0]
   rates = []
   for _ in range(rounds):
     count, start = 0, time.perf_counter()
