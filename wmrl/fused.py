@@ -47,7 +47,7 @@ from wmrl.device_replay import DeviceReplay, ReplayState
 from wmrl.driver import Counters, EpisodeTally, policy_inputs
 from wmrl.jaxenvs import EnvState, JaxEnv
 from wmrl.replay import Replay
-from wmrl.trees import arrays_tree, tree_arrays
+from wmrl.trees import arrays_tree, stack_trees, tree_arrays
 
 
 class FusedState(NamedTuple):
@@ -164,7 +164,7 @@ class FusedDriver:
     env_states, steps = zip(*(reset(lane.seed) for lane in self.lanes))
     roots = [draws.seed_key(lane.seed) for lane in self.lanes]
     carry = algo.initial_carry(one, self.num_envs)
-    seeded = self._stack if seeds_axis else (lambda trees: trees[0])
+    seeded = stack_trees if seeds_axis else (lambda trees: trees[0])
     self.roots = seeded(roots)
     self.fused = FusedState(state, seeded(env_states), seeded(steps),
                             seeded([carry] * len(seeds)), seeded(replays))
@@ -176,10 +176,6 @@ class FusedDriver:
              rng: np.random.Generator | None = None) -> "FusedDriver":
     """A fused driver of one seed."""
     return cls(algo, run, env, state, [SeedStart(seed, replay, counters, rng)])
-
-  @staticmethod
-  def _stack(trees: list):
-    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
 
   @property
   def counters(self) -> Counters:
@@ -319,7 +315,7 @@ class FusedDriver:
         env_state = env_state._replace(done=jnp.ones_like(env_state.done))
       steps.append(step)
       env_states.append(jax.tree.map(jnp.asarray, env_state))
-    seeded = self._stack if self.seeds_axis else (lambda trees: trees[0])
+    seeded = stack_trees if self.seeds_axis else (lambda trees: trees[0])
     self.fused = self.fused._replace(step=seeded(steps), carry=seeded(carries),
                                      env=seeded(env_states))
 
