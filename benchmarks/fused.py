@@ -23,8 +23,8 @@ the batch, dispatching the call). And it times the updates alone: the jitted
 train step on one batch, again and again, called from Python with nothing
 else running. "updates alone" in env steps/s is that rate over the updates
 an env step owes, `train_ratio / (batch_size * batch_length)`. Where an
-update takes far longer than its dispatch (size1m on a CPU: about a tenth of
-a second against well under a millisecond), no driver running these updates
+update takes far longer than its dispatch (size1m on this 2-core CPU: about
+half a second against well under a millisecond), no driver running these updates
 gets past it, so a host driver near it leaves the fused one little to gain;
 with a tiny model the fused driver can pass it, its scan of updates saving
 the dispatches too.
@@ -136,10 +136,10 @@ def warm_up(driver, train: bool = True) -> float:
   """Runs past the prefill and until an iteration with updates compiled nothing
   new; returns the seconds. The fused driver compiles one program per update
   count, and the first training iteration may owe fewer updates than the rest
-  (it starts partway through the prefill), so one trained iteration is not enough. Without `train`: two iterations,
-  which compile all a driver that never trains runs."""
+  (it starts partway through the prefill), so one trained iteration is not enough.
+  Without `train`: two iterations, which compile all a driver that never trains runs."""
   start = time.perf_counter()
-  while not train:
+  if not train:
     _iterate(driver)
     _iterate(driver)
     _sync(driver)
@@ -218,9 +218,9 @@ def bench_cell(args: argparse.Namespace, ratio, num_envs: int) -> dict:
       measured[kind] = {"warm_up_s": warm_up(driver, train), "rounds": []}
       _log(f"{name}, {part}: {kind} warmed up in {measured[kind]['warm_up_s']:.1f} s "
            f"({driver.counters.env_steps} env steps, {driver.counters.updates} updates)")
-    row["fused_steps_per_iteration"] = drivers["fused"].steps
     _rounds(args, drivers, measured, f"{name}, {part}")
     if train:
+      row["fused_steps_per_iteration"] = drivers["fused"].steps
       row["updates_alone_per_s"] = updates_alone(drivers["host"], config, args.seconds,
                                                  args.rounds)
       _log(f"{name}: updates alone {row['updates_alone_per_s']:.2f} upd/s")

@@ -79,9 +79,11 @@ class DeviceReplay:
       return
     need = copies * self.memory_bytes()
     if need > (1 - reserve) * free:
+      each = f" for each of {copies} seeds" if copies > 1 else ""
+      keys = ", ".join(f"{k} {s.dtype}{list(s.shape)}" for k, s in self.spec.items())
       raise ValueError(
           f"the device replay needs {need / 2**30:.2f} GiB for {self.rows * self.num_envs} "
-          f"steps{f' for each of {copies} seeds' if copies > 1 else ''} of {', '.join(f'{k} {s.dtype}{list(s.shape)}' for k, s in self.spec.items())}, "
+          f"steps{each} of {keys}, "
           f"but {device.platform} device {device.id} has {free / 2**30:.2f} GiB free and "
           f"{int(reserve * 100)}% of it is kept for the agent: lower run.replay_capacity to at "
           f"most {int((1 - reserve) * free / need * self.rows * self.num_envs)}, run fewer "

@@ -164,10 +164,9 @@ class FusedDriver:
     env_states, steps = zip(*(reset(lane.seed) for lane in self.lanes))
     roots = [draws.seed_key(lane.seed) for lane in self.lanes]
     carry = algo.initial_carry(one, self.num_envs)
-    seeded = stack_trees if seeds_axis else (lambda trees: trees[0])
-    self.roots = seeded(roots)
-    self.fused = FusedState(state, seeded(env_states), seeded(steps),
-                            seeded([carry] * len(seeds)), seeded(replays))
+    self.roots = self._stacked(roots)
+    self.fused = FusedState(state, self._stacked(env_states), self._stacked(steps),
+                            self._stacked([carry] * len(seeds)), self._stacked(replays))
     self._programs: dict[int, Callable] = {}
 
   @classmethod
@@ -188,7 +187,12 @@ class FusedDriver:
     return self.counters.env_steps // self.num_envs
 
   def _seed(self, index: int, tree):
+    """Seed `index`'s part of `tree` (the tree itself without a seeds axis)."""
     return jax.tree.map(lambda x: x[index], tree) if self.seeds_axis else tree
+
+  def _stacked(self, trees: Sequence):
+    """The seeds' trees on the seeds axis (the one tree without it): `_seed`'s inverse."""
+    return stack_trees(trees) if self.seeds_axis else trees[0]
 
   def lane_state(self, index: int = 0, state=None):
     """Seed `index`'s agent state (of `state`, by default the driver's)."""
@@ -315,9 +319,8 @@ class FusedDriver:
         env_state = env_state._replace(done=jnp.ones_like(env_state.done))
       steps.append(step)
       env_states.append(jax.tree.map(jnp.asarray, env_state))
-    seeded = stack_trees if self.seeds_axis else (lambda trees: trees[0])
-    self.fused = self.fused._replace(step=seeded(steps), carry=seeded(carries),
-                                     env=seeded(env_states))
+    self.fused = self.fused._replace(step=self._stacked(steps), carry=self._stacked(carries),
+                                     env=self._stacked(env_states))
 
 
 def _step_specs(env: JaxEnv) -> dict[str, jax.ShapeDtypeStruct]:
