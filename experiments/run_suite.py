@@ -202,8 +202,8 @@ def stop_requests():
 def stop(active: dict[int, Active], requests: StopRequests, out: TextIO) -> None:
   """Asks every run to stop (SIGINT), waits up to GRACE_SECONDS, then kills the rest.
 
-  SIGINT makes `wmrl train` raise KeyboardInterrupt, which closes its
-  environments; its latest checkpoint is where it resumes next time.
+  On SIGINT `wmrl train` saves a checkpoint at its current step, closes its
+  environments and exits with 130; that checkpoint is where it resumes next time.
   """
   for a in active.values():
     signal_group(a.process, signal.SIGINT)

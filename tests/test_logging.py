@@ -121,6 +121,23 @@ def test_first_progress_line_counts_its_rate_from_the_start(capsys, monkeypatch)
   assert "env/s 5.0" in second and "left 0m10s" in second
 
 
+def test_time_left_follows_the_recent_rate_not_the_fast_prefill(capsys, monkeypatch):
+  # 1,000 prefill steps in 10 s, then training at 0.1 steps/s. Averaged since the
+  # start, the third line would say 1,024 steps in 220 s (4.7/s) and 32 minutes
+  # left; over the last 120 s it is 12 steps in 120 s, and 8,976 steps take 24.9 h.
+  console = Console(total_steps=10_000, rate_window=120.0)
+  clock = iter([0.0, 10.0, 100.0, 220.0])
+  monkeypatch.setattr(wmrl_logging, "time", types.SimpleNamespace(time=lambda: next(clock)))
+  console.start(0)
+  console.progress(1_000, {})
+  console.progress(1_012, {})
+  console.progress(1_024, {})
+  first, second, third = capsys.readouterr().err.splitlines()
+  assert "env/s 100.0" in first  # 1,000 steps in 10 s
+  assert "env/s 10.1" in second  # 1,012 steps in 100 s: the start is still in the window
+  assert "env/s 0.1" in third and "left 24h56m" in third
+
+
 def test_metrics_may_not_take_the_names_of_the_axes(tmp_path):
   logger = Logger(tmp_path, console=False)
   with pytest.raises(ValueError, match="'step' or 'frames'"):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from wmrl import algorithms, checkpoint, envs, run, testing
+from wmrl import algorithms, checkpoint, cli, envs, run, testing
 from wmrl.logging import read_metrics
 from wmrl.replay import Positions, Replay
 
@@ -302,13 +302,21 @@ def test_changed_model_setting_without_new_arrays_is_reported_and_used(tmp_path,
   assert checkpoint.saved_config(checkpoint.latest(tmp_path)).model.rssm.free_nats == 0.5
 
 
-def test_sigterm_saves_a_checkpoint_at_the_current_step_and_the_run_continues(tmp_path):
+def test_sigterm_saves_a_checkpoint_at_the_current_step_and_the_run_continues(tmp_path, capsys):
   # The env signals its own process at its 70th step; the run stops after that step,
-  # saves there (not at its last periodic save, of which there is none), and the same
-  # call continues to the end.
+  # saves there (not at its last periodic save, of which there is none), says so and
+  # exits as a process stopped by SIGTERM does, without a traceback; the same command
+  # continues to the end.
   config = _config(120, **{"env.id": "fake_envs:make_signalled_counter"})
-  with pytest.raises(KeyboardInterrupt):
-    run.train(config, tmp_path, console=False)
+  settings = {"env.id": config.env.id, "logdir": tmp_path, "steps": 120, "run.train_ratio": 12,
+              "run.log_every": 40, "run.console_every": 1000.0,
+              "run.save_every_minutes": 1000.0, "optim.warmup": 0}
+  flags = [f"--{name}={value}" for name, value in settings.items()]
+  code = cli.main(["train", *flags, *testing.tiny_flags()])
+  err = capsys.readouterr().err
+  assert code == 128 + signal.SIGTERM, err
+  assert "stopped by SIGTERM at 73 environment steps; saved ckpt-" in err
+  assert "Traceback" not in err
   saved = checkpoint.latest(tmp_path)
   # 70 actions over 20-step episodes begin 4 episodes: 74 steps observed, of which the
   # driver has acted on and stored 73 (the newest is the pending step, saved with them).

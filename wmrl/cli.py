@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import traceback
 
@@ -67,6 +68,12 @@ def train_main(argv: list[str]) -> int:
     traceback.print_exception(e.error)
     print(f"wmrl train: error: {e}", file=sys.stderr)
     return 1
+  except run.Stopped as e:  # saved, and the console said so
+    return 128 + e.signum
+  except KeyboardInterrupt:  # a second Ctrl-C, before the first one's save
+    print("wmrl train: interrupted at once; the newest checkpoint written before it is "
+          "where the same command continues", file=sys.stderr)
+    return 128 + signal.SIGINT
   runs = summary.get("seeds") or {config.run.seed: summary}
   for seed, result in runs.items():
     scores = result["scores"][-10:]

@@ -414,6 +414,19 @@ def _evaluate(algo: Algorithm, state, env: envs.Env, logger: Logger, run: RunCon
           "eval/length": np.mean([x["length"] for x in results])}
 
 
+class Stopped(KeyboardInterrupt):
+  """The run stopped on a signal after saving a checkpoint at the current step.
+
+  A KeyboardInterrupt, so that code calling `train` stops as on Ctrl-C; `wmrl
+  train` exits with the shell's code for the signal (130 for SIGINT, 143 for
+  SIGTERM), with no traceback: nothing went wrong.
+  """
+
+  def __init__(self, signum: int, message: str):
+    self.signum = signum
+    super().__init__(message)
+
+
 class StopRequest:
   """Which stop signal arrived, if any (set by the handler of `stop_signals`)."""
 
@@ -507,9 +520,11 @@ def _loop(driver: Driver | FusedDriver, runs: list[SeedRun], screen: Console,
       save_time_due.last, save_due.last = time.time(), c.env_steps
     if stopping:
       cause = signal.Signals(stop.signal).name if stop.signal else "another process's signal"
-      screen.message(f"stopped by {cause} at {c.env_steps} environment "
-                     f"steps; saved {path.name}: the same command continues from there")
-      raise KeyboardInterrupt
+      message = (f"stopped by {cause} at {c.env_steps} environment "
+                 f"steps; saved {path.name}: the same command continues from there")
+      screen.message(message)
+      # Stopped by another process's signal, this one leaves as a scheduler's stop.
+      raise Stopped(stop.signal or signal.SIGTERM, message)
   summary = {"env_steps": c.env_steps, "updates": c.updates,
              "episodes": sum(lane.counters.episodes for lane in driver.lanes),
              "scores": runs[0].scores if len(runs) == 1 else []}
