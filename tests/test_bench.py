@@ -2,12 +2,16 @@
 import importlib.util
 import json
 import math
+import pathlib
 
 import jax
 import jax.numpy as jnp
 import pytest
 
-from wmrl import bench
+from conftest import load_script
+from wmrl import bench, testing
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 
 # A model small enough to compile in seconds (the sizes of conftest.tiny_config).
 TINY = {
@@ -161,3 +165,17 @@ def test_devices_beyond_the_local_count_are_refused(tmp_path, capsys):
 def test_seeds_mode_runs_one_row_unless_asked():
   assert bench.parse_args(["--seeds", "1,2"]).preset == ["size1m"]
   assert bench.parse_args(["--devices", "1"]).seeds is None
+
+
+def test_seeds_batch_benchmark_times_each_grouping_beside_one_seed(tmp_path, capsys):
+  script = load_script(BENCHMARKS / "seeds_batch.py", "seeds_batch_benchmark")
+  out = tmp_path / "groups.json"
+  script.main(["--seeds", "2", "--batches", "1", "--rounds", "1", "--out", str(out),
+               *testing.tiny_flags()])
+  report = json.loads(out.read_text())
+  assert [row["form"] for row in report["rows"]] == ["one seed", "seeds_batch 1"]
+  assert all(row["median_s"] > 0 for row in report["rows"])
+  assert report["rows"][0]["x1"] == 1.0
+  assert "seeds_batch 1  median" in capsys.readouterr().out
+  with pytest.raises(SystemExit):
+    script.parse_args(["--seeds", "1"])

@@ -82,13 +82,15 @@ def _seeded(config, seeds):
                      seeds_axis=True)
 
 
-def test_seeds_on_an_axis_run_as_each_seed_alone():
-  # Two seeds vmapped in one program against the second seed's own fused run
-  # (index 1 of every stacked array): the same episodes and replay flags;
-  # parameters within float noise (vmap batches the same arithmetic
-  # differently, as fusing does, tested above).
+@pytest.mark.parametrize("seeds_batch", [0, 1], ids=["vmapped-together", "one-after-another"])
+def test_seeds_on_an_axis_run_as_each_seed_alone(seeds_batch):
+  # Two seeds in one program against the second seed's own fused run (index 1 of
+  # every stacked array): the same episodes and replay flags; parameters within
+  # float noise (vmap batches the same arithmetic differently, as fusing does,
+  # tested above). Both vmapped at once, and with run.seeds_batch 1 one after the
+  # other (jax.lax.map), each seed still with its own key root and state.
   config = _config(**{"run.train_ratio": 3, "run.prefill": 21})
-  both = _seeded(config, (0, 1))
+  both = _seeded(config.replace(**{"run.seeds_batch": seeds_batch}), (0, 1))
   both_episodes = {0: [], 1: []}
   metrics = []
   while both.counters.env_steps < 300:

@@ -7,6 +7,7 @@ import pytest
 from conftest import tiny_config
 from wmrl import algorithms, checkpoint, envs, run
 from wmrl.compare.runs import find_runs
+from wmrl.driver import over_seeds
 from wmrl.logging import read_metrics
 from wmrl.replay import Positions
 from wmrl.trees import tree_arrays
@@ -67,7 +68,8 @@ def test_a_seed_trains_alike_beside_any_seeds_and_resumes_exactly(tmp_path):
       (tmp_path / "straight" / f"seed-{k}").resolve() for k in (0, 3)]
 
 
-def test_a_vmapped_seed_matches_the_run_of_that_seed_alone(tmp_path):
+@pytest.mark.parametrize("seeds_batch", [0, 1], ids=["vmapped-together", "one-after-another"])
+def test_a_vmapped_seed_matches_the_run_of_that_seed_alone(tmp_path, seeds_batch):
   # Up to the first update (after the prefill of 2 x 7 steps; one per step from there) the
   # vmapped and the single run of seed 3 see the same steps, bit for bit: the same
   # environments, prefill actions and replay draws. The update itself differs in the
@@ -77,7 +79,10 @@ def test_a_vmapped_seed_matches_the_run_of_that_seed_alone(tmp_path):
   # two-hot bins reach +-4.85e8, so a last-bit change of its probabilities moves its
   # values by ~1e-2, and Adam with the reference's eps of 1e-20 turns a gradient that
   # should be zero into a full step; the bit-exact test above covers the longer run.
-  run.train(_config(14, **{"run.seeds": (0, 3)}), tmp_path / "seeds", console=False)
+  # With run.seeds_batch 1 the seeds' updates run one after the other (jax.lax.map
+  # over groups of one), the same tolerances.
+  run.train(_config(14, **{"run.seeds": (0, 3), "run.seeds_batch": seeds_batch}),
+            tmp_path / "seeds", console=False)
   summary = run.train(_config(14, **{"run.seed": 3}), tmp_path / "alone", console=False)
   assert summary["updates"] == 1
   vmapped, vmapped_replay, vmapped_run = _saved(tmp_path / "seeds" / "seed-3")
@@ -98,6 +103,25 @@ def test_a_vmapped_seed_matches_the_run_of_that_seed_alone(tmp_path):
 def test_repeated_seeds_are_refused(tmp_path):
   with pytest.raises(ValueError, match=r"run.seeds repeat a seed \(1, 2, 1\)"):
     run.validate(_config(10, **{"run.seeds": (1, 2, 1)}), tmp_path)
+  with pytest.raises(ValueError, match="run.seeds_batch must be >= 0"):
+    run.validate(_config(10, **{"run.seeds": (1, 2), "run.seeds_batch": -1}), tmp_path)
+
+
+def test_seeds_in_groups_compute_what_each_seed_computes_alone():
+  # Five seeds in groups of two: two groups vmapped one after the other, then the
+  # fifth seed alone (lax.map's remainder); every argument and output keeps its
+  # seed. Within float32 rounding: a batched sum may add in another order.
+  def one(state, batch):
+    return state * batch.sum(), {"mean": batch.mean()}
+  states = np.arange(5, dtype=np.float32)
+  batches = np.random.default_rng(0).normal(size=(5, 3, 4)).astype(np.float32)
+  expected = [one(states[k], batches[k]) for k in range(5)]
+  for seeds_batch in (0, 1, 2, 5, 8):
+    new_states, metrics = jax.jit(over_seeds(one, seeds_batch))(states, batches)
+    assert new_states.shape == (5,) and metrics["mean"].shape == (5,)
+    for k in range(5):
+      np.testing.assert_allclose(new_states[k], expected[k][0], rtol=1e-6, err_msg=seeds_batch)
+      np.testing.assert_allclose(metrics["mean"][k], expected[k][1]["mean"], rtol=1e-6)
 
 
 def test_console_shows_seeds_mean_and_spread_and_a_missing_seed_is_refused(tmp_path, capsys):

@@ -185,6 +185,13 @@ class RunConfig:
   # agent states), each in LOGDIR/seed-K as a run of its own; empty: one run
   # of `seed` in LOGDIR.
   seeds: tuple[int, ...] = ()
+  # How many of those seeds' updates run vmapped at once: the train step loops
+  # over groups of this many (`jax.lax.map`'s batch_size), still one program.
+  # 0: all of them at once. Fewer bound the memory of seeds that do not fit
+  # vmapped together, and on a 2-core CPU, where one seed's update already keeps
+  # both cores busy, 4 seeds at size1m in groups of 2 gave 1.11x one seed's
+  # updates/s against 0.83x for all 4 at once (benchmarks/README.md).
+  seeds_batch: int = 0
   steps: int = 100_000  # environment steps (after action repeat)
   train_ratio: float = 32.0  # replayed steps per environment step (the reference's default)
   batch_size: int = 16

@@ -108,7 +108,7 @@ class Lane:
     self.counters.episodes += self.tally.add(step, on_episode)
 
 
-class _OneSeed:
+class OneSeed:
   """The algorithm's functions as they are, on one seed's state."""
 
   def __init__(self, algo: Algorithm):
@@ -125,16 +125,26 @@ class _OneSeed:
     return [tree]
 
 
-class _Seeds:
+def over_seeds(fn: Callable, seeds_batch: int = 0) -> Callable:
+  """`fn` of one seed's arguments as a function of arguments stacked on a leading
+  seed axis: all seeds vmapped at once (`seeds_batch` 0), or groups of
+  `seeds_batch` vmapped, one group after another (`jax.lax.map`)."""
+  if not seeds_batch:
+    return jax.vmap(fn)
+  return lambda *args: jax.lax.map(lambda one: fn(*one), args, batch_size=seeds_batch)
+
+
+class SeedAxis:
   """The algorithm's functions under `jax.vmap`, on states stacked on a leading
   seed axis: one compiled program for every seed. The seeds are independent
   (the functions are pure), so each seed computes what it computes alone, up
-  to the reduction order XLA picks for the batched programs."""
+  to the reduction order XLA picks for the batched programs. The train step
+  vmaps `seeds_batch` seeds at a time (0: all); the policy step, small, all."""
 
-  def __init__(self, algo: Algorithm):
+  def __init__(self, algo: Algorithm, seeds_batch: int = 0):
     self._policy_steps = {mode: jax.jit(jax.vmap(functools.partial(algo.policy_step, mode=mode)))
                           for mode in ("train", "eval")}
-    self.train_step = jax.jit(jax.vmap(algo.train_step), donate_argnums=0)
+    self.train_step = jax.jit(over_seeds(algo.train_step, seeds_batch), donate_argnums=0)
     self._initial_carry = algo.initial_carry
     self.record_action = jax.jit(jax.vmap(algo.record_action))
     self.replay_entries = jax.jit(jax.vmap(algo.replay_entries))
@@ -168,7 +178,7 @@ class Driver:
     self.placement = placement or Placement(None, None)
     self.state = self.placement.state(state)  # consumes `state`
     self._policy_state = None  # the state on the policy devices, where they are others
-    self.calls = _Seeds(algo) if seeds_axis else _OneSeed(algo)
+    self.calls = SeedAxis(algo, run.seeds_batch) if seeds_axis else OneSeed(algo)
     self._carry = None
     self.num_envs = self.lanes[0].env.num_envs
     self.sequence = run.batch_length + run.replay_context

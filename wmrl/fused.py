@@ -44,7 +44,7 @@ from wmrl import draws
 from wmrl.algorithm import Algorithm, entry_specs
 from wmrl.config import RunConfig
 from wmrl.device_replay import DeviceReplay, ReplayState
-from wmrl.driver import Counters, EpisodeTally, policy_inputs
+from wmrl.driver import Counters, EpisodeTally, over_seeds, policy_inputs
 from wmrl.jaxenvs import EnvState, JaxEnv
 from wmrl.replay import Replay
 from wmrl.trees import arrays_tree, stack_trees, tree_arrays
@@ -243,9 +243,17 @@ class FusedDriver:
     if updates not in self._programs:
       iteration = functools.partial(self._iteration, updates=updates)
       if self.seeds_axis:
-        iteration = jax.vmap(iteration, in_axes=(0, None, None, 0))
+        iteration = self._over_seeds(iteration)
       self._programs[updates] = jax.jit(iteration, donate_argnums=0)
     return self._programs[updates]
+
+  def _over_seeds(self, iteration: Callable) -> Callable:
+    """The iteration on stacked seeds (their states and key roots; the step and
+    update counts shared), `run.seeds_batch` of them vmapped at once."""
+    def seeds_iteration(fused: FusedState, start_step, start_update, roots):
+      one = lambda seed_fused, root: iteration(seed_fused, start_step, start_update, root)
+      return over_seeds(one, self.run.seeds_batch)(fused, roots)
+    return seeds_iteration
 
   def _iteration(self, fused: FusedState, start_step, start_update, root, *, updates: int):
     """One seed's iteration: K steps, then `updates` updates."""

@@ -2,7 +2,7 @@
 train devices: `wmrl bench --seeds 1,2,4,8` and `wmrl bench --devices 1,2`.
 
 Seeds: for each count S, the train step on S stacked states and a stacked batch
-(S = 1 by the plain single-seed path, `_OneSeed`, which a one-seed run uses, so
+(S = 1 by the plain single-seed path, `OneSeed`, which a one-seed run uses, so
 the baseline is what a run of one seed gets), the policy step on S stacked
 states, and optionally the real collect/train loop of a `Driver` with S lanes.
 The point is the total: S seeds in one program do S updates per call, and on
@@ -23,7 +23,7 @@ import numpy as np
 
 from wmrl import algorithms, envs
 from wmrl import config as cfg
-from wmrl.driver import Driver, Lane, _OneSeed, _Seeds, host_key
+from wmrl.driver import Driver, Lane, OneSeed, SeedAxis, host_key
 from wmrl.mesh import Placement, check_run
 from wmrl.replay import Replay
 from wmrl.bench.flops import jaxpr_flops
@@ -63,9 +63,17 @@ def check_devices(counts: tuple[int, ...], configs: list[cfg.Config], local: int
       check_run(dataclasses.replace(config.run, train_devices=tuple(range(count))), local)
 
 
-def _calls(algo, count: int):
+def _calls(algo, count: int, seeds_batch: int):
   # One seed runs the algorithm's own functions, as a one-seed run does: the honest baseline.
-  return _OneSeed(algo) if count == 1 else _Seeds(algo)
+  return OneSeed(algo) if count == 1 else SeedAxis(algo, seeds_batch)
+
+
+def _path(count: int, seeds_batch: int) -> str:
+  if count == 1:
+    return "one seed (OneSeed)"
+  if seeds_batch and seeds_batch < count:
+    return f"seeds vmapped {seeds_batch} at a time (SeedAxis, run.seeds_batch {seeds_batch})"
+  return "vmapped seeds (SeedAxis)"
 
 
 def _seed_states(algo, config: cfg.Config, obs_spec, act_spec, count: int) -> list:
@@ -143,7 +151,7 @@ def bench_seed_count(preset: str, config: cfg.Config, count: int, args: argparse
   """One row: `count` seeds' train step, policy step and (optionally) real loop."""
   algo = algorithms.get(config.algorithm)
   obs_spec, act_spec = task_spaces(config, args.env)
-  calls = _calls(algo, count)
+  calls = _calls(algo, count, config.run.seeds_batch)
   states = _seed_states(algo, config, obs_spec, act_spec, count)
   batch = jax.device_put(calls.stack(_host_batches(algo, states[0], config, obs_spec, act_spec,
                                                    count)))
@@ -161,7 +169,7 @@ def bench_seed_count(preset: str, config: cfg.Config, count: int, args: argparse
     e2e = run_e2e_seeds(algo, calls, config, state, count, args.e2e_steps)
   r = config.run
   return {"preset": preset, "seeds": count,
-          "path": "one seed (_OneSeed)" if count == 1 else "vmapped seeds (_Seeds)",
+          "path": _path(count, config.run.seeds_batch),
           "batch": {"size": r.batch_size, "length": r.batch_length, "context": r.replay_context},
           "first_call_s": first_call,
           "train": {"seconds_per_program": summary(seconds), "programs_per_s": programs,
