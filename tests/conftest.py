@@ -36,6 +36,15 @@ def random_batch(obs_spec, act_spec, batch_size, length, seed=0, entries=None):
   return batch
 
 
+def counter_config(steps, log_every=40, **overrides):
+  """A tiny run on the counter env: `steps` steps, 12 replayed per step, no warmup,
+  a record every `log_every` steps, no console lines or timed saves."""
+  return tiny_config(**{
+      "env.id": "fake_envs:make_counter", "run.steps": steps, "run.train_ratio": 12,
+      "run.log_every": log_every, "run.console_every": 1000.0,
+      "run.save_every_minutes": 1000.0, "optim.warmup": 0, **overrides})
+
+
 @pytest.fixture
 def tiny():
   return tiny_config()

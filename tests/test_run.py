@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import counter_config
 from wmrl import algorithms, checkpoint, cli, envs, run, testing
 from wmrl.logging import read_metrics
 from wmrl.replay import Positions, Replay
@@ -21,15 +21,8 @@ from wmrl.replay import Positions, Replay
 TESTS = pathlib.Path(__file__).parent
 
 
-def _config(steps, **overrides):
-  return tiny_config(**{
-      "env.id": "fake_envs:make_counter", "run.steps": steps, "run.train_ratio": 12,
-      "run.log_every": 40, "run.console_every": 1000.0, "run.save_every_minutes": 1000.0,
-      "optim.warmup": 0, **overrides})
-
-
 def test_train_writes_metrics_and_checkpoint(tmp_path):
-  config = _config(100)
+  config = counter_config(100)
   summary = run.train(config, tmp_path, console=False)
   assert summary["env_steps"] == 100
   records = read_metrics(tmp_path / "metrics.jsonl")
@@ -59,9 +52,9 @@ def _params(logdir):
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
   # 80 steps end right after an episode (episodes of 20 steps, plus the reset step).
-  run.train(_config(83), tmp_path / "resumed", console=False)
-  run.train(_config(166), tmp_path / "resumed", console=False)
-  run.train(_config(166), tmp_path / "straight", console=False)
+  run.train(counter_config(83), tmp_path / "resumed", console=False)
+  run.train(counter_config(166), tmp_path / "resumed", console=False)
+  run.train(counter_config(166), tmp_path / "straight", console=False)
   resumed, replay_a, run_a = _params(tmp_path / "resumed")
   straight, replay_b, run_b = _params(tmp_path / "straight")
   assert run_a["counters"] == run_b["counters"]
@@ -87,7 +80,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
 
 def test_same_seed_gives_identical_metrics(tmp_path):
   for name in ("a", "b"):
-    run.train(_config(120), tmp_path / name, console=False)
+    run.train(counter_config(120), tmp_path / name, console=False)
   strip = lambda d: [{k: v for k, v in r.items() if not k.startswith("fps")}
                      for r in read_metrics(tmp_path / d / "metrics.jsonl")]
   a, b = strip("a"), strip("b")
@@ -129,25 +122,25 @@ def test_resume_after_sigkill_continues_without_losing_or_doubling_replay(tmp_pa
 
 
 def test_changed_model_field_is_refused_on_resume(tmp_path):
-  run.train(_config(30), tmp_path, console=False)
+  run.train(counter_config(30), tmp_path, console=False)
   with pytest.raises(ValueError, match="model.rssm.deter"):
-    run.train(_config(60, **{"model.rssm.deter": 64}), tmp_path, console=False)
+    run.train(counter_config(60, **{"model.rssm.deter": 64}), tmp_path, console=False)
 
 
 def test_replay_context_switched_on_or_off_is_refused_on_resume(tmp_path):
-  run.train(_config(30), tmp_path, console=False)
+  run.train(counter_config(30), tmp_path, console=False)
   with pytest.raises(ValueError, match=r"changed run.replay_context \(1 -> 0\).*holds the policy latents"):
-    run.train(_config(45, **{"run.replay_context": 0}), tmp_path, console=False)
+    run.train(counter_config(45, **{"run.replay_context": 0}), tmp_path, console=False)
   obs_spec, act_spec = testing.SPACES["vector-continuous"]
   with pytest.raises(ValueError, match=r"changed run.replay_context \(0 -> 1\).*lacks"):
-    run.check_resume(_config(30, **{"run.replay_context": 0}), _config(30), obs_spec, act_spec)
+    run.check_resume(counter_config(30, **{"run.replay_context": 0}), counter_config(30), obs_spec, act_spec)
   # A longer context reads the same latents.
-  notes = run.check_resume(_config(30), _config(30, **{"run.replay_context": 2}), obs_spec, act_spec)
+  notes = run.check_resume(counter_config(30), counter_config(30, **{"run.replay_context": 2}), obs_spec, act_spec)
   assert notes == ["config field run.replay_context changed on resume: 1 -> 2"]
 
 
 def test_saved_replay_without_the_latents_is_refused_for_a_context():
-  config = _config(30)
+  config = counter_config(30)
   obs_spec, act_spec = testing.SPACES["vector-continuous"]
   state = jax.eval_shape(lambda k: algorithms.get("dreamerv3").init(k, obs_spec, act_spec, config),
                          jax.random.key(0))
@@ -166,15 +159,15 @@ def test_saved_replay_without_the_latents_is_refused_for_a_context():
 
 
 def test_changed_run_field_is_reported_and_used(tmp_path, capsys):
-  run.train(_config(30), tmp_path, console=False)
-  summary = run.train(_config(50, **{"run.train_ratio": 24}), tmp_path, console=True)
+  run.train(counter_config(30), tmp_path, console=False)
+  summary = run.train(counter_config(50, **{"run.train_ratio": 24}), tmp_path, console=True)
   assert summary["env_steps"] == 50
   err = capsys.readouterr().err
   assert "run.train_ratio changed on resume: 12.0 -> 24.0" in err
 
 
 def test_kill_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
-  run.train(_config(30), tmp_path, console=False)
+  run.train(counter_config(30), tmp_path, console=False)
   before = checkpoint.latest(tmp_path)
 
   def crash(path):
@@ -182,23 +175,23 @@ def test_kill_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
 
   monkeypatch.setattr(checkpoint, "_commit", crash)
   with pytest.raises(KeyboardInterrupt):
-    run.train(_config(45), tmp_path, console=False)
+    run.train(counter_config(45), tmp_path, console=False)
   monkeypatch.undo()
   assert checkpoint.latest(tmp_path) == before
-  summary = run.train(_config(45), tmp_path, console=False)
+  summary = run.train(counter_config(45), tmp_path, console=False)
   assert summary["env_steps"] == 45
 
 
 def test_unreadable_newest_checkpoint_is_set_aside_and_the_run_resumes_from_the_one_before(
     tmp_path, capsys):
-  run.train(_config(20), tmp_path, console=False)
-  run.train(_config(30), tmp_path, console=False)
+  run.train(counter_config(20), tmp_path, console=False)
+  run.train(counter_config(30), tmp_path, console=False)
   newest = checkpoint.latest(tmp_path)
   # One file of the agent cut to half its size, as a full disk or a killed copy leaves it.
   agent_file = max((f for f in (newest / "agent").rglob("*") if f.is_file()),
                    key=lambda f: f.stat().st_size)
   agent_file.write_bytes(agent_file.read_bytes()[:agent_file.stat().st_size // 2])
-  summary = run.train(_config(40), tmp_path, console=True)
+  summary = run.train(counter_config(40), tmp_path, console=True)
   assert summary["env_steps"] == 40
   err = capsys.readouterr().err
   assert f"{newest.name} is unreadable (" in err
@@ -209,25 +202,25 @@ def test_unreadable_newest_checkpoint_is_set_aside_and_the_run_resumes_from_the_
 
 
 def test_corrupt_only_checkpoint_gets_clear_error(tmp_path):
-  run.train(_config(30), tmp_path, console=False)
+  run.train(counter_config(30), tmp_path, console=False)
   latest = checkpoint.latest(tmp_path)
   (latest / "run.json").write_text("{not json")
   with pytest.raises(checkpoint.CheckpointError,
                      match="can be read: ckpt-000000000030 .run.json differs from what was saved"):
-    run.train(_config(40), tmp_path, console=False)
+    run.train(counter_config(40), tmp_path, console=False)
 
 
 def test_foreign_checkpoint_gets_clear_error(tmp_path):
-  run.train(_config(30), tmp_path, console=False)
+  run.train(counter_config(30), tmp_path, console=False)
   latest = checkpoint.latest(tmp_path)
   (latest / "run.json").write_text(json.dumps({"hello": 1}))
   (latest / checkpoint.CHECKSUMS).unlink()  # another program writes none
   with pytest.raises(checkpoint.CheckpointError, match="not a wmrl checkpoint"):
-    run.train(_config(40), tmp_path, console=False)
+    run.train(counter_config(40), tmp_path, console=False)
 
 
 def test_non_finite_loss_stops_run_naming_metric(tmp_path, monkeypatch):
-  run.train(_config(30), tmp_path, console=False)
+  run.train(counter_config(30), tmp_path, console=False)
   good = checkpoint.latest(tmp_path)
   real = algorithms.get("dreamerv3")
 
@@ -240,7 +233,7 @@ def test_non_finite_loss_stops_run_naming_metric(tmp_path, monkeypatch):
   monkeypatch.setitem(algorithms.ALGORITHMS, "dreamerv3",
                       dataclasses.replace(real, train_step=poisoned))
   with pytest.raises(run.NonFiniteError, match="metric 'loss/rew' became nan at environment step"):
-    run.train(_config(80), tmp_path, console=False)
+    run.train(counter_config(80), tmp_path, console=False)
   assert checkpoint.latest(tmp_path) == good
 
 
@@ -251,7 +244,7 @@ def test_non_finite_loss_stops_run_naming_metric(tmp_path, monkeypatch):
 ])
 def test_bad_settings_are_refused_before_training(tmp_path, overrides, message):
   with pytest.raises(ValueError, match=message):
-    run.train(_config(10, **overrides), tmp_path / "run", console=False)
+    run.train(counter_config(10, **overrides), tmp_path / "run", console=False)
   assert not (tmp_path / "run").exists()
 
 
@@ -259,13 +252,13 @@ def test_logdir_that_is_a_file_is_refused(tmp_path):
   path = tmp_path / "file"
   path.write_text("x")
   with pytest.raises(ValueError, match="is a file"):
-    run.train(_config(10), path, console=False)
+    run.train(counter_config(10), path, console=False)
 
 
 def test_short_run_compiles_train_and_policy_step_once(tmp_path):
   from wmrl import agent
   # A setting no other test uses, so the run's programs have cache entries of their own.
-  config = _config(60, **{"behavior.lam": 0.9503})
+  config = counter_config(60, **{"behavior.lam": 0.9503})
   train_before, policy_before = agent.train_step._cache_size(), agent._policy_step._cache_size()
   summary = run.train(config, tmp_path, console=False)
   assert summary["updates"] > 10
@@ -276,7 +269,7 @@ def test_short_run_compiles_train_and_policy_step_once(tmp_path):
 def test_prefill_carry_holds_the_executed_random_action():
   from wmrl import agent
   from wmrl.driver import Driver
-  config = _config(10)
+  config = counter_config(10)
   added = []
 
   class Recorder:  # stands in for replay: keeps what the driver stores
@@ -292,8 +285,8 @@ def test_prefill_carry_holds_the_executed_random_action():
 
 
 def test_changed_model_setting_without_new_arrays_is_reported_and_used(tmp_path, capsys):
-  run.train(_config(30), tmp_path, console=False)
-  summary = run.train(_config(45, **{"model.rssm.free_nats": 0.5, "model.rssm.unimix": 0.02}),
+  run.train(counter_config(30), tmp_path, console=False)
+  summary = run.train(counter_config(45, **{"model.rssm.free_nats": 0.5, "model.rssm.unimix": 0.02}),
                       tmp_path, console=True)
   assert summary["env_steps"] == 45
   err = capsys.readouterr().err
@@ -307,7 +300,7 @@ def test_sigterm_saves_a_checkpoint_at_the_current_step_and_the_run_continues(tm
   # saves there (not at its last periodic save, of which there is none), says so and
   # exits as a process stopped by SIGTERM does, without a traceback; the same command
   # continues to the end.
-  config = _config(120, **{"env.id": "fake_envs:make_signalled_counter"})
+  config = counter_config(120, **{"env.id": "fake_envs:make_signalled_counter"})
   settings = {"env.id": config.env.id, "logdir": tmp_path, "steps": 120, "run.train_ratio": 12,
               "run.log_every": 40, "run.console_every": 1000.0,
               "run.save_every_minutes": 1000.0, "optim.warmup": 0}

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import counter_config
 from wmrl import algorithms, checkpoint, envs, run
 from wmrl.compare.runs import find_runs
 from wmrl.driver import over_seeds
@@ -14,10 +14,7 @@ from wmrl.trees import tree_arrays
 
 
 def _config(steps, **overrides):
-  return tiny_config(**{
-      "env.id": "fake_envs:make_counter", "run.steps": steps, "run.train_ratio": 12,
-      "run.log_every": 20, "run.console_every": 1000.0, "run.save_every_minutes": 1000.0,
-      "optim.warmup": 0, **overrides})
+  return counter_config(steps, log_every=20, **overrides)
 
 
 def _saved(logdir):
