@@ -118,14 +118,17 @@ def whole_runs(logdir: pathlib.Path) -> dict:
       "run.steps": 30, "run.train_ratio": 12, "run.seeds": (0, 1), "optim.warmup": 0,
       "run.console_every": 1000.0, "run.save_every_minutes": 1000.0})
   placed = config.replace(**{"run.train_devices": (0, 1), "run.policy_devices": (1,)})
+  # The same, the seeds' updates one after the other (jax.lax.map) on the sharded batch.
+  grouped = placed.replace(**{"run.seeds_batch": 1})
   summaries = {name: run.train(c, logdir / name, console=False)
-               for name, c in (("placed", placed), ("default", config))}
+               for name, c in (("placed", placed), ("grouped", grouped), ("default", config))}
   states = {}
   for name in summaries:
     path = checkpoint.latest(logdir / name / "seed-1")
     states[name] = checkpoint.load(path, initial_state(config))[0]
   return {"run_updates": summaries["placed"]["updates"],
-          "run_state": max_abs_diff(host(states["placed"]), host(states["default"]))}
+          "run_state": max_abs_diff(host(states["placed"]), host(states["default"])),
+          "grouped_run_state": max_abs_diff(host(states["grouped"]), host(states["default"]))}
 
 
 def initial_state(config):
