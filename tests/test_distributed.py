@@ -121,6 +121,37 @@ def test_two_processes_train_one_agent_and_resume_after_kill(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_signal_to_one_process_stops_both_at_a_common_checkpointed_step(tmp_path):
+  # A scheduler's SIGTERM to process 1 alone, once both train: each process
+  # learns of it at the next agreement, so both save the same step and exit as
+  # stopped by SIGTERM; the same command continues from that step.
+  logdir = tmp_path / "run"
+  processes = _start(logdir, free_port(), 100_000, cwd=tmp_path)
+  try:
+    metrics = logdir / "metrics.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and "loss/" not in (metrics.read_text() if metrics.exists()
+                                                     else ""):
+      assert all(p.poll() is None for p in processes), processes[0].communicate()[0][-3000:]
+      time.sleep(0.5)
+    processes[1].send_signal(signal.SIGTERM)
+    outputs = [p.communicate(timeout=120)[0] for p in processes]
+  finally:
+    for p in processes:
+      if p.poll() is None:
+        p.kill()
+  for p, out in zip(processes, outputs):
+    assert p.returncode == 128 + signal.SIGTERM, out[-3000:]
+  stopped = checkpoint.steps(logdir)[-1]
+  assert checkpoint.steps(logdir / "process-1")[-1] == stopped > 0
+  _finish(_start(logdir, free_port(), stopped + 20, cwd=tmp_path))
+  first, second = _saved(logdir), _saved(logdir / "process-1")
+  assert first[1]["env_steps"] == second[1]["env_steps"] == stopped + 20
+  for a, b in zip(first[3], second[3]):
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
 def test_two_processes_train_identical_parameters(tmp_path):
   """40 steps (52 updates), one checkpoint each; about 75 s on 2 busy cores.
   (The default suite's smoke test of two processes is the config check's.)"""
