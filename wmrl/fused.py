@@ -19,7 +19,8 @@ for the iterations that owe one more), so the long-run ratio is exact.
 Prefill iterations (random actions, no updates) are a third, small program.
 
 Seeds are one more array axis (`run.seeds`): every part of the state is
-stacked over them, seed k at index k, and the iteration is vmapped, its key
+stacked over them, seed k at index k, and the iteration is vmapped
+(`run.seeds_batch` seeds at a time, the groups one after another), its key
 root an argument; the seeds share the counters' schedule (the same steps
 owe the same updates), each keeps its own episodes, replay and draws.
 
