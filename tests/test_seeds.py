@@ -97,11 +97,14 @@ def test_a_vmapped_seed_matches_the_run_of_that_seed_alone(tmp_path, seeds_batch
       np.testing.assert_array_equal(vmapped[name], alone[name], err_msg=name)
 
 
-def test_repeated_seeds_are_refused(tmp_path):
+def test_bad_seed_settings_are_refused(tmp_path):
   with pytest.raises(ValueError, match=r"run.seeds repeat a seed \(1, 2, 1\)"):
     run.validate(_config(10, **{"run.seeds": (1, 2, 1)}), tmp_path)
   with pytest.raises(ValueError, match="run.seeds_batch must be >= 0"):
     run.validate(_config(10, **{"run.seeds": (1, 2), "run.seeds_batch": -1}), tmp_path)
+  with pytest.raises(ValueError, match="run.seeds_batch=2 groups the seeds of run.seeds, and none"):
+    run.validate(_config(10, **{"run.seeds_batch": 2}), tmp_path)
+  run.validate(_config(10, **{"run.seeds": (4,), "run.seeds_batch": 2}), tmp_path)  # one seed: fine
 
 
 def test_seeds_in_groups_compute_what_each_seed_computes_alone():

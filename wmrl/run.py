@@ -56,6 +56,9 @@ def validate(config: Config, logdir: str | pathlib.Path) -> None:
        f"run.seeds repeat a seed ({', '.join(map(str, r.seeds))}): each seed trains once"),
       (r.seeds_batch >= 0,
        f"run.seeds_batch must be >= 0 (seeds vmapped at once; 0: all), got {r.seeds_batch}"),
+      (r.seeds_batch == 0 or r.seeds,
+       f"run.seeds_batch={r.seeds_batch} groups the seeds of run.seeds, and none are given: "
+       f"name them (run.seeds 0,1,2,3) or drop run.seeds_batch"),
       (r.replay_capacity >= config.env.num_envs * (r.batch_length + r.replay_context),
        f"run.replay_capacity={r.replay_capacity} cannot hold one training sequence "
        f"(run.replay_context + run.batch_length = {r.replay_context + r.batch_length} steps) per "
