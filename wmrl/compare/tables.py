@@ -109,7 +109,9 @@ def verdict_line(result: dict) -> str:
 def _notes(result: dict) -> str:
   intervals = (f"[..]: 95% stratified bootstrap CI, {result['bootstrap']} resamples"
                if result["bootstrap"] else "no bootstrap intervals (--bootstrap 0)")
-  return ("cells: mean [min, max] over seeds; (n): seeds that reached the point; in / out: "
+  return ("cells: mean [min, max] over seeds; (n): seeds that reached the point; missing: no "
+          "seed has a score there (each stopped before the point, or had ended no episode by "
+          "then); in / out: "
           "the runs' mean over seeds inside / outside the published [min, max] of the seed "
           "means; inside: the task's points inside. normalised: score / published mean at "
           f"the same point (tasks with a published mean <= 0 left out); {intervals}")
