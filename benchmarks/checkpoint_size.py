@@ -18,7 +18,8 @@ import time
 import jax
 import numpy as np
 
-from wmrl import agent, bench, checkpoint
+from wmrl import bench, checkpoint
+from wmrl.algorithms.dreamerv3 import agent
 from wmrl.config import Config
 from wmrl.presets import apply_presets
 from wmrl.replay import Replay

@@ -16,10 +16,11 @@ import argparse
 import jax
 from flax import nnx
 
-from wmrl import agent, behavior, bench, testing
+from wmrl import bench, testing
+from wmrl.algorithms.dreamerv3 import agent, behavior
 from wmrl.config import Config
 from wmrl.presets import apply_presets
-from wmrl.world_model import world_model_loss
+from wmrl.algorithms.dreamerv3.world_model import world_model_loss
 
 
 WHOLE = "whole loss (fwd+bwd)"

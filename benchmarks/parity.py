@@ -66,14 +66,15 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 import parity_draws as D  # noqa: E402
-from wmrl import agent, behavior, dists  # noqa: E402
-from wmrl import rssm as wrssm  # noqa: E402
+from wmrl import dists  # noqa: E402
+from wmrl.algorithms.dreamerv3 import agent, behavior  # noqa: E402
+from wmrl.dynamics import rssm as wrssm  # noqa: E402
 from wmrl.config import Config  # noqa: E402
 from wmrl.presets import apply_presets  # noqa: E402
-from wmrl.rssm import Latent  # noqa: E402
+from wmrl.dynamics.rssm import Latent  # noqa: E402
 from wmrl.spaces import ActionSpec, ArraySpec  # noqa: E402
 from wmrl.testing import WALKER_ACT, WALKER_OBS, random_batch  # noqa: E402
-from wmrl.world_model import split_keys  # noqa: E402
+from wmrl.algorithms.dreamerv3.world_model import split_keys  # noqa: E402
 
 sg = jax.lax.stop_gradient
 

@@ -19,7 +19,8 @@ import time
 
 import jax
 
-from wmrl import agent, bench
+from wmrl import bench
+from wmrl.algorithms.dreamerv3 import agent
 from wmrl.config import Config
 from wmrl.presets import apply_presets
 

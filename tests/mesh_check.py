@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wmrl import agent, checkpoint, envs, mesh, run, testing
+from wmrl import checkpoint, envs, mesh, run, testing
+from wmrl.algorithms.dreamerv3 import agent
 
 DEVICE_COUNTS = (1, 2, 4)
 STEPS = 3

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import random_batch, tiny_config
-from wmrl import agent
+from wmrl.algorithms.dreamerv3 import agent
 from wmrl.config import Config
 from wmrl.presets import apply_presets
 from wmrl.spaces import ActionSpec, ArraySpec
@@ -294,7 +294,7 @@ def test_replay_entries_are_the_dynamics_carry_by_tree_path():
 
 
 def test_training_starts_from_the_stored_latent_and_returns_its_posteriors():
-  from wmrl.rssm import Latent
+  from wmrl.dynamics.rssm import Latent
   config = tiny_config()  # replay context 1
   obs_spec, act_spec = SPACES["vector-continuous"]
   batch = _batch_for(config, obs_spec, act_spec, seed=3)

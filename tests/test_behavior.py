@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from wmrl import behavior
-from wmrl.config import BehaviorConfig, HeadConfig, ModelConfig
+from wmrl.algorithms.dreamerv3 import behavior
+from wmrl.algorithms.dreamerv3.config import BehaviorConfig, HeadConfig, ModelConfig
 from wmrl.spaces import ActionSpec
 
 # A hand-made trajectory of length 5 (reward r[0] is never used).

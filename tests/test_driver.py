@@ -6,7 +6,8 @@ import jax
 import numpy as np
 
 from conftest import tiny_config
-from wmrl import agent, envs
+from wmrl import envs
+from wmrl.algorithms.dreamerv3 import agent
 from wmrl.driver import Driver
 from wmrl.replay import Positions, Replay
 

@@ -26,8 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wmrl import behavior
-from wmrl.config import BehaviorConfig
+from wmrl.algorithms.dreamerv3 import behavior
+from wmrl.algorithms.dreamerv3.config import BehaviorConfig
 
 RTOL = 1e-5  # float32 arithmetic on numbers of order 1-30
 

@@ -5,7 +5,8 @@ import pytest
 
 from conftest import random_batch, tiny_config
 from fake_envs import ImageCounter
-from wmrl import agent, envs, evaluate, report, run, video
+from wmrl import envs, evaluate, report, run, video
+from wmrl.algorithms.dreamerv3 import agent
 from wmrl.logging import read_metrics
 from wmrl.replay import Replay
 from wmrl.spaces import ActionSpec, ArraySpec

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from wmrl.config import RSSMConfig
+from wmrl.dynamics.config import RSSMConfig
 from wmrl.nets import BlockLinear, from_blocks, to_blocks
-from wmrl.rssm import RSSM, Latent
+from wmrl.dynamics.rssm import RSSM, Latent
 
 
 def block_diagonal(kernel):

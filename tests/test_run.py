@@ -256,7 +256,7 @@ def test_logdir_that_is_a_file_is_refused(tmp_path):
 
 
 def test_short_run_compiles_train_and_policy_step_once(tmp_path):
-  from wmrl import agent
+  from wmrl.algorithms.dreamerv3 import agent
   # A setting no other test uses, so the run's programs have cache entries of their own.
   config = counter_config(60, **{"behavior.lam": 0.9503})
   train_before, policy_before = agent.train_step._cache_size(), agent._policy_step._cache_size()
@@ -267,7 +267,7 @@ def test_short_run_compiles_train_and_policy_step_once(tmp_path):
 
 
 def test_prefill_carry_holds_the_executed_random_action():
-  from wmrl import agent
+  from wmrl.algorithms.dreamerv3 import agent
   from wmrl.driver import Driver
   config = counter_config(10)
   added = []

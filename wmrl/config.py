@@ -1,10 +1,12 @@
-"""Typed, frozen configuration with DreamerV3's reference defaults.
+"""Typed, frozen configuration: the run's own groups and the machinery of dotted names.
 
 A `Config` is a tree of frozen dataclasses; overrides address any field by
-its dotted name (``model.rssm.deter=512``). The defaults equal the reference
-implementation's ``configs.yaml`` (2024 version) at its default size (200m).
-Named presets (``size1m`` ... ``size400m``, the suites' recipes) are in
-wmrl/presets.py.
+its dotted name (``run.train_ratio=64``, ``model.rssm.deter=512``). The
+algorithm's own groups come from the config class it registered
+(DreamerV3's, with the reference's defaults: wmrl/algorithms/dreamerv3/
+config.py); the run's defaults are the reference's ``configs.yaml`` (2024
+version). Named presets (``size1m`` ... ``size400m``, the suites' recipes)
+are in wmrl/presets.py.
 """
 from __future__ import annotations
 
@@ -14,124 +16,6 @@ import typing
 from typing import Any
 
 from wmrl.names import did_you_mean
-
-
-@dataclasses.dataclass(frozen=True)
-class RSSMConfig:
-  deter: int = 8192
-  hidden: int = 1024
-  stoch: int = 32  # number of categorical latents
-  classes: int = 64  # classes per latent
-  blocks: int = 8  # block-diagonal GRU groups
-  unimix: float = 0.01
-  free_nats: float = 1.0
-  img_layers: int = 2  # prior MLP depth
-  obs_layers: int = 1  # posterior MLP depth
-  dyn_layers: int = 1  # block-linear layers before the GRU
-
-
-@dataclasses.dataclass(frozen=True)
-class EncoderConfig:
-  units: int = 1024
-  layers: int = 3
-  depth: int = 64  # CNN channels of the first stage
-  mults: tuple[int, ...] = (2, 3, 4, 4)
-  kernel: int = 5
-  symlog: bool = True
-
-
-@dataclasses.dataclass(frozen=True)
-class DecoderConfig:
-  units: int = 1024
-  layers: int = 3
-  depth: int = 64
-  mults: tuple[int, ...] = (2, 3, 4, 4)
-  kernel: int = 5
-  # The image decoder's first layer: with bspace > 0 the reference's block-space
-  # projection (deter through a block-linear layer of `bspace` blocks, stoch
-  # through two dense layers, summed); 0 projects all features with one dense layer.
-  bspace: int = 8
-
-
-@dataclasses.dataclass(frozen=True)
-class HeadConfig:
-  """An MLP head on the model features (deter + stoch)."""
-
-  units: int = 1024
-  layers: int = 1
-  outscale: float = 1.0  # factor on the output layer's initial weights (0 = zeros)
-  bins: int = 255  # two-hot bins, for symexp two-hot heads
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-  rssm: RSSMConfig = RSSMConfig()
-  encoder: EncoderConfig = EncoderConfig()
-  decoder: DecoderConfig = DecoderConfig()
-  reward: HeadConfig = HeadConfig(layers=1, outscale=0.0)
-  cont: HeadConfig = HeadConfig(layers=1, outscale=1.0)
-  actor: HeadConfig = HeadConfig(layers=3, outscale=0.01)
-  critic: HeadConfig = HeadConfig(layers=3, outscale=0.0)
-  actor_min_std: float = 0.1
-  actor_max_std: float = 1.0
-  # Uniform mix of discrete actors' probabilities. The reference's categorical
-  # policy has none: its configs.yaml sets policy.unimix 0.01, but the
-  # `categorical` output it uses for discrete actions ignores it.
-  actor_unimix: float = 0.0
-  # "float32" or "bfloat16"; parameters stay float32 either way.
-  compute_dtype: str = "float32"
-  # The sequence model of the world model (wmrl/world_model.py, DYNAMICS).
-  dynamics: str = "rssm"
-
-
-@dataclasses.dataclass(frozen=True)
-class LossScales:
-  rec: float = 1.0
-  rew: float = 1.0
-  con: float = 1.0
-  dyn: float = 1.0
-  rep: float = 0.1
-  policy: float = 1.0
-  value: float = 1.0
-  repval: float = 0.3
-
-
-@dataclasses.dataclass(frozen=True)
-class BehaviorConfig:
-  imag_horizon: int = 15
-  horizon: int = 333  # discount = 1 - 1 / horizon
-  lam: float = 0.95
-  entropy: float = 3e-4
-  # The continue head learns (1 - terminal) * discount, and imagination then
-  # discounts with it alone (reference: contdisc=True).
-  contdisc: bool = True
-  slow_critic_rate: float = 0.02
-  slow_reg: float = 1.0
-  # Returns are normalised by the EMA of their 5th-95th percentile range.
-  retnorm_rate: float = 0.01
-  retnorm_limit: float = 1.0
-  retnorm_low: float = 5.0
-  retnorm_high: float = 95.0
-  repval_loss: bool = True
-  # The replay value loss also trains the world model's representations
-  # (reference: repval_grad=True).
-  repval_grad: bool = True
-
-  @property
-  def discount(self) -> float:
-    """The discount of real and replayed returns."""
-    return 1.0 - 1.0 / self.horizon
-
-  @property
-  def cont_target(self) -> float:
-    """What the continue head learns for a step that does not terminate: with
-    `contdisc` the discount itself, so predicted continues discount imagination."""
-    return self.discount if self.contdisc else 1.0
-
-  @property
-  def imag_discount(self) -> float:
-    """The discount applied on top of the predicted continues in imagination."""
-    return 1.0 if self.contdisc else self.discount
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,32 +122,76 @@ class RunConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-  algorithm: str = "dreamerv3"  # wmrl/algorithms.py lists the choices
-  model: ModelConfig = ModelConfig()
-  behavior: BehaviorConfig = BehaviorConfig()
-  optim: OptimConfig = OptimConfig()
-  loss_scales: LossScales = LossScales()
+  """A run's whole configuration: the algorithm and its settings, the environment
+  and the run.
+
+  `algorithm_config` is an instance of the config class the algorithm
+  registered (wmrl/algorithms; DreamerV3's: `model`, `behavior`, `optim`,
+  `loss_scales`). Its groups read as the config's own: in code
+  (`config.model` is `config.algorithm_config.model`), in dotted names
+  (`model.rssm.deter`, so `--model.rssm.deter` on the command line) and in
+  config.json, so that neither flags nor saved configs depend on the nesting.
+  """
+
+  algorithm: str = "dreamerv3"  # a name registered in wmrl/algorithms
+  algorithm_config: Any = None  # the algorithm's settings; None: its defaults
   env: EnvConfig = EnvConfig()
   run: RunConfig = RunConfig()
+
+  def __post_init__(self):
+    if self.algorithm_config is None:
+      object.__setattr__(self, "algorithm_config", algorithm_config_class(self.algorithm)())
+
+  def __getattr__(self, name: str) -> Any:
+    # Called only for names that are not fields: the algorithm's groups.
+    settings = self.__dict__.get("algorithm_config")
+    if settings is not None and name in _field_set(settings):
+      return getattr(settings, name)
+    raise AttributeError(f"Config has no field '{name}' (algorithm {self.algorithm!r})")
 
   # --- conversions -------------------------------------------------------
 
   def to_dict(self) -> dict[str, Any]:
-    return dataclasses.asdict(self)
+    """Plain data, the algorithm's groups at the top (as config.json holds them)."""
+    return {"algorithm": self.algorithm, **dataclasses.asdict(self.algorithm_config),
+            "env": dataclasses.asdict(self.env), "run": dataclasses.asdict(self.run)}
 
   def to_json(self) -> str:
     return json.dumps(self.to_dict(), indent=2)
 
   @classmethod
   def from_dict(cls, data: dict[str, Any]) -> "Config":
-    return _from_dict(cls, data, "")
+    algorithm = str(data.get("algorithm", cls.algorithm))
+    own = {k: v for k, v in data.items() if k not in _TOP}
+    return cls(algorithm, _from_dict(algorithm_config_class(algorithm), own, ""),
+               _from_dict(EnvConfig, data.get("env", {}), "env."),
+               _from_dict(RunConfig, data.get("run", {}), "run."))
 
   def replace(self, **dotted: Any) -> "Config":
-    """Returns a copy with fields set by dotted name: ``replace(**{"run.seed": 1})``."""
+    """Returns a copy with fields set by dotted name: ``replace(**{"run.seed": 1})``.
+    `algorithm` is set first: a new algorithm starts from its own defaults."""
     config = self
+    if "algorithm" in dotted:
+      name = _coerce(str, dotted["algorithm"], "algorithm")
+      if name != config.algorithm:
+        config = dataclasses.replace(config, algorithm=name, algorithm_config=None)
     for name, value in dotted.items():
-      config = set_field(config, name, value)
+      if name != "algorithm":
+        config = set_field(config, name, value)
     return config
+
+
+_TOP = ("algorithm", "env", "run")  # the fields of every Config; the rest are the algorithm's
+
+
+def algorithm_config_class(name: str) -> type:
+  """The config class algorithm `name` registered; refuses an unknown name."""
+  from wmrl import algorithms  # the registry imports the algorithms' configs, which import this
+  return algorithms.config_class(name)
+
+
+def _field_set(config) -> frozenset[str]:
+  return frozenset(f.name for f in dataclasses.fields(config))
 
 
 def _from_dict(cls, data: dict[str, Any], prefix: str):
@@ -311,18 +239,25 @@ def _coerce(kind, value, name: str):
   return value
 
 
-def set_field(config, dotted: str, value: Any, _full: str = ""):
-  """Returns `config` with the field at the dotted path replaced (typed)."""
-  full = _full or dotted
+def set_field(config, dotted: str, value: Any, _full: str = "", _root=None):
+  """Returns `config` with the field at the dotted path replaced (typed). On a
+  `Config`, a path that is not `algorithm`, `env.*` or `run.*` names a field
+  of the algorithm's settings (`Config`'s doc)."""
+  full, root = _full or dotted, config if _root is None else _root
   head, _, rest = dotted.partition(".")
-  if head not in {f.name for f in dataclasses.fields(config)}:
+  if isinstance(config, Config) and head not in _TOP and head != "algorithm_config":
+    settings = set_field(config.algorithm_config, dotted, value, full, root)
+    return dataclasses.replace(config, algorithm_config=settings)
+  if isinstance(config, Config) and head == "algorithm":
+    return config.replace(algorithm=value)
+  if head not in _field_set(config):
     # Suggest from the root, so a typo anywhere in the path gets a suggestion.
-    raise ValueError(f"unknown config field '{full}'{did_you_mean(full, field_names(Config()))}")
+    raise ValueError(f"unknown config field '{full}'{did_you_mean(full, field_names(root))}")
   current = getattr(config, head)
   if rest:
     if not dataclasses.is_dataclass(current):
       raise ValueError(f"config field '{full}': '{head}' has no sub-fields")
-    return dataclasses.replace(config, **{head: set_field(current, rest, value, full)})
+    return dataclasses.replace(config, **{head: set_field(current, rest, value, full, root)})
   if dataclasses.is_dataclass(current):
     raise ValueError(f"config field '{full}' is a group; set one of its fields")
   kind = typing.get_type_hints(type(config))[head]
@@ -330,7 +265,11 @@ def set_field(config, dotted: str, value: Any, _full: str = ""):
 
 
 def field_names(config, prefix: str = "") -> list[str]:
-  """All dotted leaf field names of a config."""
+  """All dotted leaf field names of a config (a `Config`'s algorithm settings
+  at the top, as they are addressed)."""
+  if isinstance(config, Config):
+    return (["algorithm"] + field_names(config.algorithm_config) + field_names(config.env, "env.")
+            + field_names(config.run, "run."))
   names = []
   for f in dataclasses.fields(config):
     value = getattr(config, f.name)

@@ -9,8 +9,9 @@ import jax
 import numpy as np
 
 from wmrl import algorithms, checkpoint, envs
-from wmrl.algorithm import Algorithm
-from wmrl.driver import host_key, policy_inputs
+from wmrl.algorithms.contract import Algorithm
+from wmrl.draws import host_key
+from wmrl.drivers.base import policy_inputs
 from wmrl.video import write_video
 
 

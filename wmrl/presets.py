@@ -13,7 +13,6 @@ config is `size200m`.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable
 
 from wmrl.config import Config
@@ -26,16 +25,11 @@ def _size(deter: int, hidden: int, classes: int, units: int, depth: int) -> Pres
   """The reference's size presets set the same numbers in every module."""
 
   def apply(config: Config) -> Config:
-    model = config.model
-    heads = {name: dataclasses.replace(getattr(model, name), units=units)
-             for name in ("reward", "cont", "actor", "critic")}
-    model = dataclasses.replace(
-        model,
-        rssm=dataclasses.replace(model.rssm, deter=deter, hidden=hidden, classes=classes),
-        encoder=dataclasses.replace(model.encoder, units=units, depth=depth),
-        decoder=dataclasses.replace(model.decoder, units=units, depth=depth),
-        **heads)
-    return dataclasses.replace(config, model=model)
+    return config.replace(**{
+        "model.rssm.deter": deter, "model.rssm.hidden": hidden, "model.rssm.classes": classes,
+        "model.encoder.units": units, "model.encoder.depth": depth,
+        "model.decoder.units": units, "model.decoder.depth": depth,
+        **{f"model.{head}.units": units for head in ("reward", "cont", "actor", "critic")}})
 
   return apply
 

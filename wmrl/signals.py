@@ -2,8 +2,9 @@
 
 Loops that must not be interrupted half-way (a training step, a save, the
 suite runner's bookkeeping) install a handler that records the request and
-read it between their steps. Imports nothing heavy, so the suite runner can
-use it without loading JAX.
+read it between their steps (`stop_signals`); a run that stopped so raises
+`Stopped`. Imports nothing heavy, so the suite runner can use it without
+loading JAX.
 """
 from __future__ import annotations
 
@@ -28,3 +29,37 @@ def handling(handler):
   finally:
     for s, old in previous.items():
       signal.signal(s, old)
+
+
+class Stopped(KeyboardInterrupt):
+  """The run stopped on a signal after saving a checkpoint at the current step.
+
+  A KeyboardInterrupt, so that code calling `train` stops as on Ctrl-C; `wmrl
+  train` exits with the shell's code for the signal (130 for SIGINT, 143 for
+  SIGTERM), with no traceback: nothing went wrong.
+  """
+
+  def __init__(self, signum: int, message: str):
+    self.signum = signum
+    super().__init__(message)
+
+
+class StopRequest:
+  """Which stop signal arrived, if any (set by the handler of `stop_signals`)."""
+
+  def __init__(self):
+    self.signal: int | None = None
+
+  def __call__(self, signum, frame) -> None:
+    if self.signal is not None:  # a second Ctrl-C: stop at once
+      raise KeyboardInterrupt
+    self.signal = signum
+
+
+@contextlib.contextmanager
+def stop_signals():
+  """Turns SIGINT (Ctrl-C) and SIGTERM (a scheduler's stop) into a request the loop
+  reads between steps, so neither interrupts JAX mid-dispatch or a save half-way."""
+  request = StopRequest()
+  with handling(request):
+    yield request

@@ -76,3 +76,11 @@ class ActionSpec:
 
 
 ObsSpec = dict[str, ArraySpec]
+
+
+def random_actions(rng: np.random.Generator, spec: ActionSpec, num: int) -> np.ndarray:
+  """`num` uniform random actions of `spec` in model format [num, dim]."""
+  if spec.discrete:
+    choices = np.stack([rng.integers(0, n, num) for n in spec.sizes], -1)
+    return spec.from_indices(choices)
+  return rng.uniform(-1, 1, (num, spec.dim)).astype(np.float32)

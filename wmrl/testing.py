@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from wmrl.algorithm import entry_specs  # noqa: F401 (for tests and benchmarks)
+from wmrl.algorithms.contract import entry_specs  # noqa: F401 (for tests and benchmarks)
 from wmrl.config import Config
-from wmrl.driver import random_actions
-from wmrl.spaces import ActionSpec, ArraySpec
+from wmrl.spaces import ActionSpec, ArraySpec, random_actions
 
 # DMC walker-walk, proprioceptive: the reference's DMC proprio benchmark task.
 WALKER_OBS = {"orientations": ArraySpec((14,), "float32"), "height": ArraySpec((1,), "float32"),

@@ -12,9 +12,9 @@ import numpy as np
 
 from wmrl import algorithms, envs
 from wmrl import config as cfg
-from wmrl.algorithm import Algorithm
-from wmrl.driver import Driver, host_key
-from wmrl.replay import Replay
+from wmrl.algorithms.contract import Algorithm
+from wmrl.draws import host_key
+from wmrl.drivers.host import HostDriver
 from wmrl.bench.flops import jaxpr_flops, xla_flops, xla_memory
 from wmrl.bench.inputs import DEFAULT_ENV, entry_specs, policy_obs, random_batch, task_spaces
 from wmrl.bench.timing import peak_memory, summary
@@ -77,7 +77,7 @@ def time_train(algo: Algorithm, state, batch, repeats: int, warmup: int):
 
 def time_policy(algo: Algorithm, state, obs_spec, num_envs: int, calls: int, blocks: int) -> dict:
   """Policy calls per second, each with a fresh host key and the action fetched,
-  as `Driver.collect` does, so the figure includes dispatch and transfer."""
+  as `HostDriver.collect` does, so the figure includes dispatch and transfer."""
   rng = np.random.default_rng(0)
   obs = policy_obs(obs_spec, num_envs)
   carry = algo.initial_carry(state, num_envs)
@@ -100,12 +100,12 @@ def time_policy(algo: Algorithm, state, obs_spec, num_envs: int, calls: int, blo
           "latency_ms": 1e3 / rate, "calls_per_s_all": rates, "first_call_s": first_call}
 
 
-def time_loop(loop: Driver, steps: int) -> dict:
-  """The driver's collect/train loop for `steps` env steps (of each lane) after
+def time_loop(loop: HostDriver, steps: int) -> dict:
+  """The driver's collect/train loop for `steps` env steps (of each seed) after
   prefill and warm-up; the seeds benchmark times its multi-lane drivers with it."""
   ignore = lambda *args: None
   start = time.perf_counter()
-  while loop.counters.env_steps < loop.prefill:
+  while loop.counters.env_steps < loop.schedule.prefill:
     loop.collect(ignore)
   prefill_s = time.perf_counter() - start
   # Warm up: the first updates compile (if the shapes differ from the bench batch).
@@ -123,7 +123,7 @@ def time_loop(loop: Driver, steps: int) -> dict:
   env_steps, updates = loop.counters.env_steps - steps0, loop.counters.updates - updates0
   return {"env_steps": env_steps, "updates": updates, "seconds": elapsed,
           "env_steps_per_s": env_steps / elapsed, "updates_per_s": updates / elapsed,
-          "prefill_steps": loop.prefill, "prefill_s": prefill_s}
+          "prefill_steps": loop.schedule.prefill, "prefill_s": prefill_s}
 
 
 def run_e2e(algo: Algorithm, config: cfg.Config, state, steps: int) -> dict:
@@ -131,8 +131,7 @@ def run_e2e(algo: Algorithm, config: cfg.Config, state, steps: int) -> dict:
   r = config.run
   env = envs.from_config(config.env, seed=r.seed, num_envs=1)
   try:
-    timed = time_loop(Driver.single(algo, r, env, state, Replay(r.replay_capacity, 1, seed=r.seed)),
-                      steps)
+    timed = time_loop(HostDriver.single(algo, r, env, state), steps)
   finally:
     env.close()
   return {"env": config.env.id, "action_repeat": config.env.action_repeat,

@@ -2,9 +2,9 @@
 train devices: `wmrl bench --seeds 1,2,4,8` and `wmrl bench --devices 1,2`.
 
 Seeds: for each count S, the train step on S stacked states and a stacked batch
-(S = 1 by the plain single-seed path, `OneSeed`, which a one-seed run uses, so
+(S = 1 by the algorithm's own functions, which a one-seed run uses, so
 the baseline is what a run of one seed gets), the policy step on S stacked
-states, and optionally the real collect/train loop of a `Driver` with S lanes.
+states, and optionally the real collect/train loop of a `HostDriver` with S seeds.
 The point is the total: S seeds in one program do S updates per call, and on
 hardware that a small model leaves idle the call takes less than S times as long.
 
@@ -23,9 +23,10 @@ import numpy as np
 
 from wmrl import algorithms, envs
 from wmrl import config as cfg
-from wmrl.driver import Driver, Lane, OneSeed, SeedAxis, host_key
+from wmrl.draws import host_key
+from wmrl.drivers import SeedStart, Seeds
+from wmrl.drivers.host import HostDriver
 from wmrl.mesh import Placement, check_run
-from wmrl.replay import Replay
 from wmrl.bench.flops import jaxpr_flops
 from wmrl.bench.inputs import entry_specs, policy_obs, random_batch, task_spaces
 from wmrl.bench.preset import _log, build_config, time_loop, time_train
@@ -63,17 +64,34 @@ def check_devices(counts: tuple[int, ...], configs: list[cfg.Config], local: int
       check_run(dataclasses.replace(config.run, train_devices=tuple(range(count))), local)
 
 
-def _calls(algo, count: int, seeds_batch: int):
-  # One seed runs the algorithm's own functions, as a one-seed run does: the honest baseline.
-  return OneSeed(algo) if count == 1 else SeedAxis(algo, seeds_batch)
+class SeedCalls:
+  """The policy and train steps on `count` seeds as a `HostDriver` runs them: one
+  seed the algorithm's own functions (the honest baseline: what a one-seed run
+  does), several stacked and vmapped (`Seeds`), `seeds_batch` at a time."""
+
+  def __init__(self, algo, count: int, seeds_batch: int = 0):
+    self.seeds = Seeds(count, count > 1, seeds_batch)
+    self.stack = self.seeds.stack
+    policy = lambda state, obs, carry, key: algo.policy_step(state, obs, carry, key, "train")
+    self.policy_step = jax.jit(self.seeds.map(policy)) if count > 1 else policy
+    self.train_step = (jax.jit(self.seeds.map(algo.train_step), donate_argnums=0) if count > 1
+                       else algo.train_step)
+    self._initial_carry = algo.initial_carry
+
+  def initial_carry(self, state, num_envs: int):
+    return self.seeds.map(lambda s: self._initial_carry(s, num_envs))(state)
+
+
+def _calls(algo, count: int, seeds_batch: int) -> SeedCalls:
+  return SeedCalls(algo, count, seeds_batch)
 
 
 def _path(count: int, seeds_batch: int) -> str:
   if count == 1:
-    return "one seed (OneSeed)"
+    return "one seed (the algorithm's own functions)"
   if seeds_batch and seeds_batch < count:
-    return f"seeds vmapped {seeds_batch} at a time (SeedAxis, run.seeds_batch {seeds_batch})"
-  return "vmapped seeds (SeedAxis)"
+    return f"seeds vmapped {seeds_batch} at a time (run.seeds_batch {seeds_batch})"
+  return "vmapped seeds"
 
 
 def _seed_states(algo, config: cfg.Config, obs_spec, act_spec, count: int) -> list:
@@ -99,14 +117,14 @@ def update_flops(algo, state, batch) -> int:
 def time_policy_seeds(calls, state, obs_spec, count: int, num_envs: int, calls_per_block: int,
                       blocks: int) -> dict:
   """Policy calls/s on `count` stacked seeds, each call with fresh host keys and the
-  actions fetched, as `Driver.collect` does."""
+  actions fetched, as `HostDriver.collect` does."""
   rng = np.random.default_rng(0)
   obs = calls.stack([policy_obs(obs_spec, num_envs)] * count)
   carry = calls.initial_carry(state, num_envs)
 
   def act(carry):
     keys = calls.stack([host_key(rng) for _ in range(count)])
-    action, carry = calls.policy_step(state, obs, carry, keys, "train")
+    action, carry = calls.policy_step(state, obs, carry, keys)
     np.asarray(action)
     return carry
 
@@ -124,22 +142,24 @@ def time_policy_seeds(calls, state, obs_spec, count: int, num_envs: int, calls_p
 
 
 def run_e2e_seeds(algo, calls, config: cfg.Config, state, count: int, steps: int) -> dict:
-  """The real loop of a `Driver` with `count` lanes (seeds run.seed + k) for `steps`
-  env steps of each lane; `state` stacked when count > 1, `calls` the driver's kind."""
+  """The real loop of a `HostDriver` with `count` seeds (run.seed + k) for `steps`
+  env steps of each; `state` stacked when count > 1."""
   r, num_envs = config.run, config.env.num_envs
-  lanes = []
+  envs_made = []
   try:
     for k in range(count):
-      env = envs.from_config(config.env, seed=r.seed + k, num_envs=num_envs)
-      lanes.append(Lane(env, Replay(r.replay_capacity, num_envs, seed=r.seed + k), r.seed + k))
-    loop = Driver(algo, r, lanes, state, seeds_axis=count > 1)
-    # The programs compiled for the timings above, not a second copy: a run compiles once.
-    loop.calls = calls
+      envs_made.append(envs.from_config(config.env, seed=r.seed + k, num_envs=num_envs))
+    states = calls.seeds.unstack(state)
+    loop = HostDriver(algo, r, [SeedStart(r.seed + k, env, s)
+                                for k, (env, s) in enumerate(zip(envs_made, states))],
+                      seeds_axis=count > 1)
+    # The update compiled for the timings above, not a second copy: a run compiles once.
+    loop.train_step = calls.train_step
     timed = time_loop(loop, steps)
   finally:
-    for lane in lanes:
-      lane.env.close()
-  # The counters are one lane's; the lanes step and update in lockstep.
+    for env in envs_made:
+      env.close()
+  # The counters are the run's; the seeds step and update in lockstep.
   return {**timed, "env": config.env.id, "lanes": count,
           "env_steps_per_s": count * timed["env_steps_per_s"],
           "env_steps_per_s_per_seed": timed["env_steps_per_s"],
@@ -274,7 +294,7 @@ def format_seeds_table(report: dict) -> str:
     lines += _table(columns, cells)
     lines += ["ms/prog: one train program (S updates); x1: total over 1 seed (S=1 is the plain "
               "one-seed path); pol: policy_step on S seeds x env.num_envs envs; e2e: the "
-              "Driver's real collect/train loop with S lanes."]
+              "HostDriver's real collect/train loop with S seeds."]
   rows = report["devices"]
   if rows:
     width = max([6] + [len(row["preset"]) for row in rows])

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from wmrl import dists
-from wmrl.config import BehaviorConfig, ModelConfig
+from wmrl.algorithms.dreamerv3.config import BehaviorConfig, ModelConfig
 from wmrl.nets import Head
 from wmrl.spaces import ActionSpec
 

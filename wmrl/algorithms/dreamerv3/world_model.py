@@ -1,7 +1,7 @@
 """Encoder, sequence model, decoder and reward/continue heads, and the world-model loss.
 
-The sequence model is chosen by `model.dynamics` from `DYNAMICS` and used only
-through the dynamics contract (`wmrl/dynamics.py`).
+The sequence model is the one `model.dynamics` names (wmrl/dynamics), used only
+through the dynamics contract (wmrl/dynamics/contract.py).
 """
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from wmrl import dists
-from wmrl.config import ModelConfig
-from wmrl.names import did_you_mean
+from wmrl import dists, dynamics
+from wmrl.algorithms.dreamerv3.config import ModelConfig
 from wmrl.nets import ConvDecoder, ConvEncoder, Head, MLP, SplitLinear
-from wmrl.rssm import RSSM
 from wmrl.spaces import ArraySpec
 
 sg = jax.lax.stop_gradient
@@ -114,24 +112,12 @@ def _offsets(sizes):
   return offsets
 
 
-# Sequence models by `model.dynamics` name: (class, the ModelConfig field of its settings).
-DYNAMICS = {"rssm": (RSSM, "rssm")}
-
-
-def make_dynamics(config: ModelConfig, embed_dim: int, action_dim: int, *, rngs, dtype):
-  if config.dynamics not in DYNAMICS:
-    raise ValueError(f"unknown model.dynamics '{config.dynamics}'"
-                     f"{did_you_mean(config.dynamics, DYNAMICS)} (known: {', '.join(DYNAMICS)})")
-  cls, field = DYNAMICS[config.dynamics]
-  return cls(getattr(config, field), embed_dim, action_dim, rngs=rngs, dtype=dtype)
-
-
 class WorldModel(nnx.Module):
 
   def __init__(self, obs_spec, action_dim: int, config: ModelConfig, *, rngs: nnx.Rngs):
     dtype = jnp.dtype(config.compute_dtype)
     self.encoder = Encoder(obs_spec, config, rngs=rngs, dtype=dtype)
-    self.dynamics = make_dynamics(config, self.encoder.out_dim, action_dim, rngs=rngs, dtype=dtype)
+    self.dynamics = dynamics.make(config, self.encoder.out_dim, action_dim, rngs=rngs, dtype=dtype)
     self.feat_dim = self.dynamics.feat_dim
     self.decoder = Decoder(obs_spec, self.dynamics.feat_split, config, rngs=rngs, dtype=dtype)
     h = config.reward

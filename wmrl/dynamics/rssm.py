@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from wmrl import dists
-from wmrl.config import RSSMConfig
+from wmrl.dynamics.config import RSSMConfig
 from wmrl.nets import BlockLinear, Dense, Linear, MLP, RMSNorm, from_blocks, to_blocks
 
 sg = jax.lax.stop_gradient

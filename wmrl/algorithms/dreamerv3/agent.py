@@ -20,15 +20,17 @@ import jax.numpy as jnp
 import optax
 from flax import nnx, struct
 
-from wmrl import behavior, report as reports
-from wmrl.algorithm import Algorithm
-from wmrl.behavior import Actor, Critic, ReturnNorm
-from wmrl.config import BehaviorConfig, Config, LossScales, ModelConfig, OptimConfig
+from wmrl.algorithms.dreamerv3 import report as reports
+from wmrl.algorithms.dreamerv3 import behavior
+from wmrl.algorithms.contract import Algorithm
+from wmrl.algorithms.dreamerv3.behavior import Actor, Critic, ReturnNorm
+from wmrl.config import Config, OptimConfig
+from wmrl.algorithms.dreamerv3.config import BehaviorConfig, LossScales, ModelConfig
 from wmrl.nets import count_params
 from wmrl.optim import learning_rate, make_optimizer
 from wmrl.spaces import ActionSpec, ArraySpec, STEP_KEYS
 from wmrl.trees import arrays_tree, tree_named
-from wmrl.world_model import WorldModel, world_model_loss
+from wmrl.algorithms.dreamerv3.world_model import WorldModel, world_model_loss
 
 sg = jax.lax.stop_gradient
 

@@ -1,0 +1,43 @@
+"""A named registry that others extend: `register(name, entry)`, `get(name)` with
+a suggestion for a mistyped name, and entries given by import path
+("package.module:NAME") that load when first asked for, so that a registry
+of JAX modules can be read without importing JAX."""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Generic, TypeVar
+
+from wmrl.names import did_you_mean
+
+T = TypeVar("T")
+
+
+def load(path: str) -> Any:
+  """The object at "package.module:NAME"."""
+  module, _, name = path.partition(":")
+  return getattr(importlib.import_module(module), name)
+
+
+class Registry(Generic[T]):
+  """Entries by name; `what` names them in errors ("algorithm", "model.dynamics"),
+  `how` says how to add one."""
+
+  def __init__(self, what: str, how: str):
+    self.what, self.how = what, how
+    self._entries: dict[str, T] = {}
+
+  def register(self, name: str, entry: T) -> None:
+    """Adds `entry` as `name` (replacing one of that name)."""
+    self._entries[name] = entry
+
+  def names(self) -> list[str]:
+    return list(self._entries)
+
+  def get(self, name: str) -> T:
+    if name not in self._entries:
+      raise ValueError(f"unknown {self.what} '{name}'{did_you_mean(name, self._entries)} "
+                       f"(known: {', '.join(self._entries)}; {self.how})")
+    return self._entries[name]
+
+  def __contains__(self, name: str) -> bool:
+    return name in self._entries
