@@ -27,13 +27,27 @@ def load_script(path, name: str):
   return module
 
 
-def random_batch(obs_spec, act_spec, batch_size, length, seed=0, entries=None):
-  """A replay-shaped batch of random observations and valid actions, with
-  an episode that ends (terminally) in the middle of the first sequence."""
+def batch_with_terminal(obs_spec, act_spec, batch_size, length, seed=0, entries=None):
+  """`wmrl.testing.random_batch` with an episode that ends (terminally) in the
+  middle of the first sequence and a new one starting after it."""
   batch = testing.random_batch(obs_spec, act_spec, batch_size, length, seed, entries)
   batch["is_last"][0, length // 2] = batch["is_terminal"][0, length // 2] = True
   batch["is_first"][0, length // 2 + 1] = True
   return batch
+
+
+def load_saved(logdir):
+  """The newest checkpoint in `logdir`, read as a resume reads it: (state arrays
+  by tree path, the replay, the saved run info, the pending arrays)."""
+  from wmrl import algorithms, checkpoint, envs
+  from wmrl.trees import tree_arrays
+  path = checkpoint.latest(logdir)
+  config = checkpoint.saved_config(path)
+  with envs.from_config(config.env, seed=0) as env:
+    template = algorithms.get(config.algorithm).init(jax.random.key(0), env.obs_spec,
+                                                     env.act_spec, config)
+  state, replay, saved_run = checkpoint.load(path, template)
+  return tree_arrays(state, "state"), replay, saved_run, checkpoint.load_pending(path)
 
 
 def counter_config(steps, log_every=40, **overrides):

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import random_batch, tiny_config
+from conftest import batch_with_terminal, tiny_config
 from wmrl.algorithms.dreamerv3 import agent
 from wmrl.config import Config
 from wmrl.presets import apply_presets
@@ -19,7 +19,7 @@ def _batch_for(config, obs_spec, act_spec, seed=0, state=None):
   if state is None:
     state = jax.eval_shape(lambda k: agent.init(k, obs_spec, act_spec, config), jax.random.key(0))
   entries = entry_specs(agent.DREAMERV3, state) if config.run.replay_context else None
-  return random_batch(obs_spec, act_spec, config.run.batch_size, length, seed, entries)
+  return batch_with_terminal(obs_spec, act_spec, config.run.batch_size, length, seed, entries)
 
 
 # Parameter counts of the reference implementation for DMC walker-walk
@@ -364,7 +364,7 @@ def test_a_step_before_an_episode_start_in_the_window_is_last():
 def test_context_without_stored_latents_is_refused_naming_them():
   config = tiny_config()
   obs_spec, act_spec = SPACES["vector-continuous"]
-  batch = random_batch(obs_spec, act_spec, 2, 7)
+  batch = batch_with_terminal(obs_spec, act_spec, 2, 7)
   with pytest.raises(ValueError, match=r"no latent/deter, latent/stoch: with run.replay_context=1.*"
                                        r"replay_entries"):
     agent.train_step(_fresh(config), batch)

@@ -3,7 +3,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import random_batch, tiny_config
+from conftest import batch_with_terminal, tiny_config
 from fake_envs import ImageCounter
 from wmrl import envs, evaluate, report, run, video
 from wmrl.algorithms.dreamerv3 import agent
@@ -29,7 +29,7 @@ def _entries(config=tiny_config()):
 
 def _batch(config=tiny_config(), seed=0):
   r = config.run
-  return random_batch(IMAGE_OBS, ACT, r.batch_size, r.replay_context + r.batch_length, seed,
+  return batch_with_terminal(IMAGE_OBS, ACT, r.batch_size, r.replay_context + r.batch_length, seed,
                       _entries(config))
 
 
@@ -73,10 +73,10 @@ def test_open_loop_horizon_and_its_limits(image_state):
 def test_vector_only_models_get_no_open_loop_video():
   obs = {"obs": ArraySpec((3,), "float32")}
   state = agent.init(jax.random.key(0), obs, ACT, tiny_config())
-  assert agent.report(state, random_batch(obs, ACT, 2, 7), jax.random.key(0)) == {}
+  assert agent.report(state, batch_with_terminal(obs, ACT, 2, 7), jax.random.key(0)) == {}
   with pytest.raises(ValueError, match="needs an image observation"):
     wm, _, _ = agent.modules(state.spec, state.params)
-    report.open_loop(wm, random_batch(obs, ACT, 2, 6), random_batch(obs, ACT, 2, 6)["action"], [],
+    report.open_loop(wm, batch_with_terminal(obs, ACT, 2, 6), batch_with_terminal(obs, ACT, 2, 6)["action"], [],
                      jax.random.key(0))
 
 
@@ -86,7 +86,7 @@ def test_open_loop_video_leaves_training_batches_unchanged(image_state):
   def filled():
     replay = Replay(100, seed=3)
     for t in range(20):
-      step = {k: v[:, t] for k, v in random_batch(IMAGE_OBS, ACT, 1, 20, t, entries).items()}
+      step = {k: v[:, t] for k, v in batch_with_terminal(IMAGE_OBS, ACT, 1, 20, t, entries).items()}
       replay.add(step)
     return replay
 
