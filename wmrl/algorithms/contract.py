@@ -3,8 +3,9 @@
 An algorithm is a frozen bundle of pure functions over its own state pytree
 and policy carry. Nothing outside the algorithm's module reads their fields:
 checkpoints save the state pytree as it is, and the driver saves the carry by
-tree path. DreamerV3 (`wmrl/agent.py`) is the first implementation;
-`wmrl/algorithms.py` names them for `Config.algorithm`.
+tree path. DreamerV3 (wmrl/algorithms/dreamerv3) is the first implementation;
+the registry (wmrl/algorithms/__init__.py) names them for `Config.algorithm`,
+and docs/adding-an-algorithm.md walks through adding one.
 
     state = algo.init(key, obs_spec, act_spec, config)
     carry = algo.initial_carry(state, num_envs)
@@ -45,7 +46,10 @@ class Algorithm:
     `latent/deter`, `latent/stoch`). Device arrays; the driver fetches them.
   - `train_step(state, batch) -> (state, metrics, replay_updates)`: one update
     from a replayed batch [B, context + T, ...] (with the replay entries of
-    every step where context > 0); the input state is donated.
+    every step where context > 0), a `jax.jit` function that donates the
+    input state (`donate_argnums=0`): the fused driver scans it inside its
+    program, and `wmrl bench` times it from its `.trace(...)` / `.lower()`
+    (compile time, XLA's FLOPs). Metrics are scalars named `part/name`.
     `replay_updates` holds new values [B, T, ...] of replay entries for the T
     trained steps, which the driver writes back over the stored ones at
     window offset `context` ({} where there is nothing to write).

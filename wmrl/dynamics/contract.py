@@ -1,4 +1,4 @@
-"""The dynamics contract: what the world model, the agent and the reports ask of a sequence model.
+"""The dynamics contract: what a world model, an agent and the reports ask of a sequence model.
 
 A sequence model keeps a carry (its recurrent state: for the RSSM a
 deterministic and a stochastic part) and turns carries into the features
@@ -23,6 +23,9 @@ class Dynamics(Protocol):
   """A sequence model of the world: filtered on observations, rolled out in imagination."""
 
   feat_dim: int  # size of the last axis of `features`
+  # The names of the losses `observe` returns; each is scaled by the loss scale
+  # of its name (the RSSM: "dyn" and "rep").
+  loss_names: tuple[str, ...]
   # The features are [recurrent part | stochastic part] of these sizes (summing to
   # feat_dim): the image decoder projects the two differently.
   feat_split: tuple[int, int]

@@ -45,6 +45,10 @@ def _time_major(x):
 
 
 class RSSM(nnx.Module):
+  """DreamerV3's recurrent state-space model (the dynamics contract)."""
+
+  # The losses `observe` returns, each scaled by the loss scale of its name.
+  loss_names = ("dyn", "rep")
 
   def __init__(self, config: RSSMConfig, embed_dim: int, action_dim: int, *,
                rngs: nnx.Rngs, dtype=jnp.float32):

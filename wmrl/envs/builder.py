@@ -16,7 +16,7 @@ from wmrl.envs.wrappers import ActionRepeat, AutoReset, Pixels, TimeLimit
 class Builder:
   """Builds one wrapped env; picklable, so worker processes can call it."""
 
-  source: object  # one of wmrl.envs.sources' sources
+  maker: object  # one of wmrl.envs.makers' makers
   env_id: str
   seed: int
   action_repeat: int
@@ -25,7 +25,7 @@ class Builder:
   time_limit: int | None
 
   def __call__(self) -> SingleEnv:
-    env = self.source.create(self.seed, self.image_size, self.pixels)
+    env = self.maker.create(self.seed, self.image_size, self.pixels)
     try:
       if self.time_limit is not None:
         env = TimeLimit(env, self.time_limit)
@@ -80,8 +80,8 @@ def make(env_id: str, *, seed: int = 0, num_envs: int = 1, parallel: bool = Fals
                        f"{'parallel' if parallel else 'pixels'} is for host environments")
     return jaxenvs.HostEnv(jaxenvs.make(env_id, num_envs=num_envs, time_limit=time_limit or 0,
                                         action_repeat=action_repeat), seed)
-  source = resolve(env_id)
-  builders = [Builder(source, env_id, seed + i, action_repeat, tuple(image_size), bool(pixels),
+  maker = resolve(env_id)
+  builders = [Builder(maker, env_id, seed + i, action_repeat, tuple(image_size), bool(pixels),
                       time_limit) for i in range(num_envs)]
   return Env(builders, parallel=parallel)
 

@@ -1,4 +1,4 @@
-"""Environment ids -> sources, and the registry of users' own envs.
+"""Environment ids -> makers, and the registry of users' own envs.
 
 Ids: ``gym:CartPole-v1`` (any registered Gymnasium id, also bare, and
 Gymnasium's own ``gym:module:EnvId`` form), ``dmc:walker-walk`` (domain-task),
@@ -12,7 +12,7 @@ from typing import Callable
 import gymnasium
 
 from wmrl.envs.dmc import load_suite
-from wmrl.envs.sources import DMCSource, FactorySource, GymSource, ModuleSource
+from wmrl.envs.makers import DMCMaker, FactoryMaker, GymMaker, ModuleMaker
 from wmrl.names import close_names
 
 _CUSTOM: dict[str, Callable[[], gymnasium.Env]] = {}
@@ -61,33 +61,33 @@ def unknown_env(env_id: str, reason: str = "") -> ValueError:
 
 
 def resolve(env_id: str):
-  """Returns the source for ``env_id``, or raises a ValueError that says why not."""
+  """Returns the maker for ``env_id``, or raises a ValueError that says why not."""
   if not isinstance(env_id, str) or not env_id:
     raise ValueError(f"env_id must be a non-empty string like {_FORMS}; got {env_id!r}")
   prefix, sep, rest = env_id.partition(":")
   if not sep:
     if env_id in gymnasium.registry:
-      return GymSource(env_id)
+      return GymMaker(env_id)
     raise unknown_env(env_id)
   if prefix == "gym":
     # With a ':' inside, Gymnasium imports the module named before it, which
     # registers the id (e.g. gym:ale_py:ALE/Pong-v5): let gymnasium.make judge.
     if rest in gymnasium.registry or ":" in rest:
-      return GymSource(rest)
+      return GymMaker(rest)
     raise unknown_env(env_id)
   if prefix == "dmc":
     domain, _, task = rest.partition("-")
     if (domain, task) in load_suite().ALL_TASKS:
-      return DMCSource(domain, task)
+      return DMCMaker(domain, task)
     raise unknown_env(env_id)
   if prefix == "custom":
     if rest in _CUSTOM:
-      return FactorySource(_CUSTOM[rest], env_id)
+      return FactoryMaker(_CUSTOM[rest], env_id)
     raise unknown_env(env_id, f"no custom env {rest!r} is registered; call wmrl.envs.register first")
-  return _module_source(env_id, prefix, rest)
+  return _module_maker(env_id, prefix, rest)
 
 
-def _module_source(env_id: str, module: str, attr: str) -> ModuleSource:
+def _module_maker(env_id: str, module: str, attr: str) -> ModuleMaker:
   """Checks now, in this process, that ``module:attr`` imports and is callable."""
   if not attr:
     raise ValueError(f"env id {env_id!r} names no factory after ':'; write some.module:factory")
@@ -98,6 +98,6 @@ def _module_source(env_id: str, module: str, attr: str) -> ModuleSource:
       raise unknown_env(env_id, f"read as module:factory, but module {module!r} could not be "
                         f"imported: {exc}; check the module path and sys.path") from None
     raise  # the module exists but something it imports is missing: its own error
-  source = ModuleSource(module, attr)
-  source.factory()
-  return source
+  maker = ModuleMaker(module, attr)
+  maker.factory()
+  return maker

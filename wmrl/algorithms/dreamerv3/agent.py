@@ -283,7 +283,9 @@ def loss(params: dict, state: AgentState, data: dict, prev_actions, key, start=N
         critic, slow_critic, feat if b.repval_grad else sg(feat), data, bootstrap, b)
     losses.update(replay_losses)
 
-  means = check_losses(losses, spec.loss_scales, b, batch_size, length)
+  declared = (*wm.loss_names, *behavior.ACTOR_CRITIC_LOSSES,
+              *(behavior.REPLAY_VALUE_LOSSES if b.repval_loss else ()))
+  means = check_losses(losses, declared, spec.loss_scales, batch_size, length)
   scales = dataclasses.asdict(spec.loss_scales)
   total = sum(scales[name] * value for name, value in means.items())
   metrics = {**_prefixed("wm", wm_metrics), **_prefixed("ac", {**imag_metrics, **ac_metrics}),
@@ -291,17 +293,22 @@ def loss(params: dict, state: AgentState, data: dict, prev_actions, key, start=N
   return total, (metrics, ac_out["retnorm"], post)
 
 
-def check_losses(losses: dict, scales: LossScales, b: BehaviorConfig, batch_size: int,
+def check_losses(losses: dict, declared: tuple[str, ...], scales: LossScales, batch_size: int,
                  length: int) -> dict[str, jax.Array]:
   """Means of the losses, after checking (at trace time) that their names are
-  the loss scales' names and each has one value per replayed step [B, T].
+  the ones the parts that make them declare (the sequence model's, the world
+  model's heads', the actor-critic's), each has a scale in `loss_scales`, and
+  each has one value per replayed step [B, T].
 
   The replay value loss is [B, T - 1]: the last replayed step has no next
   step to form its return from (as in the reference's `repl_loss`).
   """
-  expected = {n for n in dataclasses.asdict(scales) if n != "repval" or b.repval_loss}
-  if set(losses) != expected:
-    raise ValueError(f"the losses {sorted(losses)} are not the loss scales {sorted(expected)}")
+  if set(losses) != set(declared):
+    raise ValueError(f"the losses {sorted(losses)} are not the declared losses {sorted(declared)}")
+  unscaled = sorted(set(declared) - set(dataclasses.asdict(scales)))
+  if unscaled:
+    raise ValueError(f"the losses {unscaled} have no scale in loss_scales "
+                     f"({', '.join(dataclasses.asdict(scales))}); give them one")
   for name, value in losses.items():
     shape = (batch_size, length - 1) if name == "repval" else (batch_size, length)
     if value.shape != shape:

@@ -175,6 +175,10 @@ def imagine(wm, actor: Actor, starts, horizon: int, rollout_key, last_key):
 
 # --- losses --------------------------------------------------------------------
 
+# The losses of `actor_critic_loss`, and of `replay_value_loss` where it is on.
+ACTOR_CRITIC_LOSSES = ("policy", "value")
+REPLAY_VALUE_LOSSES = ("repval",)
+
 def actor_critic_loss(actor: Actor, critic: Critic, slow_critic: Critic, trajectory: Trajectory,
                       retnorm: ReturnNorm, config: BehaviorConfig):
   """Actor and critic losses on imagined trajectories [N, H + 1].

@@ -125,6 +125,8 @@ class WorldModel(nnx.Module):
     h = config.cont
     self.cont = Head(self.feat_dim, 1, h.units, h.layers, h.outscale, rngs=rngs, dtype=dtype)
     self.bins = config.reward.bins
+    # The losses `world_model_loss` returns: the sequence model's own, then the heads'.
+    self.loss_names = (*self.dynamics.loss_names, "rec", "rew", "con")
 
   def predict_reward(self, feat):
     return dists.twohot_mean(self.reward(feat), dists.twohot_bins(self.bins))

@@ -1,6 +1,6 @@
-"""Where a single environment comes from: each source creates one adapter.
+"""Where a single host environment comes from: each maker creates one adapter.
 
-Sources are small frozen dataclasses so that they pickle: with
+Makers are small frozen dataclasses so that they pickle: with
 ``parallel=True`` each subprocess creates its own env from them.
 """
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _is_mujoco(creator) -> bool:
 
 
 @dataclasses.dataclass(frozen=True)
-class GymSource:
+class GymMaker:
   """A registered Gymnasium id, made with ``gymnasium.make``."""
 
   gym_id: str
@@ -61,7 +61,7 @@ class GymSource:
 
 
 @dataclasses.dataclass(frozen=True)
-class DMCSource:
+class DMCMaker:
   """A DeepMind Control Suite task."""
 
   domain: str
@@ -72,7 +72,7 @@ class DMCSource:
 
 
 @dataclasses.dataclass(frozen=True)
-class FactorySource:
+class FactoryMaker:
   """A callable returning a ``gymnasium.Env``, called with no arguments."""
 
   factory: Callable[[], gymnasium.Env]
@@ -84,7 +84,7 @@ class FactorySource:
 
 
 @dataclasses.dataclass(frozen=True)
-class ModuleSource:
+class ModuleMaker:
   """``some.module.path:factory``; imported again in each worker process."""
 
   module: str
