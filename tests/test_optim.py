@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from wmrl.config import OptimConfig
+from wmrl.algorithms.dreamerv3.config import OptimConfig
 from wmrl.optim import clip_by_agc, learning_rate, make_optimizer, scale_by_momentum, scale_by_rms
 
 

@@ -19,22 +19,6 @@ from wmrl.names import did_you_mean
 
 
 @dataclasses.dataclass(frozen=True)
-class OptimConfig:
-  lr: float = 4e-5
-  eps: float = 1e-20
-  beta1: float = 0.9
-  beta2: float = 0.999
-  agc: float = 0.3  # adaptive gradient clipping, relative to parameter norm
-  agc_min: float = 1e-3
-  warmup: int = 1000
-  # Learning rates of the actor and the critic; 0 means `lr`. The reference
-  # trains all networks at one rate; the DreamerV3 paper's first version used
-  # 1e-4 for the world model and 3e-5 for actor and critic.
-  actor_lr: float = 0.0
-  critic_lr: float = 0.0
-
-
-@dataclasses.dataclass(frozen=True)
 class EnvConfig:
   id: str = "gym:CartPole-v1"
   num_envs: int = 16  # the reference's run.envs

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from wmrl.config import OptimConfig
+from wmrl.algorithms.dreamerv3.config import OptimConfig
 from wmrl.trees import path_name
 
 

@@ -9,7 +9,6 @@ environment's `max_steps_in_episode` and applied by `JaxEnv`.
 from __future__ import annotations
 
 import numpy as np
-import jax
 import jax.numpy as jnp
 
 from wmrl.jaxenvs.core import Source, box_action

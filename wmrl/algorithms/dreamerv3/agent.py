@@ -1,4 +1,4 @@
-"""DreamerV3 as an algorithm (`wmrl/algorithm.py`): its state, `init`, `policy_step`,
+"""DreamerV3 as an algorithm (wmrl/algorithms/contract.py): its state, `init`, `policy_step`,
 `train_step` and `report`, bundled as `DREAMERV3`.
 
 All are pure functions over an `AgentState` pytree; `policy_step` and
@@ -20,17 +20,17 @@ import jax.numpy as jnp
 import optax
 from flax import nnx, struct
 
-from wmrl.algorithms.dreamerv3 import report as reports
-from wmrl.algorithms.dreamerv3 import behavior
 from wmrl.algorithms.contract import Algorithm
+from wmrl.algorithms.dreamerv3 import behavior, report as reports
 from wmrl.algorithms.dreamerv3.behavior import Actor, Critic, ReturnNorm
-from wmrl.config import Config, OptimConfig
-from wmrl.algorithms.dreamerv3.config import BehaviorConfig, LossScales, ModelConfig
+from wmrl.algorithms.dreamerv3.config import (BehaviorConfig, LossScales, ModelConfig,
+                                              OptimConfig)
+from wmrl.algorithms.dreamerv3.world_model import WorldModel, world_model_loss
+from wmrl.config import Config
 from wmrl.nets import count_params
 from wmrl.optim import learning_rate, make_optimizer
 from wmrl.spaces import ActionSpec, ArraySpec, STEP_KEYS
 from wmrl.trees import arrays_tree, tree_named
-from wmrl.algorithms.dreamerv3.world_model import WorldModel, world_model_loss
 
 sg = jax.lax.stop_gradient
 

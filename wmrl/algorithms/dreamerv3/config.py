@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from wmrl.config import OptimConfig
 from wmrl.dynamics.config import RSSMConfig
 
 
@@ -115,6 +114,24 @@ class BehaviorConfig:
   def imag_discount(self) -> float:
     """The discount applied on top of the predicted continues in imagination."""
     return 1.0 if self.contdisc else self.discount
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+  """The optimiser of wmrl/optim.py (the reference's LaProp with adaptive clipping)."""
+
+  lr: float = 4e-5
+  eps: float = 1e-20
+  beta1: float = 0.9
+  beta2: float = 0.999
+  agc: float = 0.3  # adaptive gradient clipping, relative to parameter norm
+  agc_min: float = 1e-3
+  warmup: int = 1000
+  # Learning rates of the actor and the critic; 0 means `lr`. The reference
+  # trains all networks at one rate; the DreamerV3 paper's first version used
+  # 1e-4 for the world model and 3e-5 for actor and critic.
+  actor_lr: float = 0.0
+  critic_lr: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)

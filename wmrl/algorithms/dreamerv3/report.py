@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 OPENLOOP_CONTEXT = 5  # steps observed before imagining
 
