@@ -25,8 +25,26 @@ class OverrideError(ValueError):
 
 
 @functools.cache
-def _fields() -> tuple[str, ...]:
-  return tuple(cfg.field_names(cfg.Config()))
+def _fields(algorithm: str = cfg.Config.algorithm) -> tuple[str, ...]:
+  """The fields of a config of `algorithm` (its own groups differ from another's)."""
+  try:
+    return tuple(cfg.field_names(cfg.Config(algorithm)))
+  except ValueError:  # an unknown algorithm: `Config.replace` refuses it with the choices
+    return tuple(cfg.field_names(cfg.Config()))
+
+
+def _algorithm_of(argv: list[str]) -> str:
+  """The algorithm a command line names with `--algorithm` (the last one wins), or
+  the default: its fields are the ones the other flags may name."""
+  name = cfg.Config.algorithm
+  for i, token in enumerate(argv):
+    if token == "--":
+      break
+    if token.startswith("--algorithm="):
+      name = token.partition("=")[2]
+    elif token == "--algorithm" and i + 1 < len(argv):
+      name = argv[i + 1]
+  return name
 
 
 def field_defaults() -> dict[str, object]:
@@ -40,7 +58,7 @@ def field_defaults() -> dict[str, object]:
   return defaults
 
 
-def _field_of(token: str) -> str | None:
+def _field_of(token: str, fields: tuple[str, ...]) -> str | None:
   """The field a `--FIELD[=VALUE]` token names, or None for any other token.
 
   A dotted name is always meant as a field (and checked as one); a plain
@@ -49,7 +67,7 @@ def _field_of(token: str) -> str | None:
   if not token.startswith("--") or token == "--":
     return None
   name = token[2:].partition("=")[0]
-  return name if "." in name or name in _fields() else None
+  return name if "." in name or name in fields else None
 
 
 def split_overrides(argv: list[str]) -> tuple[dict[str, str], list[str]]:
@@ -58,6 +76,7 @@ def split_overrides(argv: list[str]) -> tuple[dict[str, str], list[str]]:
   Takes `--FIELD VALUE` and `--FIELD=VALUE`; a later value of one field
   wins, as with any flag. Everything after a bare `--` is left alone.
   """
+  fields = _fields(_algorithm_of(argv))
   overrides: dict[str, str] = {}
   rest: list[str] = []
   i = 0
@@ -66,13 +85,13 @@ def split_overrides(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     if token == "--":
       rest += argv[i:]
       break
-    name = _field_of(token)
+    name = _field_of(token, fields)
     if name is None:
       rest.append(token)
       i += 1
       continue
-    if name not in _fields():
-      raise OverrideError(f"unknown config field '{name}'{did_you_mean(name, _fields())}")
+    if name not in fields:
+      raise OverrideError(f"unknown config field '{name}'{did_you_mean(name, fields)}")
     if "=" in token:
       overrides[name] = token.partition("=")[2]
       i += 1
@@ -109,7 +128,7 @@ def parse_args(parser: argparse.ArgumentParser,
     flags = [u.partition("=")[0] for u in unknown if u.startswith("-")] or unknown
     # A field named without its group (--train_ratio) is close to its dotted flag.
     known = [s for action in parser._actions for s in action.option_strings]
-    known += [f"--{name}" for name in _fields()]
+    known += [f"--{name}" for name in _fields(_algorithm_of(argv))]
     parser.error(f"unknown argument {flags[0]}{did_you_mean(flags[0], known)}")
   return args, overrides
 
