@@ -93,8 +93,8 @@ class RunConfig:
   train_mesh: str = "-1,1,1"
   # Local device indices that act, the environments split over them.
   policy_devices: tuple[int, ...] = (0,)
-  # Which loop collects and trains: "host" (wmrl/driver.py: any environment),
-  # "fused" (wmrl/fused.py: JAX environments, the whole iteration one program on
+  # Which loop collects and trains: "host" (wmrl/drivers/host.py: any environment),
+  # "fused" (wmrl/drivers/fused.py: JAX environments, the whole iteration one program on
   # the device), "auto" (fused for JAX environments, host for the others).
   driver: str = "auto"
   # Vector steps per fused iteration; 0: the fewest that owe a whole number of updates.

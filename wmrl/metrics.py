@@ -42,11 +42,11 @@ class MetricBuffer:
     """The pending metrics' means, one dict per seed (one without a seeds axis)."""
     items = self.check()
     self._items = []
-    lanes = len(self.seeds) if self.seeds else 1
+    count = len(self.seeds) if self.seeds else 1
     if not items:
-      return [{} for _ in range(lanes)]
+      return [{} for _ in range(count)]
     means = {k: np.mean([np.asarray(m[k]).reshape(-1) for m in items], 0) for k in items[0]}
-    return [{k: float(v[i]) for k, v in means.items()} for i in range(lanes)]
+    return [{k: float(v[i]) for k, v in means.items()} for i in range(count)]
 
 
 def check_state_finite(state, env_steps: int, whose: str = "") -> None:

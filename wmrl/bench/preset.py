@@ -102,7 +102,7 @@ def time_policy(algo: Algorithm, state, obs_spec, num_envs: int, calls: int, blo
 
 def time_loop(loop: HostDriver, steps: int) -> dict:
   """The driver's collect/train loop for `steps` env steps (of each seed) after
-  prefill and warm-up; the seeds benchmark times its multi-lane drivers with it."""
+  prefill and warm-up; the seeds benchmark times its drivers of several seeds with it."""
   ignore = lambda *args: None
   start = time.perf_counter()
   while loop.counters.env_steps < loop.schedule.prefill:

@@ -1,6 +1,6 @@
 """The recurrent state-space model: a block GRU with categorical latents.
 
-It implements the dynamics contract (`wmrl/dynamics.py`). Its carry is a
+It implements the dynamics contract (wmrl/dynamics/contract.py). Its carry is a
 `Latent`: `deter` [..., D] float and `stoch` [..., S, C] one-hot; nothing
 outside this module reads their fields. `observe` runs the posterior over a
 replayed sequence and returns its KL losses, `imagine` rolls the prior

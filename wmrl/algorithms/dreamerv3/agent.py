@@ -363,7 +363,7 @@ def update(state: AgentState, start, data: dict, prev_actions):
 @partial(jax.jit, static_argnames=("context", "horizon"))
 def report(state: AgentState, batch: dict, key, context: int | None = None,
            horizon: int | None = None) -> dict[str, jax.Array]:
-  """The open-loop video of replayed sequences (`wmrl/report.py`); {} without image keys.
+  """The open-loop video of replayed sequences (report.py beside this); {} without image keys.
 
   The model observes `context` steps (default: 5, or all but one of shorter
   sequences) and imagines `horizon` (default: the rest), starting, as

@@ -62,7 +62,7 @@ class ModelConfig:
   actor_unimix: float = 0.0
   # "float32" or "bfloat16"; parameters stay float32 either way.
   compute_dtype: str = "float32"
-  # The sequence model of the world model (wmrl/world_model.py, DYNAMICS).
+  # The sequence model of the world model, by its name in wmrl/dynamics (`register`).
   dynamics: str = "rssm"
 
 
