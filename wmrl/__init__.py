@@ -9,11 +9,13 @@ from wmrl.presets import apply_presets
 
 
 def make_config(env: str | None = None, presets: str = "", overrides: dict | None = None) -> Config:
-  """A config from presets (applied in order) and dotted-name overrides."""
-  config = apply_presets(Config(), presets)
+  """A config from presets (applied in order) and dotted-name overrides; the
+  presets apply to the defaults of the algorithm `overrides` names."""
+  overrides = dict(overrides or {})
+  config = apply_presets(Config(overrides.pop("algorithm", Config.algorithm)), presets)
   if env is not None:
     config = config.replace(**{"env.id": env})
-  return config.replace(**(overrides or {}))
+  return config.replace(**overrides)
 
 
 def train(config: Config, logdir: str, console: bool = True) -> dict:

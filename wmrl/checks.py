@@ -79,13 +79,6 @@ def check_resume(saved: Config, config: Config, obs_spec, act_spec) -> list[str]
     details = "; ".join(f"{n}: {changes[n][0]!r} -> {changes[n][1]!r}" for n in fixed)
     raise ValueError(f"cannot resume with a changed {', '.join(fixed)} ({details}); use the saved "
                      "value or start a new logdir")
-  old_context, new_context = saved.run.replay_context, config.run.replay_context
-  if (old_context > 0) != (new_context > 0):
-    raise ValueError(
-        f"cannot resume with a changed run.replay_context ({old_context} -> {new_context}): the "
-        f"saved replay {'holds' if old_context else 'lacks'} the policy latents that a replay "
-        f"context above 0 stores with every step; use a run.replay_context "
-        f"{'above 0' if old_context else 'of 0'} or start a new logdir")
   shaping = [n for n in changes if not n.startswith(("run.", "env."))]
   if shaping:
     old, new = state_shapes(saved, obs_spec, act_spec), state_shapes(config, obs_spec, act_spec)

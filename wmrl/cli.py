@@ -28,7 +28,8 @@ def _train_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="wmrl train", usage="wmrl train --logdir DIR [--env ID] [--preset P,Q] [--FIELD VALUE ...]",
       formatter_class=argparse.RawDescriptionHelpFormatter,
-      description="Train a DreamerV3 agent. Metrics go to LOGDIR/metrics.jsonl.",
+      description="Train an agent (DreamerV3 by default; --algorithm names another). "
+                  "Metrics go to LOGDIR/metrics.jsonl.",
       epilog="presets: " + ", ".join(presets.PRESETS) + "\n\nenvironment ids: gym:ID (any Gymnasium "
              "id), dmc:DOMAIN-TASK (DeepMind Control),\n  custom:NAME (wmrl.envs.register) or "
              "module.path:factory (a function returning a gymnasium.Env)\n\n" + ov.fields_help())
@@ -49,8 +50,10 @@ def parse_train_args(argv: list[str]) -> tuple[argparse.Namespace, cfg.Config]:
   shortcuts = {name: values[short] for short, name in SHORTCUTS.items()
                if values.get(short) is not None}
   try:
-    # A field flag wins over its shortcut (--run.steps over --steps).
-    config = presets.apply_presets(cfg.Config(), args.preset).replace(**{**shortcuts, **fields})
+    # The presets apply to the named algorithm's defaults; a field flag wins over
+    # its shortcut (--run.steps over --steps).
+    base = cfg.Config(fields.pop("algorithm", cfg.Config.algorithm))
+    config = presets.apply_presets(base, args.preset).replace(**{**shortcuts, **fields})
   except ValueError as e:
     parser.error(str(e))
   return args, config

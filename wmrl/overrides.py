@@ -14,7 +14,6 @@ here; `Config.replace` converts them to the field's type.
 from __future__ import annotations
 
 import argparse
-import functools
 
 from wmrl import config as cfg
 from wmrl.names import did_you_mean
@@ -24,7 +23,6 @@ class OverrideError(ValueError):
   """An unknown config field, or a field flag without a value."""
 
 
-@functools.cache
 def _fields(algorithm: str = cfg.Config.algorithm) -> tuple[str, ...]:
   """The fields of a config of `algorithm` (its own groups differ from another's)."""
   try:
@@ -135,8 +133,8 @@ def parse_args(parser: argparse.ArgumentParser,
 
 def fields_help() -> str:
   """Every field as a flag with its default, for a command's --help."""
-  lines = ["config fields, each as --FIELD VALUE or --FIELD=VALUE "
-           "(defaults are DreamerV3's reference values):"]
+  lines = ["config fields, each as --FIELD VALUE or --FIELD=VALUE (DreamerV3's, with the "
+           "reference's defaults;\n  another --algorithm has its own groups beside env and run):"]
   for name, default in field_defaults().items():
     if isinstance(default, tuple):
       default = ",".join(map(str, default))

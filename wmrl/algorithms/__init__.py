@@ -13,6 +13,12 @@ no JAX: configs load without it. An algorithm may be registered by its
 import path ("package.module:NAME"), loaded when a run first asks for it,
 as DreamerV3 is.
 
+On the command line an algorithm that a module of yours registers is named
+`module:NAME` (`wmrl train --algorithm mypkg.algos:mine ...`, as environment
+ids name factories): the module is imported, from the working directory or
+`sys.path`, and registers NAME. The config keeps that name, so `wmrl eval`
+and a resume in a fresh process find the algorithm again.
+
 | name | what | home |
 | --- | --- | --- |
 | `dreamerv3` | DreamerV3 (the reference's, module by module) | wmrl/algorithms/dreamerv3/ |
@@ -20,6 +26,7 @@ as DreamerV3 is.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import TYPE_CHECKING, Any, Callable
 
 from wmrl.algorithms.dreamerv3 import config as dreamerv3_config
@@ -63,9 +70,29 @@ def names() -> list[str]:
   return _REGISTRY.names()
 
 
+def _entry(name: str) -> Registered:
+  """The registration of `name`; "module:NAME" imports `module`, which registers NAME."""
+  if name not in _REGISTRY and ":" in name:
+    module, _, registered = name.partition(":")
+    try:
+      importlib.import_module(module)
+    except ModuleNotFoundError as e:
+      if e.name and (module == e.name or module.startswith(e.name + ".")):
+        raise ValueError(f"algorithm {name!r} is read as module:NAME, but module {module!r} "
+                         f"could not be imported ({e}); check the module path and sys.path"
+                         ) from None
+      raise  # the module exists but something it imports is missing: its own error
+    if registered not in _REGISTRY:
+      raise ValueError(f"algorithm {name!r}: importing {module} registered no algorithm "
+                       f"{registered!r} (it registers {', '.join(_REGISTRY.names())}); call "
+                       f"wmrl.algorithms.register({registered!r}, ...) in it")
+    _REGISTRY.register(name, _REGISTRY.get(registered))
+  return _REGISTRY.get(name)
+
+
 def get(name: str) -> "Algorithm":
   """The `Algorithm` registered as `name` (imported where it was registered by path)."""
-  entry = _REGISTRY.get(name)
+  entry = _entry(name)
   if isinstance(entry.algorithm, str):
     entry = dataclasses.replace(entry, algorithm=load(entry.algorithm))
     _REGISTRY.register(name, entry)
@@ -73,12 +100,12 @@ def get(name: str) -> "Algorithm":
 
 
 def config_class(name: str) -> type:
-  return _REGISTRY.get(name).config_class
+  return _entry(name).config_class
 
 
 def validate(config) -> None:
   """The checks of `config.algorithm` (a refused name included)."""
-  entry = _REGISTRY.get(config.algorithm)
+  entry = _entry(config.algorithm)
   if entry.validate is not None:
     entry.validate(config)
 

@@ -10,7 +10,7 @@ import sys
 
 import jax
 
-from wmrl import overrides, presets
+from wmrl import config as cfg, overrides, presets
 from wmrl.bench import seeds
 from wmrl.bench.inputs import DEFAULT_ENV
 from wmrl.bench.preset import _log, bench_preset, build_config
@@ -25,7 +25,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser = argparse.ArgumentParser(
       prog="wmrl bench", formatter_class=argparse.RawDescriptionHelpFormatter,
       usage="wmrl bench [--preset P,Q ...] [--env ID] [--dtype D] [--FIELD VALUE ...] [...]",
-      description="Measure the speed of DreamerV3 train and policy steps.",
+      description="Measure the speed of an algorithm's train and policy steps (DreamerV3 by "
+                  "default; --algorithm names another).",
       epilog="presets: " + ", ".join(presets.PRESETS) + "\n\nEach --preset is one table row; "
              "inside a row presets join with commas and apply\nin order, as in `wmrl train`: "
              "--preset size1m --preset size12m,dmc_vision.\nAny config field is a flag of every "
@@ -68,8 +69,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.devices = seeds.parse_counts(args.devices, "devices") if args.devices else None
   except ValueError as e:
     parser.error(str(e))
-  # The seeds/devices tables multiply the work per row: one row unless asked.
+  # The seeds/devices tables multiply the work per row: one row unless asked. The
+  # size presets are DreamerV3's: another algorithm's default row is its own defaults.
   default_rows = SEEDS_ROWS if args.seeds or args.devices else DEFAULT_ROWS
+  if fields.get("algorithm", cfg.Config.algorithm) != cfg.Config.algorithm:
+    default_rows = ("",)
   args.preset = [presets.join(row) for row in args.preset or default_rows]
   for name in ("repeats", "warmup", "policy_calls", "peak_size", "peak_repeats", "e2e_steps"):
     minimum = 1 if name in ("repeats", "policy_calls", "peak_size", "peak_repeats") else 0

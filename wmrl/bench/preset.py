@@ -31,20 +31,30 @@ def _log(message: str) -> None:
 def build_config(preset: str, args: argparse.Namespace) -> cfg.Config:
   """The presets (joined by commas), then the benchmark's task settings, then the flags,
   then the config fields given as --FIELD VALUE."""
-  config = apply_presets(cfg.Config(), preset)
+  overrides = dict(args.overrides)
+  config = apply_presets(cfg.Config(overrides.pop("algorithm", cfg.Config.algorithm)), preset)
   # The reference's DMC proprio setting: one env, action repeat 2, train ratio 512.
   settings = {"env.id": args.env or DEFAULT_ENV, "env.num_envs": 1, "env.action_repeat": 2,
-              "run.train_ratio": 512, "model.compute_dtype": args.dtype}
+              "run.train_ratio": 512}
+  if "model.compute_dtype" in cfg.field_names(config):
+    settings["model.compute_dtype"] = args.dtype
+  elif args.dtype != "float32":
+    raise ValueError(f"--dtype {args.dtype}: algorithm {config.algorithm} has no "
+                     "model.compute_dtype to set")
   if args.batch_size is not None:
     settings["run.batch_size"] = args.batch_size
   if args.batch_length is not None:
     settings["run.batch_length"] = args.batch_length
-  return config.replace(**settings).replace(**args.overrides)
+  return config.replace(**settings).replace(**overrides)
 
 
 def compile_train_step(algo: Algorithm, state, batch) -> tuple[dict, object]:
   """Traces, lowers and compiles the algorithm's (jitted) train step; the jaxpr is kept
   for FLOPs."""
+  if not hasattr(algo.train_step, "trace"):
+    raise TypeError(f"algorithm {algo.name}: wmrl bench traces and lowers train_step, which must "
+                    "be a jax.jit function (jax.jit(train_step, donate_argnums=0)), as the "
+                    "contract says (wmrl/algorithms/contract.py)")
   start = time.perf_counter()
   traced = algo.train_step.trace(state, batch)
   lowered = traced.lower()
@@ -82,17 +92,17 @@ def time_policy(algo: Algorithm, state, obs_spec, num_envs: int, calls: int, blo
   obs = policy_obs(obs_spec, num_envs)
   carry = algo.initial_carry(state, num_envs)
   start = time.perf_counter()
-  action, carry = algo.policy_step(state, obs, carry, host_key(rng))
+  action, carry = algo.policy_step(state, obs, carry, host_key(rng), "train")
   np.asarray(action)
   first_call = time.perf_counter() - start
   for _ in range(min(calls, 20)):  # settle caches before timing
-    action, carry = algo.policy_step(state, obs, carry, host_key(rng))
+    action, carry = algo.policy_step(state, obs, carry, host_key(rng), "train")
     np.asarray(action)
   rates = []
   for _ in range(blocks):
     start = time.perf_counter()
     for _ in range(calls):
-      action, carry = algo.policy_step(state, obs, carry, host_key(rng))
+      action, carry = algo.policy_step(state, obs, carry, host_key(rng), "train")
       np.asarray(action)
     rates.append(calls / (time.perf_counter() - start))
   rate = statistics.median(rates)

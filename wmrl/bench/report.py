@@ -33,7 +33,8 @@ def format_table(report: dict) -> str:
   for row in report["presets"]:
     t = row["train"]["seconds_per_update"]
     e2e = row["e2e"]
-    cells = [row["preset"], f"{row['params'] / 1e6:.2f}M", f"{row['compile']['total_s']:.1f}",
+    cells = [row["preset"] or "defaults", f"{row['params'] / 1e6:.2f}M",
+             f"{row['compile']['total_s']:.1f}",
              f"{t['median'] * 1e3:.2f} [{t['min'] * 1e3:.2f}-{t['max'] * 1e3:.2f}]",
              f"{row['train']['updates_per_s']:.2f}", f"{row['flops']['per_update'] / 1e9:.3g}",
              _gflop(row["flops"]["xla_cost_analysis"]),
