@@ -5,11 +5,12 @@
     python benchmarks/fused.py --seconds 5 --rounds 1 --model.rssm.deter 64
 
 For each cell of the grid (train ratio x number of environments) both
-drivers are built on the same config and the same JAX environment: the host
-`Driver` steps it through `HostEnv` (one jitted step per vector step, host
-replay, the default `HostDraws`), the `FusedDriver` runs K steps and the U
-updates they owe as one program (wmrl/fused.py). Each driver first runs past
-the prefill (one batch worth, the least a driver allows) and compiles, untimed;
+drivers are built on the same config and the same JAX environment: the
+`HostDriver` steps it through `HostEnv` (one jitted step per vector step, host
+replay; wmrl/drivers/host.py), the `FusedDriver` runs K steps and the U
+updates they owe as one program (wmrl/drivers/fused.py); both follow one
+schedule and draw alike (wmrl/draws.py). Each driver first runs past the
+prefill (one batch worth, the least a driver allows) and compiles, untimed;
 then the two are measured in turn, R rounds of S seconds each, every
 measurement running whole iterations (the last one in progress always
 finishes, so a measurement can run past S where one iteration takes long).
@@ -51,9 +52,8 @@ import numpy as np  # noqa: E402
 import wmrl  # noqa: E402
 from wmrl import algorithms, envs, jaxenvs, overrides  # noqa: E402
 from wmrl.bench.report import json_default, machine_info  # noqa: E402
-from wmrl.driver import Driver, Lane  # noqa: E402
-from wmrl.fused import FusedDriver  # noqa: E402
-from wmrl.replay import Replay  # noqa: E402
+from wmrl.drivers.fused import FusedDriver  # noqa: E402
+from wmrl.drivers.host import HostDriver  # noqa: E402
 
 DRIVERS = ("host", "fused")
 
@@ -108,14 +108,15 @@ def make_config(args: argparse.Namespace, ratio, num_envs: int) -> wmrl.Config:
 
 
 def build(config: wmrl.Config) -> dict:
-  """Both drivers on `config`, each from the same initial agent state."""
+  """Both drivers on `config` for seed `run.seed`, each from the same initial
+  agent state and drawing by that seed (wmrl/draws.py)."""
   algo = algorithms.get(config.algorithm)
-  host_env = envs.from_config(config.env, seed=0)
-  init = lambda: algo.init(jax.random.key(0), host_env.obs_spec, host_env.act_spec, config)
   r = config.run
-  lane = Lane(host_env, Replay(r.replay_capacity, host_env.num_envs, seed=0), 0)
-  return {"host": Driver(algo, r, [lane], init()),
-          "fused": FusedDriver.single(algo, r, jaxenvs.from_config(config.env), init(), seed=0)}
+  host_env = envs.from_config(config.env, seed=r.seed)
+  init = lambda: algo.init(jax.random.key(r.seed), host_env.obs_spec, host_env.act_spec, config)
+  return {"host": HostDriver.single(algo, r, host_env, init()),
+          "fused": FusedDriver.single(algo, r, jaxenvs.from_config(config.env), init(),
+                                      seed=r.seed)}
 
 
 def stepping_config(config: wmrl.Config) -> wmrl.Config:
@@ -124,7 +125,7 @@ def stepping_config(config: wmrl.Config) -> wmrl.Config:
 
 
 def _iterate(driver) -> None:
-  driver.iterate(lambda lane, episode: None, lambda metrics: None)
+  driver.iterate(lambda index, episode: None, lambda metrics: None)
 
 
 def _sync(driver) -> None:
@@ -149,7 +150,7 @@ def warm_up(driver, train: bool = True) -> float:
     updates = driver.counters.updates
     _iterate(driver)
     trained = driver.counters.updates > updates
-    if trained and (isinstance(driver, Driver) or len(driver._programs) == programs):
+    if trained and (isinstance(driver, HostDriver) or len(driver._programs) == programs):
       break
   _sync(driver)
   return time.perf_counter() - start
@@ -186,11 +187,12 @@ def _rounds(args: argparse.Namespace, drivers: dict, row: dict, name: str) -> No
       row[kind][key] = statistics.median(r[key] for r in rounds)
 
 
-def updates_alone(driver: Driver, config: wmrl.Config, seconds: float, rounds: int) -> float:
+def updates_alone(driver: HostDriver, config: wmrl.Config, seconds: float,
+                  rounds: int) -> float:
   """Updates/s of the train step alone on one batch from the host driver's replay,
   each update on the state the last one gave (the median of `rounds`)."""
   r = config.run
-  batch = jax.device_put(driver.lanes[0].replay.sample(
+  batch = jax.device_put(driver.replays[0].sample(
       r.batch_size, r.batch_length + r.replay_context, np.random.default_rng(0)))
   step = driver.algo.train_step  # jitted, donating its state: the program the driver ran
   state = step(jax.tree.map(jnp.copy, driver.state), batch)[0]

@@ -4,13 +4,14 @@
   python benchmarks/seeds_batch.py --seeds 8 --batches 2,4,8 --preset size12m
   python benchmarks/seeds_batch.py --run.batch_size 32      # any config field, as for wmrl bench
 
-Each form is the train step a run uses: one seed's (`OneSeed`, called S times)
-and the stacked seeds' (`SeedAxis` with that seeds_batch: groups of that many
-vmapped, one group after another, in one program; S is all at once, what
-`run.seeds_batch 0` does). The forms are timed in turn, round after round, so
-that a shared machine's load falls on all of them alike; the table gives each
-form's median seconds per S updates and its total updates/s over one seed's
-("x1").
+Each form is the train step a run uses (`wmrl.bench.seeds.SeedCalls`, as the
+host driver builds it, wmrl/drivers/seeds.py): one seed's (the algorithm's
+own, called S times) and the stacked seeds' with that seeds_batch (groups of
+that many vmapped, one group after another, in one program; S is all at
+once, what `run.seeds_batch 0` does). The forms are timed in turn, round
+after round, so that a shared machine's load falls on all of them alike; the
+table gives each form's median seconds per S updates and its total updates/s
+over one seed's ("x1").
 """
 import argparse
 import json
@@ -24,9 +25,7 @@ import jax
 from wmrl import algorithms, overrides
 from wmrl.bench.inputs import task_spaces
 from wmrl.bench.preset import build_config
-from wmrl.bench.seeds import _host_batches, _seed_states, parse_counts
-from wmrl.driver import OneSeed, SeedAxis
-from wmrl.trees import stack_trees
+from wmrl.bench.seeds import SeedCalls, _host_batches, _seed_states, parse_counts
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,11 +56,13 @@ def forms(preset: str, count: int, sizes: tuple[int, ...], fields: dict) -> dict
   obs_spec, act_spec = task_spaces(config, None)
   states = _seed_states(algo, config, obs_spec, act_spec, count)
   batches = _host_batches(algo, states[0], config, obs_spec, act_spec, count)
-  result = {"one seed": [states[0], jax.device_put(batches[0]), OneSeed(algo).train_step, count]}
+  one = SeedCalls(algo, 1)
+  result = {"one seed": [states[0], jax.device_put(batches[0]), one.train_step, count]}
   for size in sizes:
-    stacked = stack_trees(_seed_states(algo, config, obs_spec, act_spec, count))
-    result[f"seeds_batch {size}"] = [stacked, jax.device_put(stack_trees(batches)),
-                                     SeedAxis(algo, size).train_step, 1]
+    calls = SeedCalls(algo, count, size)
+    stacked = calls.stack(_seed_states(algo, config, obs_spec, act_spec, count))
+    result[f"seeds_batch {size}"] = [stacked, jax.device_put(calls.stack(batches)),
+                                     calls.train_step, 1]
   return result
 
 

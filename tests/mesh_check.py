@@ -149,12 +149,12 @@ def main() -> None:
   runs = {n: train(config, initial, batch, n) for n in DEVICE_COUNTS}
   one = runs[1]
   report = placements(config, batch)
-  for n, run in runs.items():
+  for n, trained in runs.items():  # not `run`: the module whole_runs trains with
     report[n] = {
-        "params": max_abs_diff(one["state"].params, run["state"].params),
-        "state": max_abs_diff(one["state"], run["state"]),
-        "metrics": max_abs_diff(one["metrics"], run["metrics"]),
-        **{k: v for k, v in run.items() if k not in ("state", "metrics")},
+        "params": max_abs_diff(one["state"].params, trained["state"].params),
+        "state": max_abs_diff(one["state"], trained["state"]),
+        "metrics": max_abs_diff(one["metrics"], trained["metrics"]),
+        **{k: v for k, v in trained.items() if k not in ("state", "metrics")},
     }
   with tempfile.TemporaryDirectory() as logdir:
     report.update(whole_runs(pathlib.Path(logdir)))

@@ -8,14 +8,12 @@ import subprocess
 import sys
 import time
 
-import jax
 import numpy as np
 import pytest
 
-from conftest import tiny_config
-from wmrl import algorithms, checkpoint, distributed, envs, mesh, testing
+from conftest import load_saved, tiny_config
+from wmrl import checkpoint, distributed, mesh, testing
 from wmrl.config import DistributedConfig
-from wmrl.replay import Positions
 
 TESTS = pathlib.Path(__file__).parent
 ROOT = TESTS.parent
@@ -68,19 +66,22 @@ def _finish(processes, timeout=240) -> list[str]:
 
 
 def _saved(folder):
-  """(params checksum, counters, replay steps) of the newest checkpoint in `folder`."""
-  path = checkpoint.latest(folder)
-  config = checkpoint.saved_config(path)
-  env = envs.from_config(config.env, seed=0)
-  algo = algorithms.get(config.algorithm)
-  template = algo.init(jax.random.key(0), env.obs_spec, env.act_spec, config)
-  env.close()
-  state, replay, run = checkpoint.load(path, template)
-  leaves = [np.asarray(x, np.float64) for x in jax.tree.leaves(state.params)]
-  everything = Positions(np.zeros(1, int), np.zeros(1, int))
-  return (float(sum(np.abs(x).sum() for x in leaves)), run["counters"], replay.steps_added,
-          [np.asarray(x) for x in jax.tree.leaves(state.params)],
-          replay.gather(everything, replay.steps_added)["action"])
+  """(params by tree path, counters, replay steps added, stream 0's actions) of
+  the newest checkpoint in `folder` (`conftest.load_saved`)."""
+  state, replay, saved_run, _ = load_saved(folder)
+  params = {name: value for name, value in state.items() if name.startswith("state/params/")}
+  return params, saved_run["counters"], replay.steps_added, replay.streams()["action"][0]
+
+
+def _checksum(params: dict) -> float:
+  return float(sum(np.abs(np.asarray(x, np.float64)).sum() for x in params.values()))
+
+
+def _assert_same_params(first: dict, second: dict) -> None:
+  """One agent, replicated: identical parameters in both processes."""
+  assert first.keys() == second.keys() and first
+  for name in first:
+    np.testing.assert_array_equal(first[name], second[name], err_msg=name)
 
 
 @pytest.mark.slow
@@ -106,9 +107,8 @@ def test_two_processes_train_one_agent_and_resume_after_kill(tmp_path):
   outputs = _finish(_start(logdir, free_port(), resumed_from + 20, "--run.save_every", "20",
                            cwd=tmp_path))
   first, second = _saved(logdir), _saved(logdir / "process-1")
-  print("checksums", first[0], second[0], "counters", first[1], second[1])
-  for a, b in zip(first[3], second[3]):
-    np.testing.assert_array_equal(a, b)  # one agent, replicated: identical parameters
+  print("checksums", _checksum(first[0]), _checksum(second[0]), "counters", first[1], second[1])
+  _assert_same_params(first[0], second[0])
   assert first[1]["env_steps"] == second[1]["env_steps"] == resumed_from + 20
   assert first[1]["updates"] == second[1]["updates"] >= 20
   # Each process's replay: every step it collected before the checkpoint, plus the new ones.
@@ -147,8 +147,7 @@ def test_a_signal_to_one_process_stops_both_at_a_common_checkpointed_step(tmp_pa
   _finish(_start(logdir, free_port(), stopped + 20, cwd=tmp_path))
   first, second = _saved(logdir), _saved(logdir / "process-1")
   assert first[1]["env_steps"] == second[1]["env_steps"] == stopped + 20
-  for a, b in zip(first[3], second[3]):
-    np.testing.assert_array_equal(a, b)
+  _assert_same_params(first[0], second[0])
 
 
 @pytest.mark.slow
@@ -158,13 +157,12 @@ def test_two_processes_train_identical_parameters(tmp_path):
   logdir = tmp_path / "run"
   _finish(_start(logdir, free_port(), 40, cwd=tmp_path))
   first, second = _saved(logdir), _saved(logdir / "process-1")
-  print("checksums", first[0], second[0])
-  for a, b in zip(first[3], second[3]):
-    np.testing.assert_array_equal(a, b)
+  print("checksums", _checksum(first[0]), _checksum(second[0]))
+  _assert_same_params(first[0], second[0])
   assert first[1]["updates"] == second[1]["updates"] >= 20
   assert first[2] == second[2] == 40
   # Each process its own seeds: other random prefill actions in its replay.
-  assert first[4].shape == second[4].shape and not np.array_equal(first[4], second[4])
+  assert first[3].shape == second[3].shape and not np.array_equal(first[3], second[3])
   assert (logdir / "metrics.jsonl").exists()
 
 

@@ -1,19 +1,20 @@
-"""The fused driver (wmrl/fused.py) and the device replay (wmrl/device_replay.py):
-the same run as the host driver given the same draws, exact resume, the
-iteration's schedule, and what they refuse."""
+"""The fused driver (wmrl/drivers/fused.py) and the device replay
+(wmrl/device_replay.py): the same run as the host driver (both draw from
+wmrl/draws.py), exact resume, the iteration's schedule, and what they refuse."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import tiny_config
-from wmrl import algorithms, checkpoint, envs, jaxenvs, run
+from conftest import load_saved, tiny_config
+from wmrl import algorithms, envs, jaxenvs, run
 from wmrl.device_replay import DeviceReplay
-from wmrl.draws import KeyedDraws
-from wmrl.driver import Driver, Lane
-from wmrl.fused import FusedDriver, SeedStart, steps_per_iteration
+from wmrl.drivers import SeedStart
+from wmrl.drivers.fused import FusedDriver, steps_per_iteration
+from wmrl.drivers.host import HostDriver
+from wmrl.logging import read_metrics
 from wmrl.replay import Replay
-from wmrl.trees import stack_trees, tree_arrays
+from wmrl.trees import tree_arrays
 
 CARTPOLE = "gymnax:CartPole-v1"
 
@@ -25,11 +26,12 @@ def _config(**overrides):
 
 
 def _drivers(config):
+  """A host and a fused driver of seed 0 on `config`, from the same initial state.
+  No draws are injected: both drivers draw from wmrl/draws.py by the seed."""
   algo = algorithms.get(config.algorithm)
   host_env = envs.from_config(config.env, seed=0)
   init = lambda: algo.init(jax.random.key(0), host_env.obs_spec, host_env.act_spec, config)
-  lane = Lane(host_env, Replay(config.run.replay_capacity, 1, seed=0), 0, draws=KeyedDraws(0))
-  host = Driver(algo, config.run, [lane], init())
+  host = HostDriver.single(algo, config.run, host_env, init())
   fused = FusedDriver.single(algo, config.run, jaxenvs.from_config(config.env), init(), seed=0)
   return host, fused
 
@@ -37,14 +39,21 @@ def _drivers(config):
 def _run(driver, steps):
   episodes = []
   while driver.counters.env_steps < steps:
-    driver.iterate(lambda lane, m: episodes.append(m), lambda m: None)
+    driver.iterate(lambda index, m: episodes.append(m), lambda m: None)
   return episodes
 
 
+def _host_replay(fused: FusedDriver, index: int = 0) -> Replay:
+  """Seed `index`'s device replay in the host replay's format."""
+  return fused.replay.to_host(fused.replay_state(index))
+
+
 def test_fused_and_host_drivers_make_the_same_run_on_gymnax_cartpole():
-  # Train ratio 4 on 2 x 6 windows: an update every 3 steps, so each fused
-  # iteration is 3 steps and one update, and with the prefill at 21 steps the
-  # host driver's updates fall on the same steps. Both draw from KeyedDraws.
+  # Train ratio 3 on 2 x 6 windows: an update every 4 steps, so each fused
+  # iteration is 4 steps and one update, and with the prefill at 21 steps (steps
+  # 21 to 24 owe the first) the host driver's updates fall on the same steps.
+  # Both draw from wmrl/draws.py: no draws are injected into the host driver (it
+  # once needed KeyedDraws for this; now the two drivers draw alike).
   # Measured over 2,000 steps (495 updates): actions, flags, rewards, episodes and
   # counters identical; observations within 4.1e-6, latents 2.4e-7, parameters and
   # Adam moments 1.8e-6. Not bit-exact because XLA compiles the same arithmetic
@@ -53,12 +62,13 @@ def test_fused_and_host_drivers_make_the_same_run_on_gymnax_cartpole():
   # environment is bit-exact with its separate jitted step), well before any update.
   config = _config(**{"run.train_ratio": 3, "run.prefill": 21})
   host, fused = _drivers(config)
-  assert fused.steps == 4 and host.updates_per_step == 0.25
+  assert fused.steps == 4 and host.schedule.updates_per_vector_step == 0.25
+  assert host.schedule == fused.schedule
   host_episodes, fused_episodes = _run(host, 2000), _run(fused, 2000)
   assert host.counters == fused.counters
-  assert host.counters.updates == 495 and host.counters.episodes > 20
+  assert host.counters.updates == 495 and host.episodes == fused.episodes and host.episodes[0] > 20
   assert host_episodes == fused_episodes
-  host_steps, fused_steps = host.lanes[0].replay.streams(), fused.lanes[0].replay.host().streams()
+  host_steps, fused_steps = host.replays[0].streams(), _host_replay(fused).streams()
   assert host_steps.keys() == fused_steps.keys()
   for key in ("action", "reward", "is_first", "is_last", "is_terminal", "latent/stoch"):
     np.testing.assert_array_equal(host_steps[key], fused_steps[key], err_msg=key)
@@ -78,7 +88,8 @@ def _seeded(config, seeds):
             for seed in seeds]
   if len(seeds) == 1:
     return FusedDriver.single(algo, config.run, env, states[0], seeds[0])
-  return FusedDriver(algo, config.run, env, stack_trees(states), [SeedStart(s) for s in seeds],
+  return FusedDriver(algo, config.run, env, [SeedStart(seed, env, state)
+                                             for seed, state in zip(seeds, states)],
                      seeds_axis=True)
 
 
@@ -94,17 +105,17 @@ def test_seeds_on_an_axis_run_as_each_seed_alone(seeds_batch):
   both_episodes = {0: [], 1: []}
   metrics = []
   while both.counters.env_steps < 300:
-    both.iterate(lambda lane, m: both_episodes[lane].append(m), metrics.append)
+    both.iterate(lambda index, m: both_episodes[index].append(m), metrics.append)
   assert metrics and all(np.shape(v) == (2,) for v in metrics[0].values())
-  assert [lane.counters.updates for lane in both.lanes] == [70, 70]
+  assert both.counters.updates == 70  # the seeds share the schedule
   alone = _seeded(config, (1,))
   episodes = _run(alone, 300)
-  assert alone.counters == both.lanes[1].counters
+  assert alone.counters == both.counters and alone.episodes[0] == both.episodes[1]
   assert episodes == both_episodes[1] and len(episodes) > 5
-  mine, theirs = alone.lanes[0].replay.host().streams(), both.lanes[1].replay.host().streams()
+  mine, theirs = _host_replay(alone).streams(), _host_replay(both, 1).streams()
   for key in ("action", "reward", "is_first", "is_last", "is_terminal"):
     np.testing.assert_array_equal(mine[key], theirs[key], err_msg=key)
-  a, b = tree_arrays(alone.fused.agent, "state"), tree_arrays(both.lane_state(1), "state")
+  a, b = tree_arrays(alone.fused.agent, "state"), tree_arrays(both.agent_state(1), "state")
   for name in a:
     np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=2e-5, err_msg=name)
   # The two seeds made different runs: their own draws and initial states.
@@ -122,21 +133,17 @@ def test_a_fused_run_of_seeds_writes_each_seed_and_resumes_exactly(tmp_path):
     a, b = (_saved(tmp_path / name / f"seed-{seed}") for name in ("straight", "resumed"))
     assert a[2]["counters"] == b[2]["counters"] and a[2]["counters"]["env_steps"] == 150
     assert a[2]["config"]["run"]["seed"] == seed
-    for saved_a, saved_b in zip((a[0], a[1], a[3]), (b[0], b[1], b[3])):
+    for saved_a, saved_b in zip((a[0], a[1], a[3]), (b[0], b[1], b[3])):  # state, replay, pending
       assert saved_a.keys() == saved_b.keys()
       for name in saved_a:
         np.testing.assert_array_equal(saved_a[name], saved_b[name], err_msg=f"{seed} {name}")
-    assert any("episode/score" in r for r in checkpoint_metrics(tmp_path / "straight" / f"seed-{seed}"))
+    assert any("episode/score" in r for r in _metrics(tmp_path / "straight" / f"seed-{seed}"))
 
 
 def _saved(logdir):
-  path = checkpoint.latest(logdir)
-  config = checkpoint.saved_config(path)
-  env = envs.from_config(config.env, seed=0)
-  template = algorithms.get(config.algorithm).init(jax.random.key(0), env.obs_spec, env.act_spec,
-                                                   config)
-  state, replay, saved = checkpoint.load(path, template)
-  return tree_arrays(state, "state"), replay.streams(), saved, checkpoint.load_pending(path)
+  """`conftest.load_saved` with the replay as its streams, to compare whole."""
+  state, replay, saved_run, pending = load_saved(logdir)
+  return state, replay.streams(), saved_run, pending
 
 
 def test_a_fused_run_resumes_exactly_mid_episode(tmp_path):
@@ -153,25 +160,44 @@ def test_a_fused_run_resumes_exactly_mid_episode(tmp_path):
     assert saved_a.keys() == saved_b.keys()
     for name in saved_a:
       np.testing.assert_array_equal(saved_a[name], saved_b[name], err_msg=name)
-  scores = [r for r in checkpoint_metrics(tmp_path / "straight") if "episode/score" in r]
-  assert scores and all(r["episode/score"] == r["episode/length"] for r in scores)  # CartPole: 1 a step
+  scores = [r for r in _metrics(tmp_path / "straight") if "episode/score" in r]
+  # CartPole rewards 1 a step.
+  assert scores and all(r["episode/score"] == r["episode/length"] for r in scores)
 
 
-def checkpoint_metrics(logdir):
-  from wmrl.logging import read_metrics
+def _metrics(logdir):
   return read_metrics(logdir / "metrics.jsonl")
 
 
-def test_a_fused_run_evaluates_and_logs_as_a_host_run(tmp_path):
-  summary = run.train(_config(**{"run.steps": 90, "run.eval_every": 45, "run.eval_episodes": 2}),
-                      tmp_path, console=False)
-  records = checkpoint_metrics(tmp_path)
-  evals = [r for r in records if "eval/score" in r]
-  assert [r["step"] for r in evals] == [45, 90]
-  assert all(r["eval/score"] > 0 for r in evals)
-  trained = [r for r in records if "loss/rec" in r]
+def test_a_fused_run_trains_evaluates_and_logs_as_a_host_run(tmp_path):
+  """The fused run's logged training episodes (score, length, in order) and its
+  evaluations (steps and scores) are the host run's on the same config. Catches
+  a fused driver that tallies episodes wrongly (a reordered, dropped or shifted
+  step), one whose updates fall on other steps than the host driver's, and an
+  evaluation of another state than the one trained to that step. (What it
+  replaced asserted `eval/score > 0`, which every CartPole episode passes.)"""
+  # The first test's schedule (an update every 4 steps, the prefill ending on an
+  # iteration's end), so the two drivers make the same run; evaluated at 44 and 88.
+  overrides = {"run.train_ratio": 3, "run.prefill": 21, "run.steps": 88, "run.eval_every": 44,
+               "run.eval_episodes": 2}
+  summaries = {name: run.train(_config(**{"run.driver": name, **overrides}), tmp_path / name,
+                               console=False) for name in ("host", "fused")}
+  assert summaries["host"]["updates"] == summaries["fused"]["updates"] == 17
+  records = {name: _metrics(tmp_path / name) for name in summaries}
+  episodes = {name: [r for r in records[name] if "episode/score" in r] for name in records}
+  assert len(episodes["host"]) >= 3
+  assert ([(r["episode/score"], r["episode/length"]) for r in episodes["fused"]]
+          == [(r["episode/score"], r["episode/length"]) for r in episodes["host"]])
+  # The fused driver reports an iteration's episodes at its end (4 steps an iteration).
+  assert [r["step"] for r in episodes["fused"]] == [-(-r["step"] // 4) * 4
+                                                    for r in episodes["host"]]
+  evals = {name: [(r["step"], r["eval/score"], r["eval/length"]) for r in records[name]
+                  if "eval/score" in r] for name in records}
+  assert [step for step, _, _ in evals["fused"]] == [44, 88]
+  assert evals["fused"] == evals["host"]
+  trained = [r for r in records["fused"] if "loss/rec" in r]
   assert trained and np.isfinite(trained[-1]["loss/rec"]) and trained[-1]["train/updates"] > 0
-  assert summary["env_steps"] == 90
+  assert summaries["fused"]["env_steps"] == 88
 
 
 @pytest.mark.parametrize("ratio, num_envs, length, expected", [
@@ -254,7 +280,7 @@ def test_the_device_replay_refuses_a_capacity_the_device_cannot_hold():
 @pytest.mark.parametrize("overrides, message", [
     ({"run.driver": "fused", "env.id": "gym:CartPole-v1"}, "gym:CartPole-v1 is a host environment"),
     ({"run.train_devices": (0, 1)}, "run.train_devices and run.policy_devices needs the host"),
-    ({"run.driver": "sideways"}, "run.driver must be auto, host or fused"),
+    ({"run.driver": "sideways"}, "run.driver must be auto, host,? (or )?fused, got 'sideways'"),
     ({"run.fused_steps": -1}, "run.fused_steps must be >= 0"),
     ({"env.parallel": True}, "JAX environment, stepped as one program: parallel"),
 ])

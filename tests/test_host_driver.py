@@ -1,5 +1,5 @@
-"""The collect/train loop with a replay context: latents stored at collection,
-posteriors written back after each update."""
+"""The host driver's collect/train loop (wmrl/drivers/host.py) with a replay
+context: latents stored at collection, posteriors written back after each update."""
 import dataclasses
 
 import jax
@@ -8,15 +8,15 @@ import numpy as np
 from conftest import tiny_config
 from wmrl import envs
 from wmrl.algorithms.dreamerv3 import agent
-from wmrl.driver import Driver
+from wmrl.drivers.host import HostDriver
 from wmrl.replay import Positions, Replay
 
 
 class RecordingReplay(Replay):
-  """A replay that remembers the windows it drew last."""
+  """A replay that remembers the windows the driver drew from it last."""
 
-  def sample_positions(self, *args, **kwargs):
-    self.last = super().sample_positions(*args, **kwargs)
+  def positions(self, *args, **kwargs):
+    self.last = super().positions(*args, **kwargs)
     return self.last
 
 
@@ -49,7 +49,7 @@ def test_latents_are_stored_with_each_step_and_posteriors_written_back():
   with envs.from_config(config.env, seed=0) as env:
     state = agent.init(jax.random.key(0), env.obs_spec, env.act_spec, config)
     replay = RecordingReplay(1000, env.num_envs)
-    driver = Driver.single(algo, config.run, env, state, replay)
+    driver = HostDriver.single(algo, config.run, env, state, replay)
     ignore = lambda *args: None
     for step in range(12):  # prefill (random actions, the policy still observes) and training
       driver.collect(ignore)
@@ -60,8 +60,9 @@ def test_latents_are_stored_with_each_step_and_posteriors_written_back():
         for name, value in returned[-1].items():  # the trained steps, after the context step
           stored = _stream_steps(replay, name)
           expected = stored.copy()
-          for b, (env, start) in enumerate(zip(*replay.last)):  # where windows overlap, the later one's
-            expected[env, start + 1:start + driver.sequence] = value[b]
+          # Where windows overlap, the later one's values.
+          for b, (stream, start) in enumerate(zip(*replay.last)):
+            expected[stream, start + 1:start + driver.schedule.window] = value[b]
           np.testing.assert_array_equal(stored, expected, err_msg=name)
           assert not np.array_equal(value, np.zeros_like(value))
   assert driver.counters.updates >= 3 and len(returned) == driver.counters.updates
@@ -72,7 +73,8 @@ def test_without_context_nothing_is_stored_or_written():
                           "run.replay_context": 0, "run.batch_length": 7})
   with envs.from_config(config.env, seed=0) as env:
     state = agent.init(jax.random.key(0), env.obs_spec, env.act_spec, config)
-    driver = Driver.single(agent.DREAMERV3, config.run, env, state, Replay(1000, env.num_envs))
+    driver = HostDriver.single(agent.DREAMERV3, config.run, env, state,
+                               Replay(1000, env.num_envs))
     while not driver.train(lambda metrics: None):
-      driver.collect(lambda lane, metrics: None)
-  assert not any(key.startswith("latent/") for key in driver.lanes[0].replay.keys)
+      driver.collect(lambda index, metrics: None)
+  assert not any(key.startswith("latent/") for key in driver.replays[0].keys)

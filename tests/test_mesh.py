@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from wmrl import mesh, run
+from wmrl import checks, mesh
 from wmrl.config import Config, RunConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -133,8 +133,8 @@ def test_validate_refuses_a_device_this_process_lacks(tmp_path):
   config = tiny_config(**{"run.train_devices": tuple(range(count + 1))})
   with pytest.raises(ValueError, match=f"names device {count}, but this process has {count} "
                                        "local device"):
-    run.validate(config, tmp_path)
-  run.validate(tiny_config(), tmp_path)  # the default passes
+    checks.validate(config, tmp_path)
+  checks.validate(tiny_config(), tmp_path)  # the default passes
 
 
 def test_placement_refuses_what_check_refuses():

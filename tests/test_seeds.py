@@ -4,13 +4,12 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import counter_config
-from wmrl import algorithms, checkpoint, envs, run
+from conftest import counter_config, load_saved
+from wmrl import checkpoint, checks, run
 from wmrl.compare.runs import find_runs
-from wmrl.driver import over_seeds
+from wmrl.drivers import EnvironmentCrash, over_seeds
 from wmrl.logging import read_metrics
-from wmrl.replay import Positions
-from wmrl.trees import tree_arrays
+from wmrl.metrics import MetricBuffer, NonFiniteError
 
 
 def _config(steps, **overrides):
@@ -18,16 +17,9 @@ def _config(steps, **overrides):
 
 
 def _saved(logdir):
-  """The latest checkpoint's state arrays, every replayed step, and run info."""
-  path = checkpoint.latest(logdir)
-  config = checkpoint.saved_config(path)
-  with envs.from_config(config.env, seed=0) as env:
-    template = algorithms.get(config.algorithm).init(jax.random.key(0), env.obs_spec,
-                                                     env.act_spec, config)
-  state, replay, saved_run = checkpoint.load(path, template)
-  steps = replay.steps_added // replay.num_envs
-  stored = replay.gather(Positions(np.zeros(1, int), np.zeros(1, int)), steps)
-  return tree_arrays(state, "state"), stored, saved_run
+  """The latest checkpoint's state arrays, every replayed step ([env, time]), and run info."""
+  state, replay, saved_run, _ = load_saved(logdir)
+  return state, replay.streams(), saved_run
 
 
 def _episodes(logdir):
@@ -99,12 +91,13 @@ def test_a_vmapped_seed_matches_the_run_of_that_seed_alone(tmp_path, seeds_batch
 
 def test_bad_seed_settings_are_refused(tmp_path):
   with pytest.raises(ValueError, match=r"run.seeds repeat a seed \(1, 2, 1\)"):
-    run.validate(_config(10, **{"run.seeds": (1, 2, 1)}), tmp_path)
+    checks.validate(_config(10, **{"run.seeds": (1, 2, 1)}), tmp_path)
   with pytest.raises(ValueError, match="run.seeds_batch must be >= 0"):
-    run.validate(_config(10, **{"run.seeds": (1, 2), "run.seeds_batch": -1}), tmp_path)
+    checks.validate(_config(10, **{"run.seeds": (1, 2), "run.seeds_batch": -1}), tmp_path)
   with pytest.raises(ValueError, match="run.seeds_batch=2 groups the seeds of run.seeds, and none"):
-    run.validate(_config(10, **{"run.seeds_batch": 2}), tmp_path)
-  run.validate(_config(10, **{"run.seeds": (4,), "run.seeds_batch": 2}), tmp_path)  # one seed: fine
+    checks.validate(_config(10, **{"run.seeds_batch": 2}), tmp_path)
+  # One seed: fine.
+  checks.validate(_config(10, **{"run.seeds": (4,), "run.seeds_batch": 2}), tmp_path)
 
 
 def test_seeds_in_groups_compute_what_each_seed_computes_alone():
@@ -136,9 +129,10 @@ def test_console_shows_seeds_mean_and_spread_and_a_missing_seed_is_refused(tmp_p
 
 
 def test_nan_names_the_seed():
-  metrics = run._Metrics([4, 7, 9])
+  metrics = MetricBuffer([4, 7, 9])
   metrics.add(12, {"loss/rec": np.array([1.0, np.nan, 2.0])})
-  with pytest.raises(run.NonFiniteError, match="'loss/rec' became nan at environment step 12 in seed 7"):
+  with pytest.raises(NonFiniteError,
+                     match="'loss/rec' became nan at environment step 12 in seed 7"):
     metrics.results()
 
 
@@ -147,7 +141,7 @@ def test_an_environment_that_raises_stops_the_run_after_saving_what_was_collecte
   # seed keeps that step, both are saved at the last step all took, and the same
   # command continues (in new environments, which count their steps afresh).
   config = _config(60, **{"env.id": "fake_envs:make_crashing_counter", "run.seeds": (0, 1)})
-  with pytest.raises(run.EnvironmentCrash) as crash:
+  with pytest.raises(EnvironmentCrash) as crash:
     run.train(config, tmp_path, console=False)
   message = str(crash.value)
   assert ("environment fake_envs:make_crashing_counter of seed 1 raised at environment step 51: "

@@ -33,7 +33,8 @@ def check(config: Config) -> None:
   """Refuses a `run.driver` that cannot run `config`."""
   r = config.run
   if r.driver not in DRIVERS:
-    raise ValueError(f"run.driver must be {', '.join(DRIVERS)}, got {r.driver!r}")
+    raise ValueError(f"run.driver must be {', '.join(DRIVERS[:-1])} or {DRIVERS[-1]}, "
+                     f"got {r.driver!r}")
   if r.fused_steps < 0:
     raise ValueError(f"run.fused_steps must be >= 0 (0: from the train ratio), got {r.fused_steps}")
   if not uses_fused(config):

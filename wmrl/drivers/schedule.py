@@ -6,8 +6,9 @@ step, one update replaying `batch_size x batch_length` steps. Each vector step
 of N environments adds `ratio / (batch_size * batch_length) * N` updates to a
 fractional debt, once the prefill is over and every replay stream holds a
 whole window; the whole updates of the debt are then run. The debt is a
-float64 carried from step to step (and saved in checkpoints), so the long-run
-ratio is exact.
+float64 carried from step to step (and saved in checkpoints), so over a run
+the updates stay within one of what the ratio owes (a ratio that is no
+binary fraction can leave the debt a rounding short of a whole update).
 """
 from __future__ import annotations
 
