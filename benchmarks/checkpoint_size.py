@@ -16,7 +16,6 @@ import tempfile
 import time
 
 import jax
-import numpy as np
 
 from wmrl import bench, checkpoint
 from wmrl.algorithms.dreamerv3 import agent
@@ -44,13 +43,13 @@ def main(preset: str = "size12m", replay_steps: int = 100_000) -> None:
   root = pathlib.Path(tempfile.mkdtemp())
   try:
     for i in range(3):
-      run = {"config": config.to_dict(), "counters": {"env_steps": replay_steps + i}, "rng": {}}
+      run = {"config": config.to_dict(), "counters": {"env_steps": replay_steps + i}}
       start = time.time()
       path = checkpoint.save(root, state, replay, run, {}, keep=3)
       seconds = time.time() - start
-      print(f"{preset} checkpoint {i + 1}: saved in {seconds:.2f} s; agent {du_mib(path / 'agent')} MiB, "
-            f"replay {du_mib(path / 'replay')} MiB ({replay_steps} steps); all checkpoints "
-            f"{du_mib(root)} MiB")
+      print(f"{preset} checkpoint {i + 1}: saved in {seconds:.2f} s; "
+            f"agent {du_mib(path / 'agent')} MiB, replay {du_mib(path / 'replay')} MiB "
+            f"({replay_steps} steps); all checkpoints {du_mib(root)} MiB")
   finally:
     shutil.rmtree(root)
 

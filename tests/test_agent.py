@@ -118,7 +118,8 @@ def _only(*terms):
 
 
 def test_world_model_losses_do_not_reach_actor_or_critic():
-  grads = _grads(tiny_config(**_only("rec", "rew", "con", "dyn", "rep")), *SPACES["vector-continuous"])
+  grads = _grads(tiny_config(**_only("rec", "rew", "con", "dyn", "rep")),
+                 *SPACES["vector-continuous"])
   assert grads["wm"] > 0
   assert grads["actor"] == 0 and grads["critic"] == 0
 
@@ -146,15 +147,28 @@ def test_replay_value_loss_reaches_world_model_only_with_repval_grad():
   assert without["critic"] > 0 and without["wm"] == 0
 
 
-def test_train_step_compiles_once():
+def test_train_step_compiles_once_over_updates(monkeypatch):
+  """Catches a recompile on every update: a train step that returns its state in
+  another form than it took (a dtype, a weak type, a tree, a static field that
+  compares unequal), so each update after the first traces and compiles again.
+  `update` runs in Python once per trace of the train step, not once per call."""
+  traces = []
+  real_update = agent.update
+
+  def counted(*args):
+    traces.append(1)
+    return real_update(*args)
+
+  monkeypatch.setattr(agent, "update", counted)
   obs_spec, act_spec = SPACES["vector-continuous"]
-  # A setting no other test uses, so this spec has its own cache entry.
+  # A setting no other test uses, so no other test's compile of this spec is reused
+  # (which would leave nothing to count: the test would fail, not pass).
   config = tiny_config(**{"behavior.lam": 0.9501})
   state = agent.init(jax.random.key(0), obs_spec, act_spec, config)
-  before = agent.train_step._cache_size()
   for seed in range(3):
     state, _, _ = agent.train_step(state, _batch_for(config, obs_spec, act_spec, seed))
-  assert agent.train_step._cache_size() == before + 1
+  assert int(state.step) == 3
+  assert len(traces) == 1
 
 
 def test_slow_critic_is_ema_of_critic():
@@ -234,17 +248,23 @@ def test_states_that_differ_only_in_seed_stack_for_vmap():
 
 
 def test_loss_names_and_shapes_are_checked():
+  """Catches a loss that is made but not declared (or declared and not made), one
+  without a scale (left out of the total), or one of the wrong shape (averaged
+  over the wrong steps)."""
   scales = Config().loss_scales
-  b = Config().behavior
-  good = {name: jnp.zeros((2, 5)) for name in ("rec", "rew", "con", "dyn", "rep", "policy", "value")}
-  means = agent.check_losses({**good, "repval": jnp.ones((2, 4))}, scales, b, 2, 5)
-  assert float(means["repval"]) == 1.0 and set(means) == set(good) | {"repval"}
-  with pytest.raises(ValueError, match="not the loss scales"):
-    agent.check_losses(good, scales, b, 2, 5)  # repval missing while behavior.repval_loss is on
+  names = ("rec", "rew", "con", "dyn", "rep", "policy", "value")
+  declared = (*names, "repval")
+  good = {name: jnp.zeros((2, 5)) for name in names}
+  means = agent.check_losses({**good, "repval": jnp.ones((2, 4))}, declared, scales, 2, 5)
+  assert float(means["repval"]) == 1.0 and set(means) == set(declared)
+  with pytest.raises(ValueError, match=r"the losses \[.*\] are not the declared losses .*'repval'"):
+    agent.check_losses(good, declared, scales, 2, 5)  # repval declared and missing
+  with pytest.raises(ValueError, match=r"the losses \['extra'\] have no scale in loss_scales"):
+    agent.check_losses({**good, "extra": jnp.zeros((2, 5))}, (*names, "extra"), scales, 2, 5)
   with pytest.raises(ValueError, match="loss 'rew' has shape"):
-    agent.check_losses({**good, "rew": jnp.zeros((10,)), "repval": jnp.ones((2, 4))}, scales, b, 2, 5)
-  no_repval = Config().replace(**{"behavior.repval_loss": False}).behavior
-  assert set(agent.check_losses(good, scales, no_repval, 2, 5)) == set(good)
+    agent.check_losses({**good, "rew": jnp.zeros((10,)), "repval": jnp.ones((2, 4))}, declared,
+                       scales, 2, 5)
+  assert set(agent.check_losses(good, names, scales, 2, 5)) == set(names)
 
 
 def test_metrics_are_prefixed_by_part():
@@ -282,8 +302,8 @@ def _fresh(config, kind="vector-continuous"):
 def test_replay_entries_are_the_dynamics_carry_by_tree_path():
   state = _fresh(tiny_config())
   carry = agent.initial_carry(state, 3)
-  carry = carry._replace(latent=jax.tree.map(lambda x: x + jnp.arange(3.0).reshape(3, *[1] * (x.ndim - 1)),
-                                             carry.latent))
+  by_env = lambda x: x + jnp.arange(3.0).reshape(3, *[1] * (x.ndim - 1))  # rows that differ
+  carry = carry._replace(latent=jax.tree.map(by_env, carry.latent))
   entries = agent.replay_entries(carry)
   assert set(entries) == {"latent/deter", "latent/stoch"}
   np.testing.assert_array_equal(entries["latent/deter"], carry.latent.deter)
@@ -317,7 +337,8 @@ def test_training_starts_from_the_stored_latent_and_returns_its_posteriors():
   _, _, updates = agent.train_step(state, batch)
   updates = jax.device_get(updates)
   assert set(updates) == {"latent/deter", "latent/stoch"}
-  assert updates["latent/deter"].shape == (2, 6, 32) and updates["latent/stoch"].shape == (2, 6, 4, 4)
+  assert updates["latent/deter"].shape == (2, 6, 32)
+  assert updates["latent/stoch"].shape == (2, 6, 4, 4)
   np.testing.assert_allclose(updates["latent/deter"], expected.deter, rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(updates["latent/stoch"], expected.stoch)
   # The start shows: from zeros the posteriors are others (until an episode starts).
@@ -370,7 +391,8 @@ def test_context_without_stored_latents_is_refused_naming_them():
     agent.train_step(_fresh(config), batch)
   batch = _batch_for(config, obs_spec, act_spec)
   batch["latent/deter"] = batch["latent/deter"][..., :8]
-  with pytest.raises(ValueError, match=r"latent/deter has step shape \(8,\), the model's latent \(32,\)"):
+  with pytest.raises(ValueError,
+                     match=r"latent/deter has step shape \(8,\), the model's latent \(32,\)"):
     agent.train_step(_fresh(config), batch)
   with pytest.raises(ValueError, match="reserved"):
     agent.init(jax.random.key(0), {"latent/deter": ArraySpec((3,), "float32")},

@@ -1,4 +1,4 @@
-"""Tests for wmrl/behavior.py: lambda-returns, return normalisation and the
+"""Tests for wmrl/algorithms/dreamerv3/behavior.py: lambda-returns, return normalisation and the
 actor's policy distributions.
 
 Expected returns are written out by hand below (with the arithmetic in the
@@ -12,7 +12,6 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from flax import nnx
 
 from wmrl.algorithms.dreamerv3 import behavior

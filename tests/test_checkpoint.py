@@ -50,7 +50,7 @@ def save_at(logdir, agent, replay: Replay, step: int) -> None:
   config, template = agent
   while replay.steps_added < step:
     replay.add({"x": np.full((1, 2), replay.steps_added, np.float32)})
-  run = {"config": config.to_dict(), "counters": {"env_steps": step}, "rng": {"seed": step}}
+  run = {"config": config.to_dict(), "counters": {"env_steps": step}}
   checkpoint.save(logdir, filled(template, step), replay, run, {"obs": np.full(3, step)}, keep=3)
 
 

@@ -1,4 +1,4 @@
-"""Hand-worked values for the behaviour losses of wmrl/behavior.py:
+"""Hand-worked values for the behaviour losses of wmrl/algorithms/dreamerv3/behavior.py:
 `actor_critic_loss` (imagination) and `replay_value_loss` (replayed data).
 
 Why stand-ins: both functions only combine what the actor and critic output

@@ -1,4 +1,8 @@
-"""Open-loop world-model videos and filmed evaluations, alone and in a tiny run."""
+"""The videos a run logs: DreamerV3's open loop (wmrl/algorithms/dreamerv3/report.py),
+the report videos a run takes from a driver's replay (wmrl/report.py) and
+filmed evaluations (wmrl/evaluate.py), alone and in a tiny run."""
+import importlib.util
+
 import jax
 import numpy as np
 import pytest
@@ -7,6 +11,8 @@ from conftest import batch_with_terminal, tiny_config
 from fake_envs import ImageCounter
 from wmrl import envs, evaluate, report, run, video
 from wmrl.algorithms.dreamerv3 import agent
+from wmrl.algorithms.dreamerv3 import report as dreamer_report
+from wmrl.drivers.host import HostDriver
 from wmrl.logging import read_metrics
 from wmrl.replay import Replay
 from wmrl.spaces import ActionSpec, ArraySpec
@@ -71,16 +77,27 @@ def test_open_loop_horizon_and_its_limits(image_state):
 
 
 def test_vector_only_models_get_no_open_loop_video():
+  """Catches a report that fails (or films nothing) on a model without images."""
   obs = {"obs": ArraySpec((3,), "float32")}
   state = agent.init(jax.random.key(0), obs, ACT, tiny_config())
   assert agent.report(state, batch_with_terminal(obs, ACT, 2, 7), jax.random.key(0)) == {}
   with pytest.raises(ValueError, match="needs an image observation"):
     wm, _, _ = agent.modules(state.spec, state.params)
-    report.open_loop(wm, batch_with_terminal(obs, ACT, 2, 6), batch_with_terminal(obs, ACT, 2, 6)["action"], [],
-                     jax.random.key(0))
+    batch = batch_with_terminal(obs, ACT, 2, 6)
+    dreamer_report.open_loop(wm, batch, batch["action"], [], jax.random.key(0))
 
 
-def test_open_loop_video_leaves_training_batches_unchanged(image_state):
+def _report_videos(state, replay, length, seed, sequences=2):
+  """`report.report_videos` of a host driver over `replay`, as a run takes them."""
+  config = tiny_config()
+  with envs.make("fake_envs:make_image_counter", seed=0) as env:
+    driver = HostDriver.single(agent.DREAMERV3, config.run, env, state, replay)
+    return report.report_videos(agent.DREAMERV3, state, driver, 0, length, seed, sequences)
+
+
+def test_report_videos_tile_the_sequences_and_leave_the_replay_draws_unchanged(image_state):
+  """Catches report videos drawn with the replay's own generator (a report would
+  change which batches training sees) or tiled the wrong way."""
   entries = _entries()
 
   def filled():
@@ -91,13 +108,25 @@ def test_open_loop_video_leaves_training_batches_unchanged(image_state):
     return replay
 
   replay = filled()
-  # Shapes as in the test above: the compiled open loop is reused.
-  videos = report.openloop_video(agent.DREAMERV3, image_state, replay, 7, seed=5, sequences=2)
+  # Shapes as in the tests above: the compiled open loop is reused.
+  videos = _report_videos(image_state, replay, 7, seed=5)
   # 2 sequences stacked, each real | predicted | error; 6 steps after the replay context.
+  assert videos.keys() == {"openloop"}
   assert videos["openloop"].shape == (6, 2 * 16, 3 * 16, 3)
   assert videos["openloop"].dtype == np.uint8
-  assert report.openloop_video(agent.DREAMERV3, image_state, Replay(100), 7, seed=0) == {}
+  np.testing.assert_array_equal(videos["openloop"],
+                                _report_videos(image_state, filled(), 7, seed=5)["openloop"])
+  assert _report_videos(image_state, Replay(100), 7, seed=0) == {}  # nothing 7 steps long yet
   np.testing.assert_array_equal(replay.sample(2, 7)["image"], filled().sample(2, 7)["image"])
+
+
+def test_tile_stacks_sequences_top_to_bottom():
+  """Catches sequences laid side by side or interleaved in a report video."""
+  frames = np.arange(2 * 3 * 4 * 5 * 3).reshape(2, 3, 4, 5, 3)
+  tiled = report.tile(frames)
+  assert tiled.shape == (3, 8, 5, 3)
+  np.testing.assert_array_equal(tiled[:, :4], frames[0])
+  np.testing.assert_array_equal(tiled[:, 4:], frames[1])
 
 
 class RenderingImageCounter(ImageCounter):
@@ -138,6 +167,8 @@ def test_big_frames_are_filmed_smaller():
 
 
 def test_tiny_image_run_writes_openloop_and_eval_videos(tmp_path):
+  """Catches a run that stops logging its report or evaluation videos, or logs
+  them off their schedule."""
   # 12 steps stay inside the prefill (2 x 7 steps), so no train step compiles;
   # replay holds a sequence of 7 from step 7 on.
   config = tiny_config(**{
@@ -150,7 +181,9 @@ def test_tiny_image_run_writes_openloop_and_eval_videos(tmp_path):
   assert videos == [f"eval-10.{suffix}", f"openloop-10.{suffix}"]  # step 5: replay too short
   evals = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "eval/score" in r]
   assert [(r["step"], r["eval/length"]) for r in evals] == [(10, 20)]
-  if (tmp_path / "tb").exists():  # with tensorboardX installed
+  # With tensorboardX installed the run writes event files (run.tensorboard is on by
+  # default): asked by the package, not by the folder, so a run that stops writing them fails.
+  if importlib.util.find_spec("tensorboardX") is not None:
     from test_logging import read_events
     tags = {v.tag for e in read_events(tmp_path / "tb") for v in e.summary.value}
     assert {"openloop", "eval", "eval/score", "fps/env"} <= tags

@@ -1,4 +1,8 @@
-"""A whole run: train ratio, metrics, checkpoints, resume and determinism."""
+"""A whole run (wmrl/run.py): train ratio, metrics, checkpoints, resume, stop
+signals, determinism, and the checks it makes before it writes (the checks
+themselves: tests/test_checks.py)."""
+import collections
+import dataclasses
 import json
 import os
 import pathlib
@@ -7,16 +11,15 @@ import subprocess
 import sys
 import time
 
-import dataclasses
-
 import jax
 import numpy as np
 import pytest
 
-from conftest import counter_config
-from wmrl import algorithms, checkpoint, cli, envs, run, testing
+from conftest import counter_config, load_saved
+from wmrl import algorithms, checkpoint, cli, run, testing
 from wmrl.logging import read_metrics
-from wmrl.replay import Positions, Replay
+from wmrl.metrics import NonFiniteError
+from wmrl.replay import Positions
 
 TESTS = pathlib.Path(__file__).parent
 
@@ -41,25 +44,23 @@ def test_train_writes_metrics_and_checkpoint(tmp_path):
   assert ckpt is not None and ckpt.name == "ckpt-000000000100"
 
 
-def _params(logdir):
-  config = checkpoint.saved_config(checkpoint.latest(logdir))
-  env = envs.from_config(config.env, seed=0)
-  algo = algorithms.get(config.algorithm)
-  template = algo.init(jax.random.key(0), env.obs_spec, env.act_spec, config)
-  env.close()
-  return checkpoint.load(checkpoint.latest(logdir), template)
-
-
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
+  """Catches a resume that loses or changes anything a run carries: a counter, a
+  draw, the optimiser's moments, a replayed latent, the pending step."""
   # 80 steps end right after an episode (episodes of 20 steps, plus the reset step).
   run.train(counter_config(83), tmp_path / "resumed", console=False)
   run.train(counter_config(166), tmp_path / "resumed", console=False)
   run.train(counter_config(166), tmp_path / "straight", console=False)
-  resumed, replay_a, run_a = _params(tmp_path / "resumed")
-  straight, replay_b, run_b = _params(tmp_path / "straight")
+  resumed, replay_a, run_a, pending_a = load_saved(tmp_path / "resumed")
+  straight, replay_b, run_b, pending_b = load_saved(tmp_path / "straight")
   assert run_a["counters"] == run_b["counters"]
-  for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(straight.params)):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  # The whole state (parameters, optimiser moments, return norm, key, step).
+  assert resumed.keys() == straight.keys() and any("params" in name for name in resumed)
+  for name in resumed:
+    np.testing.assert_array_equal(resumed[name], straight[name], err_msg=name)
+  assert pending_a.keys() == pending_b.keys()
+  for name in pending_a:
+    np.testing.assert_array_equal(pending_a[name], pending_b[name], err_msg=name)
   assert replay_a.steps_added == replay_b.steps_added == 166
   # The default replay context stores the policy latents with every step and writes the
   # training posteriors back over them: the resumed replay holds the same values.
@@ -73,7 +74,8 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
   assert episodes(tmp_path / "resumed") == episodes(tmp_path / "straight")
   # Train records average over log intervals; those before the restart match.
   train = lambda d: [{k: v for k, v in r.items() if not k.startswith("fps")}
-                     for r in read_metrics(d / "metrics.jsonl") if "loss/rec" in r and r["step"] <= 80]
+                     for r in read_metrics(d / "metrics.jsonl")
+                     if "loss/rec" in r and r["step"] <= 80]
   assert len(train(tmp_path / "resumed")) == 2
   assert train(tmp_path / "resumed") == train(tmp_path / "straight")
 
@@ -88,6 +90,8 @@ def test_same_seed_gives_identical_metrics(tmp_path):
 
 
 def test_resume_after_sigkill_continues_without_losing_or_doubling_replay(tmp_path):
+  """Catches a checkpoint whose replay and counters disagree after a kill (steps
+  collected twice or lost), or a run that cannot take its own last save."""
   logdir = tmp_path / "run"
   command = [sys.executable, "-m", "wmrl.cli", "train", "--env", "fake_envs:make_counter",
              "--logdir", str(logdir), "--steps", "100000", "--quiet"]
@@ -112,7 +116,7 @@ def test_resume_after_sigkill_continues_without_losing_or_doubling_replay(tmp_pa
   # The same command again, now with an end in sight.
   command[command.index("100000")] = str(saved_steps + 50)
   subprocess.run(command, env=env, cwd=tmp_path, check=True, timeout=240)
-  state, replay, saved_run = _params(logdir)
+  _, replay, saved_run, _ = load_saved(logdir)
   assert saved_run["counters"]["env_steps"] == saved_steps + 50
   # Every step collected before the checkpoint, plus exactly the new ones.
   assert replay.steps_added == saved_steps + 50
@@ -121,49 +125,31 @@ def test_resume_after_sigkill_continues_without_losing_or_doubling_replay(tmp_pa
   assert steps == sorted(steps) and steps[-1] == saved_steps + 50
 
 
-def test_changed_model_field_is_refused_on_resume(tmp_path):
+def test_a_refused_resume_stops_before_anything_changes(tmp_path):
+  """Catches a run that skips the resume checks (a config change the saved state
+  cannot take, or a replay without the latents the context needs) or makes them
+  after writing to the logdir."""
   run.train(counter_config(30), tmp_path, console=False)
-  with pytest.raises(ValueError, match="model.rssm.deter"):
+  saved, metrics = checkpoint.latest(tmp_path), (tmp_path / "metrics.jsonl").read_text()
+  with pytest.raises(ValueError, match="cannot resume with a changed model.rssm.deter"):
     run.train(counter_config(60, **{"model.rssm.deter": 64}), tmp_path, console=False)
-
-
-def test_replay_context_switched_on_or_off_is_refused_on_resume(tmp_path):
-  run.train(counter_config(30), tmp_path, console=False)
-  with pytest.raises(ValueError, match=r"changed run.replay_context \(1 -> 0\).*holds the policy latents"):
+  with pytest.raises(ValueError, match=r"cannot resume with run.replay_context=0: the saved "
+                                       r"replay holds latent/deter, latent/stoch"):
     run.train(counter_config(45, **{"run.replay_context": 0}), tmp_path, console=False)
-  obs_spec, act_spec = testing.SPACES["vector-continuous"]
-  with pytest.raises(ValueError, match=r"changed run.replay_context \(0 -> 1\).*lacks"):
-    run.check_resume(counter_config(30, **{"run.replay_context": 0}), counter_config(30), obs_spec, act_spec)
-  # A longer context reads the same latents.
-  notes = run.check_resume(counter_config(30), counter_config(30, **{"run.replay_context": 2}), obs_spec, act_spec)
-  assert notes == ["config field run.replay_context changed on resume: 1 -> 2"]
-
-
-def test_saved_replay_without_the_latents_is_refused_for_a_context():
-  config = counter_config(30)
-  obs_spec, act_spec = testing.SPACES["vector-continuous"]
-  state = jax.eval_shape(lambda k: algorithms.get("dreamerv3").init(k, obs_spec, act_spec, config),
-                         jax.random.key(0))
-  bare, with_latents = Replay(100), Replay(100)
-  step = {"obs": np.zeros((1, 5), np.float32), "is_first": np.ones(1, bool)}
-  bare.add(step)
-  with_latents.add({**step, "latent/deter": np.zeros((1, 32), np.float32),
-                    "latent/stoch": np.zeros((1, 4, 4), np.float32)})
-  algo = algorithms.get("dreamerv3")
-  with pytest.raises(ValueError, match=r"run.replay_context=1: the saved replay has no latent/deter"):
-    run.check_replay_entries(bare, algo, state, 1)
-  with pytest.raises(ValueError, match=r"run.replay_context=0: the saved replay holds latent/deter"):
-    run.check_replay_entries(with_latents, algo, state, 0)
-  for replay, context in ((bare, 0), (with_latents, 1), (with_latents, 3), (Replay(100), 1)):
-    run.check_replay_entries(replay, algo, state, context)
+  assert checkpoint.list_checkpoints(tmp_path) == [saved]
+  assert (tmp_path / "metrics.jsonl").read_text() == metrics
+  assert checkpoint.saved_config(saved) == counter_config(30)
 
 
 def test_changed_run_field_is_reported_and_used(tmp_path, capsys):
+  """Catches a resume that takes the saved settings over the given ones, or
+  changes them without a word."""
   run.train(counter_config(30), tmp_path, console=False)
   summary = run.train(counter_config(50, **{"run.train_ratio": 24}), tmp_path, console=True)
   assert summary["env_steps"] == 50
   err = capsys.readouterr().err
   assert "run.train_ratio changed on resume: 12.0 -> 24.0" in err
+  assert checkpoint.saved_config(checkpoint.latest(tmp_path)).run.train_ratio == 24
 
 
 def test_kill_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
@@ -220,6 +206,8 @@ def test_foreign_checkpoint_gets_clear_error(tmp_path):
 
 
 def test_non_finite_loss_stops_run_naming_metric(tmp_path, monkeypatch):
+  """Catches a run that saves a diverged state over its last good checkpoint, or
+  stops without naming what diverged."""
   run.train(counter_config(30), tmp_path, console=False)
   good = checkpoint.latest(tmp_path)
   real = algorithms.get("dreamerv3")
@@ -230,9 +218,9 @@ def test_non_finite_loss_stops_run_naming_metric(tmp_path, monkeypatch):
     metrics["loss/rew"] = metrics["loss/rew"] * np.nan
     return state, metrics, updates
 
-  monkeypatch.setitem(algorithms.ALGORITHMS, "dreamerv3",
-                      dataclasses.replace(real, train_step=poisoned))
-  with pytest.raises(run.NonFiniteError, match="metric 'loss/rew' became nan at environment step"):
+  poisoned_algo = dataclasses.replace(real, train_step=poisoned)
+  monkeypatch.setattr(algorithms, "get", lambda name: poisoned_algo)
+  with pytest.raises(NonFiniteError, match="metric 'loss/rew' became nan at environment step"):
     run.train(counter_config(80), tmp_path, console=False)
   assert checkpoint.latest(tmp_path) == good
 
@@ -248,51 +236,38 @@ def test_bad_settings_are_refused_before_training(tmp_path, overrides, message):
   assert not (tmp_path / "run").exists()
 
 
-def test_logdir_that_is_a_file_is_refused(tmp_path):
-  path = tmp_path / "file"
-  path.write_text("x")
-  with pytest.raises(ValueError, match="is a file"):
-    run.train(counter_config(10), path, console=False)
-
-
-def test_short_run_compiles_train_and_policy_step_once(tmp_path):
+def _counting_traces(counts: collections.Counter):
+  """DreamerV3 with a counter on each trace of its policy and train step: their
+  Python bodies run when a program that calls them is traced (compiled), not
+  when it runs. The driver calls the policy inside its own jitted acting step;
+  the train step is jitted afresh, so no other test's compile is reused."""
   from wmrl.algorithms.dreamerv3 import agent
-  # A setting no other test uses, so the run's programs have cache entries of their own.
-  config = counter_config(60, **{"behavior.lam": 0.9503})
-  train_before, policy_before = agent.train_step._cache_size(), agent._policy_step._cache_size()
+  real = algorithms.get("dreamerv3")
+
+  def counted(name, fn):
+    def traced(*args, **kwargs):
+      counts[name] += 1
+      return fn(*args, **kwargs)
+    return traced
+
+  return dataclasses.replace(
+      real, policy_step=counted("policy", real.policy_step),
+      train_step=jax.jit(counted("train", agent.train_step.__wrapped__), donate_argnums=0))
+
+
+def test_a_run_compiles_its_policy_and_train_step_once(tmp_path, monkeypatch):
+  """Catches a recompile during a run: an argument that is static (or changes
+  shape, dtype or tree) from step to step, such as the step counter, a batch of
+  another size, or a state or carry the update returns in another form than it
+  took. Each compile traces the functions again, which the counts show."""
+  counts = collections.Counter()
+  algo = _counting_traces(counts)
+  monkeypatch.setattr(algorithms, "get", lambda name: algo)
+  config = counter_config(60)
+  assert not config.run.eval_every  # evaluation would call the policy outside the driver
   summary = run.train(config, tmp_path, console=False)
   assert summary["updates"] > 10
-  assert agent.train_step._cache_size() == train_before + 1
-  assert agent._policy_step._cache_size() == policy_before + 1
-
-
-def test_prefill_carry_holds_the_executed_random_action():
-  from wmrl.algorithms.dreamerv3 import agent
-  from wmrl.driver import Driver
-  config = counter_config(10)
-  added = []
-
-  class Recorder:  # stands in for replay: keeps what the driver stores
-    def add(self, step):
-      added.append(step)
-
-  with envs.from_config(config.env, seed=0) as env:
-    state = agent.init(jax.random.key(0), env.obs_spec, env.act_spec, config)
-    driver = Driver.single(agent.DREAMERV3, config.run, env, state, Recorder())
-    for _ in range(3):  # inside the prefill: random actions
-      driver.collect(lambda lane, metrics: None)
-      np.testing.assert_array_equal(np.asarray(driver._carry.action), added[-1]["action"])
-
-
-def test_changed_model_setting_without_new_arrays_is_reported_and_used(tmp_path, capsys):
-  run.train(counter_config(30), tmp_path, console=False)
-  summary = run.train(counter_config(45, **{"model.rssm.free_nats": 0.5, "model.rssm.unimix": 0.02}),
-                      tmp_path, console=True)
-  assert summary["env_steps"] == 45
-  err = capsys.readouterr().err
-  assert "model.rssm.free_nats changed on resume: 1.0 -> 0.5" in err
-  assert "model.rssm.unimix changed on resume: 0.01 -> 0.02" in err
-  assert checkpoint.saved_config(checkpoint.latest(tmp_path)).model.rssm.free_nats == 0.5
+  assert counts == {"policy": 1, "train": 1}
 
 
 def test_sigterm_saves_a_checkpoint_at_the_current_step_and_the_run_continues(tmp_path, capsys):

@@ -462,11 +462,3 @@ def load_pending(path: pathlib.Path) -> dict[str, np.ndarray]:
 
 def saved_config(path: pathlib.Path) -> Config:
   return _config_of(path, read_run(path))
-
-
-def rng_state(rng: np.random.Generator) -> dict:
-  return rng.bit_generator.state
-
-
-def set_rng_state(rng: np.random.Generator, state: dict) -> None:
-  rng.bit_generator.state = state

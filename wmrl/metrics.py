@@ -4,6 +4,7 @@ infinite value stops the run before it is saved over the last good state."""
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from wmrl.trees import is_key, path_name
@@ -54,8 +55,13 @@ def check_state_finite(state, env_steps: int, whose: str = "") -> None:
   for path, leaf in jax.tree_util.tree_leaves_with_path(state):
     if is_key(leaf):
       continue
-    leaf = np.asarray(leaf)
-    if leaf.dtype.kind == "f" and not np.isfinite(leaf).all():
+    # jnp's floating covers bfloat16, whose numpy dtype kind is "V", not "f".
+    if not jnp.issubdtype(leaf.dtype, jnp.floating):
+      continue
+    values = np.asarray(leaf)
+    if values.dtype.kind != "f":  # bfloat16 and kin: numpy's isfinite takes float32
+      values = values.astype(np.float32)
+    if not np.isfinite(values).all():
       raise NonFiniteError(f"state array '{path_name(path)}'{whose} holds NaN or inf at "
                            f"environment step {env_steps}; not saving it over the last good "
                            "checkpoint")
