@@ -232,3 +232,21 @@ def test_checkpoint_without_checksums_still_detects_truncation(tmp_path, agent):
   [(_, newest), (_, previous)] = skips
   assert "ckpt-000000000030 is unreadable (cannot read the agent's metadata" in newest
   assert "ckpt-000000000020 is unreadable (cannot read pending.npz" in previous
+
+
+def test_a_checkpoint_with_the_earlier_host_rng_resumes_from_its_counters(tmp_path, agent):
+  """Catches a resume that refuses checkpoints of the earlier wmrl, which kept each
+  seed's numpy RNG state ("rng") beside its counters: the format is the same, the
+  drivers now draw by the counters alone, so the RNG state is read past."""
+  from wmrl import drivers
+  config, template = agent
+  replay = Replay(capacity=64, num_envs=1, chunk_size=CHUNK)
+  replay.add({"x": np.zeros((1, 2), np.float32)})
+  counters = {"env_steps": 40, "updates": 9, "episodes": 3, "update_debt": 0.25, "last_eval": 20}
+  rng = np.random.default_rng(0).bit_generator.state
+  checkpoint.save(tmp_path, filled(template, 40), replay,
+                  {"config": config.to_dict(), "counters": counters, "rng": rng}, {}, keep=3)
+  restored, skips = restore(tmp_path, agent)
+  assert not skips and restored.run["rng"] == json.loads(json.dumps(rng))
+  assert drivers.restored_counters(restored.run["counters"]) == drivers.Counters(
+      env_steps=40, updates=9, update_debt=0.25, last_eval=20)

@@ -68,6 +68,10 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LossScales:
+  """A scale for each loss a part declares: the sequence model's (`dyn`, `rep`),
+  the world model's heads' (`rec`, `rew`, `con`), the actor-critic's (`policy`,
+  `value`, `repval`); `agent.check_losses` refuses a declared loss without one."""
+
   rec: float = 1.0
   rew: float = 1.0
   con: float = 1.0
