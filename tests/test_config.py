@@ -163,3 +163,56 @@ def test_field_names_are_dotted_leaves():
   assert "model.rssm.deter" in names and "optim.lr" in names and "run.seed" in names
   assert "model" not in names and "model.rssm" not in names
   assert len(names) == len(set(names))
+
+
+# --- the algorithm's settings: nested, addressed at the top ----------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class _WidthConfig:
+  units: int = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class _OtherSettings:
+  """The settings of a second algorithm, registered for these tests only."""
+
+  model: _WidthConfig = _WidthConfig()
+
+
+@pytest.fixture
+def other_algorithm():
+  from wmrl import algorithms
+  algorithms.register("other-for-config-tests", "no.module:NAME", _OtherSettings)
+  return "other-for-config-tests"
+
+
+def test_the_algorithms_groups_read_and_save_as_the_configs_own():
+  """Catches a nesting that leaks: flags, attributes and config.json name DreamerV3's
+  groups as before (`model.rssm.deter`, `config.model`, "model" at the top), so old
+  saved configs load and old flags work."""
+  config = Config().replace(**{"model.rssm.deter": 64, "loss_scales.rep": 0.2})
+  assert config.model.rssm.deter == 64 and config.algorithm_config.model.rssm.deter == 64
+  assert list(config.to_dict()) == ["algorithm", "model", "behavior", "optim", "loss_scales",
+                                    "env", "run"]
+  assert Config.from_dict(json.loads(config.to_json())) == config
+  assert "model.rssm.deter" in cfg.field_names(config) and "algorithm_config" not in str(
+      cfg.field_names(config))
+  with pytest.raises(AttributeError, match="no field 'modle'"):
+    config.modle  # noqa: B018
+
+
+def test_another_algorithm_starts_from_its_own_defaults(other_algorithm):
+  """Catches settings carried across algorithms: naming another algorithm replaces
+  DreamerV3's groups with its own defaults, whose fields are then the flags, and
+  DreamerV3's are refused with the other's names suggested."""
+  config = Config().replace(**{"model.rssm.deter": 64}).replace(
+      **{"model.units": 16, "algorithm": other_algorithm})  # `algorithm` applies first
+  assert config.algorithm_config == _OtherSettings(_WidthConfig(16))
+  assert cfg.field_names(config)[:2] == ["algorithm", "model.units"]
+  assert Config.from_dict(config.to_dict()) == config
+  with pytest.raises(ValueError, match="unknown config field 'model.unit'; did you mean model.units"):
+    config.replace(**{"model.unit": 3})
+  with pytest.raises(ValueError, match="unknown config field 'behavior.lam'"):
+    config.replace(**{"behavior.lam": 0.9})
+  with pytest.raises(ValueError, match="unknown algorithm 'dreamerv4'.*did you mean dreamerv3"):
+    Config(algorithm="dreamerv4")

@@ -138,7 +138,7 @@ class Config:
   def to_dict(self) -> dict[str, Any]:
     """Plain data, the algorithm's groups at the top (as config.json holds them)."""
     return {"algorithm": self.algorithm, **dataclasses.asdict(self.algorithm_config),
-            "env": dataclasses.asdict(self.env), "run": dataclasses.asdict(self.run)}
+            **{name: dataclasses.asdict(getattr(self, name)) for name in _groups()}}
 
   def to_json(self) -> str:
     return json.dumps(self.to_dict(), indent=2)
@@ -146,10 +146,10 @@ class Config:
   @classmethod
   def from_dict(cls, data: dict[str, Any]) -> "Config":
     algorithm = str(data.get("algorithm", cls.algorithm))
-    own = {k: v for k, v in data.items() if k not in _TOP}
-    return cls(algorithm, _from_dict(algorithm_config_class(algorithm), own, ""),
-               _from_dict(EnvConfig, data.get("env", {}), "env."),
-               _from_dict(RunConfig, data.get("run", {}), "run."))
+    own = {k: v for k, v in data.items() if k not in ("algorithm", *_groups())}
+    kinds = typing.get_type_hints(cls)
+    groups = {name: _from_dict(kinds[name], data.get(name, {}), f"{name}.") for name in _groups()}
+    return cls(algorithm, _from_dict(algorithm_config_class(algorithm), own, ""), **groups)
 
   def replace(self, **dotted: Any) -> "Config":
     """Returns a copy with fields set by dotted name: ``replace(**{"run.seed": 1})``.
@@ -165,7 +165,10 @@ class Config:
     return config
 
 
-_TOP = ("algorithm", "env", "run")  # the fields of every Config; the rest are the algorithm's
+def _groups() -> tuple[str, ...]:
+  """The groups every config has (`env`, `run`); the others are the algorithm's."""
+  return tuple(f.name for f in dataclasses.fields(Config)
+               if f.name not in ("algorithm", "algorithm_config"))
 
 
 def algorithm_config_class(name: str) -> type:
@@ -229,7 +232,7 @@ def set_field(config, dotted: str, value: Any, _full: str = "", _root=None):
   of the algorithm's settings (`Config`'s doc)."""
   full, root = _full or dotted, config if _root is None else _root
   head, _, rest = dotted.partition(".")
-  if isinstance(config, Config) and head not in _TOP and head != "algorithm_config":
+  if isinstance(config, Config) and head not in ("algorithm", "algorithm_config", *_groups()):
     settings = set_field(config.algorithm_config, dotted, value, full, root)
     return dataclasses.replace(config, algorithm_config=settings)
   if isinstance(config, Config) and head == "algorithm":
@@ -252,8 +255,8 @@ def field_names(config, prefix: str = "") -> list[str]:
   """All dotted leaf field names of a config (a `Config`'s algorithm settings
   at the top, as they are addressed)."""
   if isinstance(config, Config):
-    return (["algorithm"] + field_names(config.algorithm_config) + field_names(config.env, "env.")
-            + field_names(config.run, "run."))
+    return ["algorithm", *field_names(config.algorithm_config),
+            *(n for group in _groups() for n in field_names(getattr(config, group), f"{group}."))]
   names = []
   for f in dataclasses.fields(config):
     value = getattr(config, f.name)

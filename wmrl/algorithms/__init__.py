@@ -58,7 +58,7 @@ def register(name: str, algorithm: "Algorithm | str", config_class: type,
   starts. Registering a name again replaces it."""
   if not dataclasses.is_dataclass(config_class):
     raise TypeError(f"algorithm {name!r}: config_class must be a dataclass, got {config_class!r}")
-  taken = {"algorithm", "algorithm_config", "env", "run"} & {
+  taken = {"algorithm", "algorithm_config", "env", "run"} & {  # every Config has these
       f.name for f in dataclasses.fields(config_class)}
   if taken:
     raise ValueError(f"algorithm {name!r}: its config class {config_class.__name__} has fields "
