@@ -250,3 +250,17 @@ def test_a_checkpoint_with_the_earlier_host_rng_resumes_from_its_counters(tmp_pa
   assert not skips and restored.run["rng"] == json.loads(json.dumps(rng))
   assert drivers.restored_counters(restored.run["counters"]) == drivers.Counters(
       env_steps=40, updates=9, update_debt=0.25, last_eval=20)
+
+
+def test_a_checkpoint_of_an_algorithm_not_registered_here_says_to_import_it(tmp_path, agent):
+  """Catches a checkpoint of a user's algorithm, read where its module was not
+  imported, blamed on another wmrl version: the error names the algorithm and says
+  to import the module that registers it."""
+  config, template = agent
+  replay = Replay(capacity=64, num_envs=1, chunk_size=CHUNK)
+  replay.add({"x": np.zeros((1, 2), np.float32)})
+  saved = {"config": {**config.to_dict(), "algorithm": "mine"}, "counters": {"env_steps": 1}}
+  path = checkpoint.save(tmp_path, filled(template, 1), replay, saved, {}, keep=3)
+  with pytest.raises(checkpoint.CheckpointError,
+                     match="unknown algorithm 'mine'.*import the module that registers it"):
+    checkpoint.saved_config(path)

@@ -7,7 +7,8 @@ A checkpoint is a folder ``LOGDIR/checkpoints/ckpt-<env steps>/`` holding
   into the shapes of a template state (``jax.eval_shape`` builds one without
   computing it), so a new state field is saved without anyone listing it;
 - ``replay/``: the replay buffer (its data, bookkeeping and RNG state);
-- ``run.json``: the config, the loop's counters and the host RNG state;
+- ``run.json``: the config and the run's counters (the drivers' draws are keyed by
+  them; checkpoints of earlier versions also hold a host RNG state, not read);
 - ``pending.npz``: the environment step not yet acted on and the policy's
   recurrent carry (by tree path), so the last observation before a restart is kept.
 
@@ -40,6 +41,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from wmrl.config import Config
+from wmrl.registry import UnknownName
 from wmrl.replay import Replay
 from wmrl.trees import arrays_tree, tree_arrays, tree_shapes
 
@@ -252,6 +254,10 @@ def read_run(path: pathlib.Path) -> dict[str, Any]:
 def _config_of(path: pathlib.Path, run: dict[str, Any]) -> Config:
   try:
     return Config.from_dict(run["config"])
+  except UnknownName as e:  # not another version: the module that registers it not imported
+    raise CheckpointError(f"{path}: the saved config names what this process has not "
+                          f"registered ({e}); import the module that registers it first, or "
+                          "name the algorithm module:NAME when you train") from None
   except (ValueError, TypeError, AttributeError) as e:
     raise CheckpointError(f"{path}: this wmrl cannot read the saved config ({e}); it was "
                           "written by another version") from None
@@ -343,7 +349,7 @@ class Restored:
 
   path: pathlib.Path
   config: Config  # the saved one
-  run: dict[str, Any]  # run.json: counters, host RNG state
+  run: dict[str, Any]  # run.json: the config and the counters
   state: Any
   replay: Replay
   pending: dict[str, np.ndarray]

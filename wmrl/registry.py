@@ -12,6 +12,10 @@ from wmrl.names import did_you_mean
 T = TypeVar("T")
 
 
+class UnknownName(ValueError):
+  """A name no entry of a registry has (a ValueError: a bad setting)."""
+
+
 def load(path: str) -> Any:
   """The object at "package.module:NAME"."""
   module, _, name = path.partition(":")
@@ -35,7 +39,7 @@ class Registry(Generic[T]):
 
   def get(self, name: str) -> T:
     if name not in self._entries:
-      raise ValueError(f"unknown {self.what} '{name}'{did_you_mean(name, self._entries)} "
+      raise UnknownName(f"unknown {self.what} '{name}'{did_you_mean(name, self._entries)} "
                        f"(known: {', '.join(self._entries)}; {self.how})")
     return self._entries[name]
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from wmrl.algorithms.dreamerv3 import config as dreamerv3_config
 from wmrl.algorithms.dreamerv3.config import DreamerV3Config
-from wmrl.registry import Registry, load
+from wmrl.registry import Registry, UnknownName, load
 
 if TYPE_CHECKING:
   from wmrl.algorithms.contract import Algorithm
@@ -78,12 +78,12 @@ def _entry(name: str) -> Registered:
       importlib.import_module(module)
     except ModuleNotFoundError as e:
       if e.name and (module == e.name or module.startswith(e.name + ".")):
-        raise ValueError(f"algorithm {name!r} is read as module:NAME, but module {module!r} "
+        raise UnknownName(f"algorithm {name!r} is read as module:NAME, but module {module!r} "
                          f"could not be imported ({e}); check the module path and sys.path"
                          ) from None
       raise  # the module exists but something it imports is missing: its own error
     if registered not in _REGISTRY:
-      raise ValueError(f"algorithm {name!r}: importing {module} registered no algorithm "
+      raise UnknownName(f"algorithm {name!r}: importing {module} registered no algorithm "
                        f"{registered!r} (it registers {', '.join(_REGISTRY.names())}); call "
                        f"wmrl.algorithms.register({registered!r}, ...) in it")
     _REGISTRY.register(name, _REGISTRY.get(registered))

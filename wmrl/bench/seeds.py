@@ -82,10 +82,6 @@ class SeedCalls:
     return self.seeds.map(lambda s: self._initial_carry(s, num_envs))(state)
 
 
-def _calls(algo, count: int, seeds_batch: int) -> SeedCalls:
-  return SeedCalls(algo, count, seeds_batch)
-
-
 def _path(count: int, seeds_batch: int) -> str:
   if count == 1:
     return "one seed (the algorithm's own functions)"
@@ -171,7 +167,7 @@ def bench_seed_count(preset: str, config: cfg.Config, count: int, args: argparse
   """One row: `count` seeds' train step, policy step and (optionally) real loop."""
   algo = algorithms.get(config.algorithm)
   obs_spec, act_spec = task_spaces(config, args.env)
-  calls = _calls(algo, count, config.run.seeds_batch)
+  calls = SeedCalls(algo, count, config.run.seeds_batch)
   states = _seed_states(algo, config, obs_spec, act_spec, count)
   batch = jax.device_put(calls.stack(_host_batches(algo, states[0], config, obs_spec, act_spec,
                                                    count)))
