@@ -1,6 +1,8 @@
 """Shared test helpers: the tiny configs and batches of wmrl.testing, fixtures, and
 the compiler settings of the tests."""
 import os
+import shutil
+import tempfile
 
 # The tests' tiny programs spend most of their time compiling: without XLA's
 # backend optimisations and with the legacy CPU emitters they compile in about
@@ -10,6 +12,15 @@ import os
 os.environ["XLA_FLAGS"] = " ".join(
     filter(None, (os.environ.get("XLA_FLAGS"), "--xla_cpu_use_fusion_emitters=false")))
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+# Many tests compile the same tiny programs (a tiny DreamerV3's train step, a fused
+# iteration) in runs of their own: one XLA compilation cache for the session, made
+# by the process that starts the tests and inherited by its workers and the tests'
+# subprocesses, compiles each once. A cached program is the compiled program
+# itself, so results are the same bit for bit.
+if "PYTEST_XDIST_WORKER" not in os.environ and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _SESSION_CACHE = tempfile.mkdtemp(prefix="wmrl-xla-")
+  os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+  os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "-1"
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
@@ -84,3 +95,10 @@ def pytest_collection_modifyitems(config, items):
   (12:48 on a 2-core CPU). Started first, it runs on one worker while the other
   works through the rest."""
   items.sort(key=lambda item: item.get_closest_marker("learning") is None)  # stable
+
+
+def pytest_sessionfinish(session, exitstatus):
+  """The session's compilation cache goes with the session (made only by the
+  process that started the tests, and only where no cache was given)."""
+  if "_SESSION_CACHE" in globals():
+    shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
