@@ -210,7 +210,8 @@ def test_another_algorithm_starts_from_its_own_defaults(other_algorithm):
   assert config.algorithm_config == _OtherSettings(_WidthConfig(16))
   assert cfg.field_names(config)[:2] == ["algorithm", "model.units"]
   assert Config.from_dict(config.to_dict()) == config
-  with pytest.raises(ValueError, match="unknown config field 'model.unit'; did you mean model.units"):
+  with pytest.raises(ValueError,
+                     match="unknown config field 'model.unit'; did you mean model.units"):
     config.replace(**{"model.unit": 3})
   with pytest.raises(ValueError, match="unknown config field 'behavior.lam'"):
     config.replace(**{"behavior.lam": 0.9})
