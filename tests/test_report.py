@@ -92,7 +92,7 @@ def _report_videos(state, replay, length, seed, sequences=2):
   config = tiny_config()
   with envs.make("fake_envs:make_image_counter", seed=0) as env:
     driver = HostDriver.single(agent.DREAMERV3, config.run, env, state, replay)
-    return report.report_videos(agent.DREAMERV3, state, driver, 0, length, seed, sequences)
+    return report.report_videos(driver, 0, length, seed, sequences)
 
 
 def test_report_videos_tile_the_sequences_and_leave_the_replay_draws_unchanged(image_state):

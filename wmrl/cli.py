@@ -16,6 +16,7 @@ import signal
 import sys
 import traceback
 
+import wmrl
 from wmrl import config as cfg
 from wmrl import overrides as ov
 from wmrl import presets
@@ -50,10 +51,8 @@ def parse_train_args(argv: list[str]) -> tuple[argparse.Namespace, cfg.Config]:
   shortcuts = {name: values[short] for short, name in SHORTCUTS.items()
                if values.get(short) is not None}
   try:
-    # The presets apply to the named algorithm's defaults; a field flag wins over
-    # its shortcut (--run.steps over --steps).
-    base = cfg.Config(fields.pop("algorithm", cfg.Config.algorithm))
-    config = presets.apply_presets(base, args.preset).replace(**{**shortcuts, **fields})
+    # A field flag wins over its shortcut (--run.steps over --steps).
+    config = wmrl.make_config(presets=args.preset, overrides={**shortcuts, **fields})
   except ValueError as e:
     parser.error(str(e))
   return args, config

@@ -16,6 +16,19 @@ class UnknownName(ValueError):
   """A name no entry of a registry has (a ValueError: a bad setting)."""
 
 
+def import_missing(module: str) -> ModuleNotFoundError | None:
+  """Imports `module` (a user's, named on the command line); returns the error
+  where the module itself, or a package above it, does not exist. Where it
+  exists but something it imports is missing, that is its own error: raised."""
+  try:
+    importlib.import_module(module)
+  except ModuleNotFoundError as e:
+    if e.name and (module == e.name or module.startswith(e.name + ".")):
+      return e
+    raise
+  return None
+
+
 def load(path: str) -> Any:
   """The object at "package.module:NAME"."""
   module, _, name = path.partition(":")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from wmrl.algorithms.contract import Algorithm
+from wmrl.drivers.base import Driver
 
 REPORT_SEQUENCES = 4  # replayed sequences per report video, stacked top to bottom
 
@@ -16,10 +16,10 @@ def tile(frames: np.ndarray) -> np.ndarray:
   return np.concatenate(list(np.asarray(frames)), axis=1)
 
 
-def report_videos(algo: Algorithm, state, driver, index: int, length: int, seed: int,
+def report_videos(driver: Driver, index: int, length: int, seed: int,
                   sequences: int = REPORT_SEQUENCES) -> dict[str, np.ndarray]:
-  """The algorithm's report videos of a few sequences from seed `index`'s replay
-  in `driver`, each tiled into one video [T, H', W', 3]: {name: video}.
+  """The algorithm's report videos of seed `index` of `driver`, from a few
+  sequences of its replay, each tiled into one video [T, H', W', 3]: {name: video}.
 
   Sequences have the training `length` (replay context included), so a world
   model is asked to predict as far as it learns to. {} where replay cannot
@@ -30,5 +30,6 @@ def report_videos(algo: Algorithm, state, driver, index: int, length: int, seed:
   batch = driver.sample(index, sequences, length, np.random.default_rng(seed))
   if batch is None:
     return {}
-  videos = jax.device_get(algo.report(state, batch, jax.random.key(seed)))
+  state = driver.agent_state(index)
+  videos = jax.device_get(driver.algo.report(state, batch, jax.random.key(seed)))
   return {name: tile(frames) for name, frames in videos.items()}

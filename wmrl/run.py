@@ -236,8 +236,7 @@ def _loop(driver: Driver, runs: list[SeedRun], screen: Console,
       c.last_eval = eval_due.last  # saved: a resumed run evaluates on the same grid
     if report_due(c.env_steps):
       for i, run in enumerate(runs if primary else []):
-        videos = report.report_videos(driver.algo, driver.agent_state(i), driver, i,
-                                      r.replay_context + r.batch_length,
+        videos = report.report_videos(driver, i, r.replay_context + r.batch_length,
                                       seed=run.config.run.seed + c.env_steps)
         for name, frames in videos.items():  # none yet where replay is too short
           run.logger.video(c.env_steps, name, frames)

@@ -26,12 +26,11 @@ and a resume in a fresh process find the algorithm again.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from typing import TYPE_CHECKING, Any, Callable
 
 from wmrl.algorithms.dreamerv3 import config as dreamerv3_config
 from wmrl.algorithms.dreamerv3.config import DreamerV3Config
-from wmrl.registry import Registry, UnknownName, load
+from wmrl.registry import Registry, UnknownName, import_missing, load
 
 if TYPE_CHECKING:
   from wmrl.algorithms.contract import Algorithm
@@ -74,18 +73,14 @@ def _entry(name: str) -> Registered:
   """The registration of `name`; "module:NAME" imports `module`, which registers NAME."""
   if name not in _REGISTRY and ":" in name:
     module, _, registered = name.partition(":")
-    try:
-      importlib.import_module(module)
-    except ModuleNotFoundError as e:
-      if e.name and (module == e.name or module.startswith(e.name + ".")):
-        raise UnknownName(f"algorithm {name!r} is read as module:NAME, but module {module!r} "
-                         f"could not be imported ({e}); check the module path and sys.path"
-                         ) from None
-      raise  # the module exists but something it imports is missing: its own error
+    missing = import_missing(module)
+    if missing:
+      raise UnknownName(f"algorithm {name!r} is read as module:NAME, but module {module!r} "
+                        f"could not be imported ({missing}); check the module path and sys.path")
     if registered not in _REGISTRY:
       raise UnknownName(f"algorithm {name!r}: importing {module} registered no algorithm "
-                       f"{registered!r} (it registers {', '.join(_REGISTRY.names())}); call "
-                       f"wmrl.algorithms.register({registered!r}, ...) in it")
+                        f"{registered!r} (it registers {', '.join(_REGISTRY.names())}); call "
+                        f"wmrl.algorithms.register({registered!r}, ...) in it")
     _REGISTRY.register(name, _REGISTRY.get(registered))
   return _REGISTRY.get(name)
 

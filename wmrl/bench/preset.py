@@ -10,7 +10,7 @@ import time
 import jax
 import numpy as np
 
-from wmrl import algorithms, envs
+from wmrl import algorithms, envs, make_config
 from wmrl import config as cfg
 from wmrl.algorithms.contract import Algorithm
 from wmrl.draws import host_key
@@ -18,7 +18,6 @@ from wmrl.drivers.host import HostDriver
 from wmrl.bench.flops import jaxpr_flops, xla_flops, xla_memory
 from wmrl.bench.inputs import DEFAULT_ENV, entry_specs, policy_obs, random_batch, task_spaces
 from wmrl.bench.timing import peak_memory, summary
-from wmrl.presets import apply_presets
 
 POLICY_ENVS = (1, 16)
 
@@ -31,8 +30,8 @@ def _log(message: str) -> None:
 def build_config(preset: str, args: argparse.Namespace) -> cfg.Config:
   """The presets (joined by commas), then the benchmark's task settings, then the flags,
   then the config fields given as --FIELD VALUE."""
-  overrides = dict(args.overrides)
-  config = apply_presets(cfg.Config(overrides.pop("algorithm", cfg.Config.algorithm)), preset)
+  algorithm = {k: v for k, v in args.overrides.items() if k == "algorithm"}
+  config = make_config(presets=preset, overrides=algorithm)  # on that algorithm's defaults
   # The reference's DMC proprio setting: one env, action repeat 2, train ratio 512.
   settings = {"env.id": args.env or DEFAULT_ENV, "env.num_envs": 1, "env.action_repeat": 2,
               "run.train_ratio": 512}
@@ -45,7 +44,7 @@ def build_config(preset: str, args: argparse.Namespace) -> cfg.Config:
     settings["run.batch_size"] = args.batch_size
   if args.batch_length is not None:
     settings["run.batch_length"] = args.batch_length
-  return config.replace(**settings).replace(**overrides)
+  return config.replace(**settings).replace(**args.overrides)
 
 
 def compile_train_step(algo: Algorithm, state, batch) -> tuple[dict, object]:

@@ -74,8 +74,7 @@ class SeedCalls:
     self.stack = self.seeds.stack
     policy = lambda state, obs, carry, key: algo.policy_step(state, obs, carry, key, "train")
     self.policy_step = jax.jit(self.seeds.map(policy)) if count > 1 else policy
-    self.train_step = (jax.jit(self.seeds.map(algo.train_step), donate_argnums=0) if count > 1
-                       else algo.train_step)
+    self.train_step = self.seeds.train_step(algo.train_step)
     self._initial_carry = algo.initial_carry
 
   def initial_carry(self, state, num_envs: int):

@@ -127,6 +127,14 @@ def pending_arrays(step: dict, carry, env_state=None) -> dict[str, np.ndarray]:
   return arrays
 
 
+def any_pending(saved: list[dict[str, np.ndarray]]) -> bool:
+  """Whether the seeds' checkpoints hold a pending step; refuses a mix, which no
+  run of them could have saved."""
+  if any(saved) and not all(saved):
+    raise ValueError("some seeds' checkpoints hold a pending step and others none")
+  return any(saved)
+
+
 def pending_step(saved: dict[str, np.ndarray], carry_template, cut: bool):
   """The step and carry of `pending_arrays`. With `cut` (the environments are new
   and cannot continue its episodes) the step is marked `is_last`, as a time

@@ -41,7 +41,7 @@ from wmrl.config import RunConfig
 from wmrl.device_replay import DeviceReplay, ReplayState
 from wmrl.drivers.acting import Acting
 from wmrl.drivers.base import (EpisodeTally, OnEpisode, OnUpdate, SeedStart, Snapshot,
-                               pending_arrays, pending_step, saved_counters)
+                               any_pending, pending_arrays, pending_step, saved_counters)
 from wmrl.drivers.schedule import Counters, Schedule
 from wmrl.drivers.seeds import Seeds
 from wmrl.jaxenvs import EnvState, JaxEnv
@@ -228,10 +228,8 @@ class FusedDriver:
     """Continues from checkpoints' pending arrays. Without the environments' state
     (a host driver's checkpoint) the episodes are cut there, as the host driver
     cuts them: the step is marked `is_last` and the next one resets."""
-    if not any(saved):
+    if not any_pending(saved):
       return
-    if not all(saved):
-      raise ValueError("some seeds' checkpoints hold a pending step and others none")
     steps, carries, env_states = [], [], []
     for i, arrays in enumerate(saved):
       env_state = self.seeds.pick(self.fused.env, i)

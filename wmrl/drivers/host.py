@@ -25,8 +25,8 @@ from wmrl.algorithms.contract import Algorithm
 from wmrl.config import RunConfig
 from wmrl.drivers.acting import Acting
 from wmrl.drivers.base import (EnvironmentCrash, EpisodeTally, OnEpisode, OnUpdate, SeedStart,
-                               Snapshot, pending_arrays, pending_step, policy_inputs,
-                               saved_counters)
+                               Snapshot, any_pending, pending_arrays, pending_step,
+                               policy_inputs, saved_counters)
 from wmrl.drivers.schedule import Counters, Schedule
 from wmrl.drivers.seeds import Seeds
 from wmrl.mesh import Placement
@@ -68,9 +68,7 @@ class HostDriver:
       return self.seeds.map(one)(roots)
 
     self._act, self._windows = jax.jit(act), jax.jit(windows)
-    # The compiled update on the driver's seeds (one seed's is the algorithm's own).
-    self.train_step = (jax.jit(self.seeds.map(algo.train_step), donate_argnums=0)
-                       if seeds_axis else algo.train_step)
+    self.train_step = self.seeds.train_step(algo.train_step)  # the compiled update
     self._steps: list[dict] | None = None  # each seed's last step, not yet acted on
     self._restarted = False  # those steps came from before a restart: the envs are new
     self._carry = None
@@ -191,10 +189,8 @@ class HostDriver:
     """Continues from checkpoints' pending steps in freshly made environments: each
     step is stored and acted on as it would have been, its episodes cut there
     (the environments cannot continue them) and reset on the next step."""
-    if not any(saved):
+    if not any_pending(saved):
       return
-    if not all(saved):
-      raise ValueError("some seeds' checkpoints hold a pending step and others none")
     template = self.algo.initial_carry(self.agent_state(0), self.num_envs)
     steps, carries = zip(*(pending_step(arrays, template, cut=True) for arrays in saved))
     self._steps, self._restarted = list(steps), True

@@ -44,6 +44,13 @@ class Seeds:
       return fn
     return over_seeds(fn, self.batch)
 
+  def train_step(self, train_step: Callable) -> Callable:
+    """An algorithm's (jitted) train step on the driver's states: one seed's as it
+    is, the seeds' on the axis compiled as one program that donates the states."""
+    if not self.axis:
+      return train_step
+    return jax.jit(self.map(train_step), donate_argnums=0)
+
 
 def over_seeds(fn: Callable, batch: int = 0) -> Callable:
   """`fn` of one seed's arguments as a function of arguments stacked on a leading

@@ -6,7 +6,6 @@ Gymnasium's own ``gym:module:EnvId`` form), ``dmc:walker-walk`` (domain-task),
 """
 from __future__ import annotations
 
-import importlib
 from typing import Callable
 
 import gymnasium
@@ -14,6 +13,7 @@ import gymnasium
 from wmrl.envs.dmc import load_suite
 from wmrl.envs.makers import DMCMaker, FactoryMaker, GymMaker, ModuleMaker
 from wmrl.names import close_names
+from wmrl.registry import import_missing
 
 _CUSTOM: dict[str, Callable[[], gymnasium.Env]] = {}
 _PREFIXES = ("gym", "dmc", "custom")
@@ -91,13 +91,10 @@ def _module_maker(env_id: str, module: str, attr: str) -> ModuleMaker:
   """Checks now, in this process, that ``module:attr`` imports and is callable."""
   if not attr:
     raise ValueError(f"env id {env_id!r} names no factory after ':'; write some.module:factory")
-  try:
-    importlib.import_module(module)
-  except ModuleNotFoundError as exc:
-    if exc.name and (module == exc.name or module.startswith(exc.name + ".")):
-      raise unknown_env(env_id, f"read as module:factory, but module {module!r} could not be "
-                        f"imported: {exc}; check the module path and sys.path") from None
-    raise  # the module exists but something it imports is missing: its own error
+  missing = import_missing(module)
+  if missing:
+    raise unknown_env(env_id, f"read as module:factory, but module {module!r} could not be "
+                      f"imported: {missing}; check the module path and sys.path")
   maker = ModuleMaker(module, attr)
   maker.factory()
   return maker
