@@ -304,7 +304,7 @@ def test_replay_entries_are_the_dynamics_carry_by_tree_path():
   carry = agent.initial_carry(state, 3)
   by_env = lambda x: x + jnp.arange(3.0).reshape(3, *[1] * (x.ndim - 1))  # rows that differ
   carry = carry._replace(latent=jax.tree.map(by_env, carry.latent))
-  entries = agent.replay_entries(carry)
+  entries = agent.replay_entries(state, carry)
   assert set(entries) == {"latent/deter", "latent/stoch"}
   np.testing.assert_array_equal(entries["latent/deter"], carry.latent.deter)
   np.testing.assert_array_equal(entries["latent/stoch"], carry.latent.stoch)

@@ -54,7 +54,7 @@ def test_latents_are_stored_with_each_step_and_posteriors_written_back():
     for step in range(12):  # prefill (random actions, the policy still observes) and training
       driver.collect(ignore)
       newest = _newest(replay)
-      for name, value in agent.replay_entries(driver._carry).items():
+      for name, value in agent.replay_entries(driver.agent_state(0), driver._carry).items():
         np.testing.assert_array_equal(newest[name], np.asarray(value), err_msg=f"{name} at {step}")
       if driver.train(ignore):
         for name, value in returned[-1].items():  # the trained steps, after the context step

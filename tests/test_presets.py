@@ -32,6 +32,8 @@ def test_size_preset_sets_every_module(name):
   deter, hidden, classes, units, depth = SIZES[name]
   m = apply_presets(Config(), name).model
   assert (m.rssm.deter, m.rssm.hidden, m.rssm.classes) == (deter, hidden, classes)
+  assert (m.ssm.deter, m.ssm.hidden, m.ssm.classes) == (deter, hidden, classes)
+  assert m.ssm.units == m.ssm.state == deter // 4
   assert (m.encoder.units, m.encoder.depth) == (units, depth)
   assert (m.decoder.units, m.decoder.depth) == (units, depth)
   for head in HEADS:
@@ -45,7 +47,8 @@ def test_size_preset_changes_only_size_fields():
   changed = set(cfg.diff(Config(), apply_presets(Config(), "size1m")))
   expected = {"model.rssm.deter", "model.rssm.hidden", "model.rssm.classes",
               "model.encoder.units", "model.encoder.depth", "model.decoder.units",
-              "model.decoder.depth"} | {f"model.{h}.units" for h in HEADS}
+              "model.decoder.depth", "model.ssm.deter", "model.ssm.hidden", "model.ssm.classes",
+              "model.ssm.units", "model.ssm.state"} | {f"model.{h}.units" for h in HEADS}
   assert changed == expected
 
 

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wmrl.dynamics.rssm import kl_losses
+from wmrl.dynamics.latents import kl_losses
 
 # Two latents with two classes: the first posterior is sure-ish, the second uniform.
 POST = jnp.log(jnp.array([[0.9, 0.1], [0.5, 0.5]]))

@@ -27,6 +27,8 @@ def _size(deter: int, hidden: int, classes: int, units: int, depth: int) -> Pres
   def apply(config: Config) -> Config:
     return config.replace(**{
         "model.rssm.deter": deter, "model.rssm.hidden": hidden, "model.rssm.classes": classes,
+        "model.ssm.deter": deter, "model.ssm.hidden": hidden, "model.ssm.classes": classes,
+        "model.ssm.units": deter // 4, "model.ssm.state": deter // 4,
         "model.encoder.units": units, "model.encoder.depth": depth,
         "model.decoder.units": units, "model.decoder.depth": depth,
         **{f"model.{head}.units": units for head in ("reward", "cont", "actor", "critic")}})

@@ -33,6 +33,8 @@ SPACES = {
 TINY = {
     "model.rssm.deter": 32, "model.rssm.hidden": 16, "model.rssm.stoch": 4,
     "model.rssm.classes": 4, "model.rssm.blocks": 2,
+    "model.ssm.deter": 32, "model.ssm.units": 16, "model.ssm.state": 8, "model.ssm.hidden": 16,
+    "model.ssm.stoch": 4, "model.ssm.classes": 4,
     "model.encoder.units": 16, "model.encoder.layers": 1, "model.encoder.depth": 2,
     "model.encoder.mults": (1, 2), "model.decoder.units": 16, "model.decoder.layers": 1,
     "model.decoder.depth": 2, "model.decoder.mults": (1, 2), "model.decoder.bspace": 2,

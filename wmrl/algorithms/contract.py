@@ -10,7 +10,7 @@ and docs/adding-an-algorithm.md walks through adding one.
     state = algo.init(key, obs_spec, act_spec, config)
     carry = algo.initial_carry(state, num_envs)
     action, carry = algo.policy_step(state, obs, carry, key, "train")
-    entries = algo.replay_entries(carry)              # stored with the step it observed
+    entries = algo.replay_entries(state, carry)            # stored with the step it observed
     state, metrics, updates = algo.train_step(state, batch)    # donates `state`
     replay.write(positions, context, updates)         # the batch's windows, after the context
     videos = algo.report(state, batch, key)
@@ -40,7 +40,7 @@ class Algorithm:
   - `record_action(carry, action) -> carry`: the carry after the environments
     executed `action` instead of the policy's own (random prefill actions), so
     the carry agrees with what replay stores.
-  - `replay_entries(carry) -> {name: array [N, ...]}`: what replay keeps with
+  - `replay_entries(state, carry) -> {name: array [N, ...]}`: what replay keeps with
     each step besides the step itself, where `run.replay_context` > 0: the
     carry's part that training windows start from, by tree path (DreamerV3:
     `latent/deter`, `latent/stoch`). Device arrays; the driver fetches them.
@@ -63,7 +63,7 @@ class Algorithm:
   initial_carry: Callable[[State, int], Carry]
   policy_step: Callable[..., tuple[Any, Carry]]
   record_action: Callable[[Carry, Any], Carry]
-  replay_entries: Callable[[Carry], dict[str, Any]]
+  replay_entries: Callable[[State, Carry], dict[str, Any]]
   train_step: Callable[..., tuple[State, dict, dict[str, Any]]]
   report: Callable[..., dict]
   param_counts: Callable[[State], dict[str, int]]
@@ -73,5 +73,5 @@ def entry_specs(algo: Algorithm, state) -> dict[str, jax.ShapeDtypeStruct]:
   """The shape and dtype of one step of each of `algo`'s replay entries (what
   the driver stores with each step where `run.replay_context` > 0), computed
   without running anything; `state` may be a `jax.eval_shape` of one."""
-  shapes = jax.eval_shape(lambda s: algo.replay_entries(algo.initial_carry(s, 1)), state)
+  shapes = jax.eval_shape(lambda s: algo.replay_entries(s, algo.initial_carry(s, 1)), state)
   return {name: jax.ShapeDtypeStruct(x.shape[1:], x.dtype) for name, x in shapes.items()}

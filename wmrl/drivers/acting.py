@@ -43,5 +43,5 @@ class Acting:
     action = jnp.where(prefill, random, action)
     carry = jax.tree.map(lambda a, b: jnp.where(prefill, a, b),
                          algo.record_action(carry, random), carry)
-    entries = algo.replay_entries(carry) if self.store_entries else {}
+    entries = algo.replay_entries(state, carry) if self.store_entries else {}
     return action, carry, entries

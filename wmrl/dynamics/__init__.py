@@ -14,6 +14,7 @@ path load when a run first builds one.
 | name | model | settings |
 | --- | --- | --- |
 | `rssm` | DreamerV3's recurrent state-space model, a block GRU (rssm.py) | `model.rssm` |
+| `ssm` | stacked diagonal linear recurrences in one parallel scan, R2I's design (ssm.py) | `model.ssm` |
 """
 from __future__ import annotations
 
@@ -52,5 +53,6 @@ def make(model_config, embed_dim: int, action_dim: int, *, rngs, dtype):
 
 
 register("rssm", "wmrl.dynamics.rssm:RSSM", "rssm")
+register("ssm", "wmrl.dynamics.ssm:SSM", "ssm")
 
 __all__ = ["make", "names", "register"]

@@ -19,3 +19,30 @@ class RSSMConfig:
   img_layers: int = 2  # prior MLP depth
   obs_layers: int = 1  # posterior MLP depth
   dyn_layers: int = 1  # block-linear layers before the GRU
+
+
+@dataclasses.dataclass(frozen=True)
+class SSMConfig:
+  """The state-space model of wmrl/dynamics/ssm.py (`model.dynamics ssm`).
+
+  The size presets set `deter`, `hidden` and `classes` as they do the RSSM's,
+  and `units` and `state` to a quarter of `deter`.
+  """
+
+  deter: int = 8192  # the sequence model's output, read by the prior and the heads
+  units: int = 2048  # width of the recurrence layers
+  state: int = 2048  # complex state size of each layer's diagonal recurrence
+  layers: int = 2  # stacked recurrence layers
+  hidden: int = 1024  # the prior's and posterior's MLP width
+  stoch: int = 32
+  classes: int = 64
+  unimix: float = 0.01
+  free_nats: float = 1.0
+  img_layers: int = 2  # prior MLP depth
+  obs_layers: int = 1  # posterior MLP depth (it reads the embedding alone)
+  # The recurrence's eigenvalues start on a ring: magnitudes in [r_min, r_max]
+  # set how many steps the memory spans at the start (0.999 ** 1000 = 0.37),
+  # phases in [0, max_phase] (the LRU paper's initialisation).
+  r_min: float = 0.9
+  r_max: float = 0.999
+  max_phase: float = 6.283

@@ -1,10 +1,22 @@
 """The dynamics contract: what a world model, an agent and the reports ask of a sequence model.
 
-A sequence model keeps a carry (its recurrent state: for the RSSM a
-deterministic and a stochastic part) and turns carries into the features
-every head reads. Nothing outside the sequence model's own module knows what
-a carry holds: callers create carries with `initial`, advance them with
-`obs_step`, `observe` or `imagine`, and read them through `features`.
+A sequence model has three views of its state, which need not be the same:
+
+- the carry: what it keeps from one step to the next (the RSSM: its
+  deterministic and stochastic state; the SSM: every layer's linear state,
+  the last stochastic state and the output the heads read);
+- the entries: what replay stores with each step so a training window can
+  start where the policy's belief was (`entries`, and `truncate` back to a
+  carry): the RSSM stores its whole carry, as the reference's `dyn_entry`
+  does; a model with a long state stores what continuing needs;
+- the features: what every head reads (`features`).
+
+Nothing outside the model's own module knows what a carry holds: callers
+create carries with `initial`, advance them with `obs_step`, `observe` or
+`imagine`, store them through `entries` and read them through `features`.
+The model owns its world-model losses: `observe` returns them by the names
+`loss_names` declares, and the world model sums them with the loss scale of
+each name.
 
 Shapes: a carry or a sequence of latents is a pytree whose leaves lead with
 the batch shape ([N] for single steps, [B, T] for sequences).
@@ -53,6 +65,13 @@ class Dynamics(Protocol):
     [N, H] (then `horizon` is None or H). Returns the imagined latents [N, H]
     and the actions [N, H] taken at the states before them.
     """
+
+  def entries(self, carry: Carry) -> Carry:
+    """What replay stores with a step (leading batch shape kept): a pytree of arrays."""
+
+  def truncate(self, entries: Carry) -> Carry:
+    """The carry to continue from, given the stored entries of a step [N] (the
+    reference's `truncate`): training windows start from their last context step's."""
 
   def starts(self, latents: Carry) -> Carry:
     """Every step of latents [B, T] as a start of imagination, flattened to [B * T]."""

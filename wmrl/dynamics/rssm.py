@@ -17,6 +17,7 @@ from flax import nnx
 
 from wmrl import dists
 from wmrl.dynamics.config import RSSMConfig
+from wmrl.dynamics.latents import kl_losses, kl_metrics, rollout, time_major
 from wmrl.nets import BlockLinear, Dense, Linear, MLP, RMSNorm, from_blocks, to_blocks
 
 sg = jax.lax.stop_gradient
@@ -25,23 +26,6 @@ sg = jax.lax.stop_gradient
 class Latent(NamedTuple):
   deter: jax.Array  # [..., D]
   stoch: jax.Array  # [..., S, C]
-
-
-def kl_losses(post, prior, free_nats: float):
-  """KL balancing with free nats, for latent logits [..., S, C].
-
-  The dynamics loss trains the prior towards the posterior, the
-  representation loss (scaled down by its loss scale) the reverse; each is
-  the KL summed over the S latents, clipped from below at `free_nats`, so
-  below that neither has a gradient. Returns (dyn, rep, the KL itself).
-  """
-  dyn = dists.categorical_kl(sg(post), prior).sum(-1)
-  rep = dists.categorical_kl(post, sg(prior)).sum(-1)
-  return jnp.maximum(dyn, free_nats), jnp.maximum(rep, free_nats), dyn
-
-
-def _time_major(x):
-  return jnp.swapaxes(x, 0, 1)
 
 
 class RSSM(nnx.Module):
@@ -81,6 +65,13 @@ class RSSM(nnx.Module):
     """The model features every head reads: deter and flattened stoch."""
     stoch = latent.stoch.reshape(*latent.stoch.shape[:-2], -1)
     return jnp.concatenate([latent.deter, stoch.astype(latent.deter.dtype)], -1)
+
+  def entries(self, latent: Latent) -> Latent:
+    """Replay stores the whole latent with each step (the reference's `dyn_entry`)."""
+    return latent
+
+  def truncate(self, entries: Latent) -> Latent:
+    return entries
 
   def starts(self, latents: Latent) -> Latent:
     """Every replayed step [B, T] as a start of imagination [B * T], without gradient."""
@@ -166,14 +157,12 @@ class RSSM(nnx.Module):
       latent, post = self._posterior_step(latent, action, embed, first, k)
       return latent, (latent, post)
 
-    inputs = (_time_major(prev_actions), _time_major(embeds), _time_major(is_first), keys)
+    inputs = (time_major(prev_actions), time_major(embeds), time_major(is_first), keys)
     last, (latents, post) = jax.lax.scan(step, latent, inputs)
-    latents, post = jax.tree.map(_time_major, (latents, post))
+    latents, post = jax.tree.map(time_major, (latents, post))
     prior = self.prior_logits(latents.deter)
     dyn, rep, kl = kl_losses(post, prior, self.config.free_nats)
-    metrics = {"kl": kl.mean(), "post_entropy": dists.categorical_entropy(post).sum(-1).mean(),
-               "prior_entropy": dists.categorical_entropy(prior).sum(-1).mean()}
-    return last, latents, {"dyn": dyn, "rep": rep}, metrics
+    return last, latents, {"dyn": dyn, "rep": rep}, kl_metrics(post, prior, kl)
 
   def imagine(self, latent: Latent, policy, horizon: int | None, key):
     """Rolls the prior from `latent` [N], acting with `policy`.
@@ -182,22 +171,4 @@ class RSSM(nnx.Module):
     `horizon` is None or H). Returns the imagined latents [N, H] and the
     actions [N, H] taken at the states before them.
     """
-    if callable(policy):
-      if horizon is None:
-        raise ValueError("imagine with a policy function needs a horizon")
-      xs = (jax.random.split(key, horizon), None)
-    else:
-      if horizon not in (None, policy.shape[1]):
-        raise ValueError(f"imagine got actions for {policy.shape[1]} steps and horizon={horizon}")
-      xs = (jax.random.split(key, policy.shape[1]), _time_major(policy))
-
-    def step(latent, inputs):
-      k, action = inputs  # action: None where the policy chooses
-      k_act, k_img = jax.random.split(k)
-      if action is None:
-        action = policy(latent, k_act)
-      latent, _ = self.img_step(latent, action, k_img)
-      return latent, (latent, action)
-
-    _, (latents, actions) = jax.lax.scan(step, latent, xs)
-    return jax.tree.map(_time_major, (latents, actions))
+    return rollout(self.img_step, latent, policy, horizon, key)

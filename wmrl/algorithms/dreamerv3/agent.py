@@ -140,11 +140,14 @@ def record_action(carry: PolicyCarry, action) -> PolicyCarry:
   return carry._replace(action=jnp.asarray(action, jnp.float32))
 
 
-def replay_entries(carry: PolicyCarry) -> dict[str, jax.Array]:
-  """What replay keeps with a step besides the step itself: the dynamics carry
-  after the policy observed it (the reference's `dyn_entry`), by tree path under
-  `latent/`. Training windows start from the one of their last context step."""
-  return tree_named(carry.latent, LATENT)
+def replay_entries(state: AgentState, carry: PolicyCarry) -> dict[str, jax.Array]:
+  """What replay keeps with a step besides the step itself: the sequence model's
+  entries for the carry after the policy observed it (the RSSM's: the whole
+  latent, the reference's `dyn_entry`), by tree path under `latent/`. Training
+  windows start from the ones of their last context step."""
+  wm_graph = state.spec.graphs[0]
+  dynamics = nnx.merge(wm_graph, state.params["wm"]).dynamics
+  return tree_named(dynamics.entries(carry.latent), LATENT)
 
 
 def policy_step(state: AgentState, obs: dict, carry: PolicyCarry, key, mode: str = "train"):
@@ -212,21 +215,23 @@ def split_batch(batch: dict, context: int):
 def start_latent(dynamics, batch: dict, context: int):
   """The dynamics carry [B] a replayed window's training steps start from.
 
-  With a replay context it is the latent the policy stored with the last
-  context step (the reference's `RSSM.truncate`), so training continues the
-  policy's belief; without one the initial carry, as if each window began
-  an episode. Checked at trace time: the batch must hold the latents.
+  With a replay context it is the carry of the entries the policy stored with
+  the last context step (the reference's `RSSM.truncate`), so training
+  continues the policy's belief; without one the initial carry, as if each
+  window began an episode. Checked at trace time: the batch must hold the
+  entries.
   """
-  template = dynamics.initial(batch["is_first"].shape[:1])
+  initial = dynamics.initial(batch["is_first"].shape[:1])
   if not context:
-    return template
+    return initial
+  template = dynamics.entries(initial)
   names = tree_named(template, LATENT)
   missing = [n for n in names if n not in batch]
   if missing:
     raise ValueError(
         f"the batch has no {', '.join(missing)}: with run.replay_context={context} training "
         "starts from the latents the policy stored with each step. Store "
-        "algo.replay_entries(carry) with every step (the Driver does), build test batches with "
+        "algo.replay_entries(state, carry) with every step (the Driver does), build test batches with "
         "wmrl.testing.random_batch(..., entries=wmrl.testing.entry_specs(algo, state)), or set "
         "run.replay_context 0")
   for name, leaf in names.items():
@@ -235,7 +240,7 @@ def start_latent(dynamics, batch: dict, context: int):
                        f"model's latent {tuple(leaf.shape[1:])}; the replay was filled by "
                        "another model")
   stored = {n: jnp.asarray(batch[n][:, context - 1], leaf.dtype) for n, leaf in names.items()}
-  return arrays_tree(template, stored, LATENT)
+  return dynamics.truncate(arrays_tree(template, stored, LATENT))
 
 
 def loss(params: dict, state: AgentState, data: dict, prev_actions, key, start=None):
@@ -325,8 +330,8 @@ def train_step(state: AgentState, batch: dict):
   """One update of all networks from a replayed batch [B, context + T, ...].
 
   Returns the new state, metrics, and the replay updates: with a replay
-  context, the posteriors of the T trained steps [B, T, ...] by their replay
-  names, to be written back over the stored latents at window offset
+  context, the sequence model's entries of the posteriors of the T trained
+  steps [B, T, ...] by their replay names, to be written back over the stored latents at window offset
   `context` (the reference's `outs['replay']`); {} without one.
   """
   spec = state.spec
@@ -334,7 +339,7 @@ def train_step(state: AgentState, batch: dict):
   data, prev_actions = split_batch(batch, spec.context)
   start = start_latent(wm.dynamics, batch, spec.context)
   state, metrics, post = update(state, start, data, prev_actions)
-  return state, metrics, tree_named(post, LATENT) if spec.context else {}
+  return state, metrics, tree_named(wm.dynamics.entries(post), LATENT) if spec.context else {}
 
 
 def update(state: AgentState, start, data: dict, prev_actions):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from wmrl.dynamics.config import RSSMConfig
+from wmrl.dynamics.config import RSSMConfig, SSMConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +48,7 @@ class HeadConfig:
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
   rssm: RSSMConfig = RSSMConfig()
+  ssm: SSMConfig = SSMConfig()
   encoder: EncoderConfig = EncoderConfig()
   decoder: DecoderConfig = DecoderConfig()
   reward: HeadConfig = HeadConfig(layers=1, outscale=0.0)
