@@ -435,9 +435,8 @@ def test_unsupported_action_spaces(space, words):
 
 
 def test_unsupported_observation_space_names_key_and_type():
-  space = spaces.Dict({"ok": spaces.Discrete(2),
-                       "pair": spaces.Tuple([spaces.Discrete(2), spaces.Discrete(3)])})
-  with pytest.raises(ValueError, match="observation 'pair' has unsupported space Tuple"):
+  space = spaces.Dict({"ok": spaces.Discrete(2), "cards": spaces.Sequence(spaces.Discrete(3))})
+  with pytest.raises(ValueError, match="observation 'cards' has unsupported space Sequence"):
     make_custom(functools.partial(SpaceEnv, observation_space=space))
   with pytest.raises(ValueError, match="clashes with a step key"):
     make_custom(functools.partial(SpaceEnv, observation_space=spaces.Dict({"reward": spaces.Discrete(2)})))

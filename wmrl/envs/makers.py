@@ -16,6 +16,7 @@ from wmrl.names import did_you_mean
 from wmrl.envs.dmc import DMCAdapter
 from wmrl.envs.gl import default_headless_backend
 from wmrl.envs.gym_adapter import GymAdapter
+from wmrl.envs.popgym_ids import load_popgym
 
 
 def _render_kwargs(gym_id: str, pixels: bool, size: tuple[int, int]) -> dict:
@@ -69,6 +70,19 @@ class DMCMaker:
 
   def create(self, seed: int, image_size: tuple[int, int], pixels: bool) -> SingleEnv:
     return DMCAdapter(self.domain, self.task, seed, image_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class PopgymMaker:
+  """A POPGym environment, ``popgym:<name>``, made from its Gymnasium id."""
+
+  name: str  # POPGym's class name, e.g. RepeatPreviousEasy
+  gym_id: str  # what POPGym registers it as, e.g. popgym-RepeatPreviousEasy-v0
+
+  def create(self, seed: int, image_size: tuple[int, int], pixels: bool) -> SingleEnv:
+    load_popgym()  # registers the ids in this process, also in a parallel worker
+    # POPGym's environments declare no render modes, so no render kwargs.
+    return _adapt(gymnasium.make(self.gym_id), seed, f"popgym:{self.name}")
 
 
 @dataclasses.dataclass(frozen=True)

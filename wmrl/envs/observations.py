@@ -4,6 +4,10 @@ Each leaf of the space (a Dict is walked, nested keys joined as ``outer/inner``)
 gets a small converter that knows its declared shape and dtype. The per-step
 checks are a few attribute comparisons and one ``isfinite`` over each vector,
 because they run on every environment step.
+
+A Tuple of vector spaces is one leaf: its parts' vectors concatenated, as
+MultiDiscrete's one-hots are, since a Tuple is one observation in parts
+(POPGym's Autoencode gives ``(mode, card)``), not several named ones.
 """
 from __future__ import annotations
 
@@ -14,7 +18,8 @@ import numpy as np
 
 from wmrl.spaces import STEP_KEYS, ArraySpec
 
-SUPPORTED = "Box, Discrete, MultiDiscrete, MultiBinary, or a Dict of these"
+SUPPORTED = ("Box, Discrete, MultiDiscrete, MultiBinary, a Tuple of these (no images), "
+             "or a Dict of these")
 
 
 class ObservationError(ValueError):
@@ -121,12 +126,50 @@ class _MultiBinary:
     return value.astype(np.float32).reshape(self.spec.shape)
 
 
+class _Tuple:
+  """The parts' float32 vectors concatenated in order (one-hots for discrete parts)."""
+
+  def __init__(self, space: gymnasium.spaces.Tuple, env: str, key: str):
+    where = key or "obs"  # a Tuple at the top level is the key "obs"
+    if not space.spaces:
+      raise ValueError(f"{env}: observation {where!r} is an empty Tuple space")
+    self.parts = []
+    for i, sub in enumerate(space.spaces):
+      part = _leaf(sub, env, f"{where}/{i}")
+      if part is None or getattr(part, "image", False):
+        what = "an image Box" if part is not None else f"a {type(sub).__name__} space ({sub})"
+        raise ValueError(
+            f"{env}: observation {where!r} is a Tuple whose part {i} is {what}; a Tuple's parts "
+            "become one vector, so each must be a Box vector, Discrete, MultiDiscrete, "
+            "MultiBinary or a Tuple of these. Use a Dict to give images keys of their own.")
+      self.parts.append(part)
+    self.spec = ArraySpec((sum(p.spec.shape[0] for p in self.parts),), "float32")
+
+  def __call__(self, value, env: str, key: str, step: int) -> np.ndarray:
+    if not isinstance(value, (tuple, list)) or len(value) != len(self.parts):
+      got = type(value).__name__
+      if isinstance(value, (tuple, list)):
+        got += f" of length {len(value)}"
+      raise _obs_error(env, key, step, f"is a {got}, but its Tuple space has {len(self.parts)} "
+                       "parts", "return a tuple with one value per part of the space")
+    return np.concatenate([part(v, env, f"{key}/{i}", step)
+                           for i, (part, v) in enumerate(zip(self.parts, value))])
+
+
 _LEAVES = {
     gymnasium.spaces.Box: _Box,
     gymnasium.spaces.Discrete: _Discrete,
     gymnasium.spaces.MultiDiscrete: _MultiDiscrete,
     gymnasium.spaces.MultiBinary: _MultiBinary,
 }
+
+
+def _leaf(space, env: str, key: str):
+  """The converter of one leaf space, or None where the space is not supported."""
+  if isinstance(space, gymnasium.spaces.Tuple):
+    return _Tuple(space, env, key)
+  leaf = _LEAVES.get(type(space))
+  return leaf(space) if leaf is not None else None
 
 
 def _walk(space, path: tuple[str, ...], env: str):
@@ -138,13 +181,12 @@ def _walk(space, path: tuple[str, ...], env: str):
       yield from _walk(sub, path + (name,), env)
     return
   key = "/".join(str(p) for p in path)
-  leaf = _LEAVES.get(type(space))
-  if leaf is None:
+  converter = _leaf(space, env, key)
+  if converter is None:
     raise ValueError(
         f"{env}: observation {key or '(top level)'!r} has unsupported space "
         f"{type(space).__name__} ({space}); supported: {SUPPORTED}. Convert it with a "
         "gymnasium.ObservationWrapper around the env.")
-  converter = leaf(space)
   if not path:  # a plain (non-Dict) space: one key named after what it holds
     key = "image" if getattr(converter, "image", False) else "obs"
   yield key, path, converter

@@ -2,7 +2,8 @@
 
 Ids: ``gym:CartPole-v1`` (any registered Gymnasium id, also bare, and
 Gymnasium's own ``gym:module:EnvId`` form), ``dmc:walker-walk`` (domain-task),
-``custom:NAME`` (see ``register``) and ``some.module.path:factory``.
+``popgym:RepeatPreviousEasy`` (a POPGym class), ``custom:NAME`` (see
+``register``) and ``some.module.path:factory``.
 """
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ from typing import Callable
 import gymnasium
 
 from wmrl.envs.dmc import load_suite
-from wmrl.envs.makers import DMCMaker, FactoryMaker, GymMaker, ModuleMaker
+from wmrl.envs.makers import DMCMaker, FactoryMaker, GymMaker, ModuleMaker, PopgymMaker
+from wmrl.envs.popgym_ids import gym_ids as popgym_ids
 from wmrl.names import close_names
 from wmrl.registry import import_missing
 
 _CUSTOM: dict[str, Callable[[], gymnasium.Env]] = {}
-_PREFIXES = ("gym", "dmc", "custom")
-_FORMS = "gym:CartPole-v1, dmc:walker-walk, custom:NAME (see wmrl.envs.register) or some.module:factory"
+_PREFIXES = ("gym", "dmc", "popgym", "custom")
+_FORMS = ("gym:CartPole-v1, dmc:walker-walk, popgym:RepeatPreviousEasy, custom:NAME "
+          "(see wmrl.envs.register) or some.module:factory")
 
 
 def register(name: str, factory: Callable[[], gymnasium.Env]) -> None:
@@ -41,6 +44,10 @@ def _known_ids() -> list[str]:
     ids += [f"dmc:{domain}-{task}" for domain, task in load_suite().ALL_TASKS]
   except ImportError:
     pass  # without dm-control there are no dmc: ids to suggest
+  try:
+    ids += [f"popgym:{name}" for name in popgym_ids()]
+  except ImportError:
+    pass  # nor popgym: ids without popgym
   from wmrl import jaxenvs  # JAX environments whose library is installed
   return ids + [f"custom:{name}" for name in _CUSTOM] + jaxenvs.env_ids()
 
@@ -79,6 +86,11 @@ def resolve(env_id: str):
     domain, _, task = rest.partition("-")
     if (domain, task) in load_suite().ALL_TASKS:
       return DMCMaker(domain, task)
+    raise unknown_env(env_id)
+  if prefix == "popgym":
+    gym_ids = popgym_ids()  # an ImportError naming the extra where popgym is missing
+    if rest in gym_ids:
+      return PopgymMaker(rest, gym_ids[rest])
     raise unknown_env(env_id)
   if prefix == "custom":
     if rest in _CUSTOM:

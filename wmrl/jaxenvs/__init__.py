@@ -4,6 +4,10 @@
     craftax:Craftax-Classic-Symbolic-v1  (pip install -e '.[craftax]')
     navix:Navix-Empty-5x5-v0             (pip install -e '.[navix]')
     playground:CartpoleBalance           (pip install -e '.[playground]')
+    wmrl:RepeatPreviousEasy              (wmrl's own: POPGym's RepeatPrevious in JAX)
+
+Settings ride in the id after commas: `gymnax:MemoryChain-bsuite,memory_length=63`
+(gymnax's EnvParams), `wmrl:RepeatPrevious,num_decks=2,k=16`.
 
 `make(env_id, num_envs=...)` gives a `JaxEnv` (pure functions; the fused
 driver runs it inside its compiled iteration), `host(config, seed)` the same
@@ -16,7 +20,8 @@ from wmrl.jaxenvs.host import HostEnv
 
 # Prefix -> the module that makes its sources (imported when an id asks for it).
 PREFIXES = {"gymnax": "wmrl.jaxenvs.gymnax_source", "craftax": "wmrl.jaxenvs.craftax_source",
-            "navix": "wmrl.jaxenvs.navix_source", "playground": "wmrl.jaxenvs.playground_source"}
+            "navix": "wmrl.jaxenvs.navix_source", "playground": "wmrl.jaxenvs.playground_source",
+            "wmrl": "wmrl.jaxenvs.wmrl_source"}
 
 
 def is_jax_id(env_id: str) -> bool:

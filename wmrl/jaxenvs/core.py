@@ -150,6 +150,41 @@ def _split(keys: jax.Array) -> tuple[jax.Array, jax.Array]:
   return pairs[:, 0], pairs[:, 1]
 
 
+def split_settings(name: str) -> tuple[str, str]:
+  """`MemoryChain-bsuite,memory_length=63` -> ("MemoryChain-bsuite", "memory_length=63")."""
+  base, _, settings = name.partition(",")
+  return base, settings
+
+
+def parse_settings(env_id: str, settings: str, defaults: dict[str, Any]) -> dict[str, Any]:
+  """`key=value,...` from an id over `defaults`, each value read as its default's type.
+
+  Settings ride in the id, after commas, so that they reach every place an id
+  goes (the config, the command line, a resumed run) without a field of their
+  own; a comma needs no quoting in any shell, where `?` or `[...]` would.
+  """
+  out = dict(defaults)
+  for item in filter(None, settings.split(",")):
+    key, sep, text = item.partition("=")
+    if not sep or key not in defaults:
+      from wmrl.names import did_you_mean
+      problem = f"{item!r} is not key=value" if not sep else f"unknown setting {key!r}"
+      raise ValueError(f"{env_id}: {problem}{did_you_mean(key, defaults) if sep else ''}; "
+                       f"settings are {', '.join(f'{k}={v!r}' for k, v in defaults.items())}")
+    kind = type(defaults[key])
+    try:
+      if kind is bool:
+        value = {"true": True, "1": True, "false": False, "0": False}[text.lower()]
+      else:
+        value = kind(text)
+    except (KeyError, ValueError):
+      kind_name = {bool: "a bool", int: "an int", float: "a float"}.get(kind, kind.__name__)
+      raise ValueError(f"{env_id}: setting {key}={text!r} is not {kind_name} "
+                       f"(its default is {defaults[key]!r})") from None
+    out[key] = value
+  return out
+
+
 def box_action(low, high) -> Callable[[jax.Array], jax.Array]:
   """Model-format [-1, 1] -> [low, high] per dimension (infinite bounds pass
   through unscaled), as the host adapters' `BoxScaler` does."""
