@@ -33,7 +33,7 @@ def test_size_preset_sets_every_module(name):
   m = apply_presets(Config(), name).model
   assert (m.rssm.deter, m.rssm.hidden, m.rssm.classes) == (deter, hidden, classes)
   assert (m.ssm.deter, m.ssm.hidden, m.ssm.classes) == (deter, hidden, classes)
-  assert m.ssm.units == m.ssm.state == deter // 4
+  assert m.ssm.units == m.ssm.state == deter // 8
   assert (m.encoder.units, m.encoder.depth) == (units, depth)
   assert (m.decoder.units, m.decoder.depth) == (units, depth)
   for head in HEADS:

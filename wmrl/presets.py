@@ -28,7 +28,7 @@ def _size(deter: int, hidden: int, classes: int, units: int, depth: int) -> Pres
     return config.replace(**{
         "model.rssm.deter": deter, "model.rssm.hidden": hidden, "model.rssm.classes": classes,
         "model.ssm.deter": deter, "model.ssm.hidden": hidden, "model.ssm.classes": classes,
-        "model.ssm.units": deter // 4, "model.ssm.state": deter // 4,
+        "model.ssm.units": deter // 8, "model.ssm.state": deter // 8,
         "model.encoder.units": units, "model.encoder.depth": depth,
         "model.decoder.units": units, "model.decoder.depth": depth,
         **{f"model.{head}.units": units for head in ("reward", "cont", "actor", "critic")}})
@@ -104,6 +104,12 @@ PRESETS["classic"] = lambda config: PRESETS["size1m"](config).replace(**{
     "env.num_envs": 1, "run.batch_size": 8, "run.batch_length": 32, "run.train_ratio": 64,
     "optim.lr": 3e-4, "optim.critic_lr": 1e-3, "optim.actor_lr": 3e-5, "optim.warmup": 0,
     "behavior.entropy": 3e-3, "run.log_every": 500})
+
+# Memory tasks (POPGym, docs/memory.md): the classic settings with the SSM world
+# model on windows of 64 steps, its world model at 1e-3 (in the memory probe,
+# memory appears after thousands of updates, and later the slower the rate).
+PRESETS["memory"] = lambda config: PRESETS["classic"](config).replace(**{
+    "model.dynamics": "ssm", "run.batch_length": 64, "optim.lr": 1e-3})
 
 
 def register_preset(name: str, preset: Preset) -> None:

@@ -279,3 +279,11 @@ register(Suite(
     "atari100k", "Atari 100k: 26 games, 100k agent steps (400k frames)",
     _from_figures("dreamerv3_atari100k.csv", atari_env_id), presets="atari100k",
     requires={"ale_py": "pip install ale-py"}, figures="dreamerv3_atari100k.csv"))
+POPGYM_MEMORY_IDS = tuple(f"popgym:{task}{level}"
+                          for task in ("RepeatPrevious", "RepeatFirst", "Autoencode", "Concentration")
+                          for level in ("Easy", "Medium", "Hard"))
+register(Suite(
+    "popgym_memory", "POPGym memory tasks: RepeatPrevious, RepeatFirst, Autoencode, "
+    "Concentration at three difficulties (docs/memory.md)",
+    _named(POPGYM_MEMORY_IDS), presets="memory",
+    requires={"popgym": "pip install 'wmrl[popgym]'"}))

@@ -84,7 +84,7 @@ class LinearRecurrence(nnx.Module):
     self.theta_log = nnx.Param(jnp.log(c.max_phase * u2 + 1e-8))
     self.gamma_log = nnx.Param(0.5 * jnp.log(1 - radius_sq))
     self.b = nnx.Param(jax.random.normal(key(), (units, state, 2)) / math.sqrt(2 * units))
-    self.c = nnx.Param(jax.random.normal(key(), (state, units, 2)) / math.sqrt(state))
+    self.c = nnx.Param(jax.random.normal(key(), (state, 2, units)) / math.sqrt(state))
     self.d = nnx.Param(jax.random.normal(key(), (units,)))
     # The state a step that starts an episode continues from (R2I's learned initial).
     self.initial = nnx.Param(jnp.zeros((state, 2)))
@@ -94,15 +94,18 @@ class LinearRecurrence(nnx.Module):
     return jnp.exp(jax.lax.complex(-jnp.exp(self.nu_log[...]), jnp.exp(self.theta_log[...])))
 
   def drive(self, x):
-    """gamma * B x [..., state], complex."""
-    x = x.astype(jnp.float32)
-    b = _complex(self.b[...]) * jnp.exp(self.gamma_log[...])
-    return jnp.einsum("...u,us->...s", x.astype(b.dtype), b)
+    """gamma * B x [..., state], complex. Complex matmuls are slow on CPUs, so
+    B's real and imaginary parts are one real matmul [units, 2 * state]."""
+    b = self.b[...] * jnp.exp(self.gamma_log[...])[:, None]
+    both = x.astype(jnp.float32) @ b.reshape(b.shape[0], -1)  # [..., state * 2], interleaved
+    both = both.reshape(*both.shape[:-1], -1, 2)
+    return jax.lax.complex(both[..., 0], both[..., 1])
 
   def read(self, h, x):
-    """y = Re(C h) + D x [..., units]."""
-    y = jnp.real(jnp.einsum("...s,su->...u", h, _complex(self.c[...])))
-    return y + self.d[...] * x.astype(jnp.float32)
+    """y = Re(C h) + D x [..., units]: Re(C h) = Re(h) Re(C) - Im(h) Im(C), one real matmul."""
+    parts = jnp.stack([jnp.real(h), jnp.imag(h)], -1).reshape(*h.shape[:-1], -1)
+    c = self.c[...] * jnp.array([1.0, -1.0])[:, None]  # [state, 2, units]: Re(C), -Im(C)
+    return parts @ c.reshape(-1, c.shape[-1]) + self.d[...] * x.astype(jnp.float32)
 
   def step(self, h, x, first):
     """One step [N]: h [N, state] complex, x [N, units], first [N] bool."""

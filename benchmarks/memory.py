@@ -1,0 +1,129 @@
+"""The memory benchmark: what the sequence model remembers.
+
+  python benchmarks/memory.py probe                     # every span and model (about 40 min)
+  python benchmarks/memory.py probe --spans 3 --updates 3000
+  python benchmarks/memory.py rl --logdir runs/memory    # the RL runs' last returns, as CSV
+
+`probe` trains the world model alone on random-policy RepeatPrevious
+episodes (wmrl/memory_probe.py) at recall spans 3, 15, 31 and 63 and
+measures, on held-out episodes, the binary cross-entropy in bits of the
+reward head's belief that each rewarded step's reward is positive: a model
+without memory cannot beat H(0.25) = 0.811 bits, perfect memory is 0. The
+models: the SSM on windows of 256 steps, the GRU RSSM on 64 (the reference's
+length) and on 256 (the control: the gap is not only the window). Every
+model gets the same updates of 512 replayed steps and the same settings
+(`PROBE`: 64-unit networks, learning rate 3e-3 for every model, no warmup).
+Writes benchmarks/results/memory_probe.csv (the bits at the end) and
+memory_probe_curves.csv (the bits every tenth of the updates).
+
+`rl` reads the runs of a logdir (one per subdirectory, as `wmrl train`
+writes them) and writes each one's mean return over its last 10 episodes,
+with its config, to benchmarks/results/memory_rl.csv; the commands that
+made them are in docs/memory.md.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from wmrl import memory_probe, testing  # noqa: E402
+from wmrl.logging import read_metrics  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+SPANS = (3, 15, 31, 63)
+MODELS = (("ssm", 256), ("rssm", 64), ("rssm", 256))
+STEPS_PER_UPDATE = 512
+UNITS = 64
+# One set of settings for every model: small networks (the task's observation
+# is one card) and a learning rate that lets memory appear in thousands of
+# updates rather than tens of thousands.
+PROBE = {
+    "model.ssm.units": UNITS, "model.ssm.state": UNITS, "model.ssm.deter": 2 * UNITS,
+    "model.ssm.hidden": UNITS, "model.rssm.deter": 2 * UNITS, "model.rssm.hidden": UNITS,
+    "model.encoder.units": UNITS, "model.decoder.units": UNITS, "model.reward.units": UNITS,
+    "model.cont.units": UNITS, "optim.lr": 3e-3, "optim.warmup": 0,
+}
+
+
+def probe_config(dynamics: str, length: int):
+  return testing.tiny_config(**PROBE, **{
+      "model.dynamics": dynamics, "run.batch_size": STEPS_PER_UPDATE // length,
+      "run.batch_length": length})
+
+
+def probe(args) -> None:
+  rows, curves = [], []
+  for span in args.spans:
+    for dynamics, length in MODELS:
+      if dynamics not in args.models:
+        continue
+      name = f"{dynamics} T={length} span={span}"
+
+      def progress(update, loss, bits):
+        curves.append({"span": span, "model": dynamics, "length": length, "update": update,
+                       "bits": round(bits, 4)})
+        print(f"  {name}: update {update}, loss {loss:.3f}, {bits:.3f} bits", flush=True)
+
+      result = memory_probe.run(probe_config(dynamics, length), span, args.updates,
+                                seed=args.seed, progress=progress)
+      rows.append({"span": span, "model": dynamics, "length": length, "updates": args.updates,
+                   "seed": args.seed, "bits": round(result.bits, 4),
+                   "inside_window": span + 1 < length, "seconds": round(result.seconds)})
+      print(f"{name}: {result.bits:.3f} bits ({result.fraction_of_memoryless:.0%} of "
+            f"memoryless), {result.seconds:.0f} s", flush=True)
+  write(RESULTS / f"{args.out}.csv", rows)
+  write(RESULTS / f"{args.out}_curves.csv", curves)
+
+
+def rl(args) -> None:
+  rows = []
+  for run_dir in sorted(p for p in pathlib.Path(args.logdir).iterdir() if p.is_dir()):
+    metrics = run_dir / "metrics.jsonl"
+    if not metrics.exists():
+      continue
+    config = json.loads((run_dir / "config.json").read_text())
+    episodes = [r for r in read_metrics(metrics) if "episode/score" in r]
+    last = [r["episode/score"] for r in episodes[-10:]]
+    rows.append({"run": run_dir.name, "env": config["env"]["id"],
+                 "dynamics": config["model"]["dynamics"],
+                 "batch_length": config["run"]["batch_length"], "seed": config["run"]["seed"],
+                 "steps": episodes[-1]["step"] if episodes else 0, "episodes": len(episodes),
+                 "last10_return": round(sum(last) / len(last), 3) if last else None})
+    print(rows[-1])
+  write(RESULTS / args.out_rl, rows)
+
+
+def write(path: pathlib.Path, rows: list[dict]) -> None:
+  if not rows:
+    return
+  with path.open("w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+  print(f"wrote {path.relative_to(ROOT)}")
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  commands = parser.add_subparsers(dest="command", required=True)
+  p = commands.add_parser("probe", help="the world-model memory probe")
+  p.add_argument("--spans", type=lambda s: [int(x) for x in s.split(",")], default=list(SPANS))
+  p.add_argument("--models", default="ssm,rssm")
+  p.add_argument("--updates", type=int, default=10_000)
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--out", default="memory_probe")
+  r = commands.add_parser("rl", help="collect the RL runs' returns")
+  r.add_argument("--logdir", required=True)
+  r.add_argument("--out-rl", default="memory_rl.csv")
+  args = parser.parse_args()
+  probe(args) if args.command == "probe" else rl(args)
+
+
+if __name__ == "__main__":
+  main()
