@@ -3,6 +3,7 @@
   python benchmarks/memory.py probe                     # every span and model (about 40 min)
   python benchmarks/memory.py probe --spans 3 --updates 3000
   python benchmarks/memory.py rl --logdir runs/memory    # the RL runs' last returns, as CSV
+  python benchmarks/memory.py plot                       # the figures in docs/images/
 
 `probe` trains the world model alone on random-policy RepeatPrevious
 episodes (wmrl/memory_probe.py) at recall spans 3, 15, 31 and 63 and
@@ -12,14 +13,18 @@ without memory cannot beat H(0.25) = 0.811 bits, perfect memory is 0. The
 models: the SSM on windows of 256 steps, the GRU RSSM on 64 (the reference's
 length) and on 256 (the control: the gap is not only the window). Every
 model gets the same updates of 512 replayed steps and the same settings
-(`PROBE`: 64-unit networks, learning rate 3e-3 for every model, no warmup).
+(`PROBE`: 64-unit networks, learning rate 3e-3 for every model, no warmup)
+and rewards of +-1 (`behavior.reward_scale` N - k; --reward-scale 1 trains
+on the environment's +-1/(N - k)).
 Writes benchmarks/results/memory_probe.csv (the bits at the end) and
 memory_probe_curves.csv (the bits every tenth of the updates).
 
 `rl` reads the runs of a logdir (one per subdirectory, as `wmrl train`
 writes them) and writes each one's mean return over its last 10 episodes,
-with its config, to benchmarks/results/memory_rl.csv; the commands that
-made them are in docs/memory.md.
+with its config, to benchmarks/results/memory_rl.csv, and its curve (the mean
+return of each 10 episodes) to memory_rl_curves.csv; the commands that made
+them are in docs/memory.md. `plot` draws the probe's and the runs' curves
+from those CSVs into docs/images/ (needs matplotlib: the `plot` extra).
 """
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 SPANS = (3, 15, 31, 63)
 MODELS = (("ssm", 256), ("rssm", 64), ("rssm", 256))
 STEPS_PER_UPDATE = 512
+CURVE_EPISODES = 10
 UNITS = 64
 # One set of settings for every model: small networks (the task's observation
 # is one card) and a learning rate that lets memory appear in thousands of
@@ -51,10 +57,11 @@ PROBE = {
 }
 
 
-def probe_config(dynamics: str, length: int):
+def probe_config(dynamics: str, length: int, span: int, reward_scale: float | None):
+  scale = memory_probe.unit_reward_scale(span) if reward_scale is None else reward_scale
   return testing.tiny_config(**PROBE, **{
       "model.dynamics": dynamics, "run.batch_size": STEPS_PER_UPDATE // length,
-      "run.batch_length": length})
+      "run.batch_length": length, "behavior.reward_scale": scale})
 
 
 def probe(args) -> None:
@@ -70,7 +77,8 @@ def probe(args) -> None:
                        "bits": round(bits, 4)})
         print(f"  {name}: update {update}, loss {loss:.3f}, {bits:.3f} bits", flush=True)
 
-      result = memory_probe.run(probe_config(dynamics, length), span, args.updates,
+      result = memory_probe.run(probe_config(dynamics, length, span, args.reward_scale), span,
+                                args.updates,
                                 seed=args.seed, progress=progress)
       rows.append({"span": span, "model": dynamics, "length": length, "updates": args.updates,
                    "seed": args.seed, "bits": round(result.bits, 4),
@@ -82,7 +90,7 @@ def probe(args) -> None:
 
 
 def rl(args) -> None:
-  rows = []
+  rows, curves = [], []
   for run_dir in sorted(p for p in pathlib.Path(args.logdir).iterdir() if p.is_dir()):
     metrics = run_dir / "metrics.jsonl"
     if not metrics.exists():
@@ -95,8 +103,43 @@ def rl(args) -> None:
                  "batch_length": config["run"]["batch_length"], "seed": config["run"]["seed"],
                  "steps": episodes[-1]["step"] if episodes else 0, "episodes": len(episodes),
                  "last10_return": round(sum(last) / len(last), 3) if last else None})
+    for i in range(0, len(episodes) - CURVE_EPISODES + 1, CURVE_EPISODES):
+      chunk = episodes[i:i + CURVE_EPISODES]
+      curves.append({"run": run_dir.name, "step": chunk[-1]["step"],
+                     "return": round(sum(r["episode/score"] for r in chunk) / len(chunk), 3)})
     print(rows[-1])
-  write(RESULTS / args.out_rl, rows)
+  write(RESULTS / f"{args.out_rl}.csv", rows)
+  write(RESULTS / f"{args.out_rl}_curves.csv", curves)
+
+
+def plot(args) -> None:
+  from matplotlib.figure import Figure
+  images = ROOT / "docs" / "images"
+  images.mkdir(exist_ok=True)
+  for name, x, y, group, xlabel, ylabel in (
+      (args.probe, "update", "bits", ("span", "model", "length"), "world-model updates",
+       "bits (0.811: no memory)"),
+      (args.out_rl, "step", "return", ("run",), "environment steps",
+       "mean return of 10 episodes")):
+    path = RESULTS / f"{name}_curves.csv"
+    if not path.exists():
+      continue
+    with path.open() as f:
+      rows = list(csv.DictReader(f))
+    fig = Figure(figsize=(6.4, 4))
+    ax = fig.add_subplot()
+    for key in dict.fromkeys(tuple(r[g] for g in group) for r in rows):
+      sel = [r for r in rows if tuple(r[g] for g in group) == key]
+      label = key[0] if len(key) == 1 else f"{key[1].upper()} T={key[2]}, span {key[0]}"
+      ax.plot([float(r[x]) for r in sel], [float(r[y]) for r in sel], label=label)
+    if y == "bits":
+      ax.axhline(memory_probe.MEMORYLESS_BITS, color="grey", linestyle=":")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(images / f"{name}.png", dpi=100)
+    print(f"wrote {(images / f'{name}.png').relative_to(ROOT)}")
 
 
 def write(path: pathlib.Path, rows: list[dict]) -> None:
@@ -117,12 +160,17 @@ def main():
   p.add_argument("--models", default="ssm,rssm")
   p.add_argument("--updates", type=int, default=10_000)
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--reward-scale", type=float, help="behavior.reward_scale (default: N - k, "
+                 "rewards of +-1)")
   p.add_argument("--out", default="memory_probe")
   r = commands.add_parser("rl", help="collect the RL runs' returns")
   r.add_argument("--logdir", required=True)
-  r.add_argument("--out-rl", default="memory_rl.csv")
+  r.add_argument("--out-rl", default="memory_rl")
+  f = commands.add_parser("plot", help="draw the results' curves into docs/images/")
+  f.add_argument("--probe", default="memory_probe")
+  f.add_argument("--out-rl", default="memory_rl")
   args = parser.parse_args()
-  probe(args) if args.command == "probe" else rl(args)
+  {"probe": probe, "rl": rl, "plot": plot}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import batch_with_terminal, tiny_config
+from wmrl import algorithms
 from wmrl.algorithms.dreamerv3 import agent
 from wmrl.config import Config
 from wmrl.presets import apply_presets
@@ -145,6 +146,25 @@ def test_replay_value_loss_reaches_world_model_only_with_repval_grad():
   assert with_grad["critic"] > 0 and with_grad["wm"] > 0 and with_grad["actor"] == 0
   without = _grads(tiny_config(**overrides, **{"behavior.repval_grad": False}), *spaces)
   assert without["critic"] > 0 and without["wm"] == 0
+
+
+def test_reward_scale_is_the_loss_of_rewards_times_the_scale():
+  """behavior.reward_scale multiplies the rewards every loss reads, and nothing else."""
+  spaces = SPACES["vector-continuous"]
+  # Heads that start at zero predict one loss for any target; random ones do not.
+  heads = {"run.replay_context": 0, "model.reward.outscale": 1.0, "model.critic.outscale": 1.0}
+  config = tiny_config(**heads)
+  state = agent.init(jax.random.key(0), *spaces, config)
+  data, prev = agent.split_batch(_batch_for(config, *spaces), 0)
+  scaled = tiny_config(**heads, **{"behavior.reward_scale": 48.0})
+  scaled_state = agent.init(jax.random.key(0), *spaces, scaled)
+  total = lambda s, d: float(jax.jit(agent.loss)(s.params, s, d, prev, jax.random.key(2))[0])
+  scaled_loss = total(scaled_state, data)
+  np.testing.assert_allclose(scaled_loss, total(state, {**data, "reward": data["reward"] * 48.0}),
+                             rtol=1e-6)
+  assert abs(scaled_loss - total(state, data)) > 1e-3
+  with pytest.raises(ValueError, match="reward_scale"):
+    algorithms.validate(tiny_config(**{"behavior.reward_scale": 0.0}))
 
 
 def test_train_step_compiles_once_over_updates(monkeypatch):

@@ -15,6 +15,7 @@ from flax import nnx
 from conftest import counter_config, load_saved
 from wmrl import dynamics, run
 from wmrl.dynamics.config import RSSMConfig, SSMConfig
+from wmrl.logging import read_metrics
 from wmrl.replay import Positions
 from wmrl.trees import arrays_tree, tree_named
 
@@ -206,3 +207,15 @@ def test_a_run_stores_the_models_entries_and_resumes_exactly(tmp_path, name):
   stored_a, stored_b = replay_a.gather(everything, 166), replay_b.gather(everything, 166)
   for key in stored_a:
     np.testing.assert_array_equal(stored_a[key], stored_b[key], err_msg=key)
+
+
+def test_a_run_trains_on_long_windows_with_replay_context(tmp_path, name):
+  """Windows of 256 steps, each across a dozen counter episodes (20 steps),
+  start from the replay context's stored entries and train to finite losses."""
+  config = counter_config(400, log_every=20, **{
+      "model.dynamics": name, "run.batch_size": 1, "run.batch_length": 256,
+      "run.replay_context": 1, "run.train_ratio": 8})
+  run.train(config, tmp_path, console=False)
+  trained = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "loss/rec" in r]
+  assert len(trained) >= 3
+  assert all(np.isfinite(r[k]) for r in trained for k in r if k.startswith("loss/"))

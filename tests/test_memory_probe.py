@@ -24,7 +24,9 @@ def test_episodes_reward_the_suit_span_cards_before_the_latest(span):
   # card `span` steps before that one; steps before there are unrewarded.
   t = np.arange(k, reward.shape[1])
   match = actions[:, t - 1] == cards[:, t - 1 - span]
-  np.testing.assert_array_equal(reward[:, t], np.where(match, 1.0, -1.0))
+  scale = memory_probe.unit_reward_scale(span)
+  assert scale == 52 * num_decks - k
+  np.testing.assert_allclose(reward[:, t] * scale, np.where(match, 1.0, -1.0), rtol=1e-6)
   np.testing.assert_array_equal(reward[:, :k], 0.0)
   assert data["is_first"][:, 0].all() and data["is_terminal"][:, -1].all()
   assert data["is_first"].sum() == data["is_last"].sum() == 3
@@ -47,7 +49,8 @@ def test_the_ssm_world_model_learns_to_remember_three_steps():
       "model.dynamics": "ssm", "model.ssm.units": units, "model.ssm.deter": 2 * units,
       "model.ssm.hidden": units, "model.encoder.units": units, "model.decoder.units": units,
       "model.reward.units": units, "model.cont.units": units, "optim.lr": 3e-3,
-      "optim.warmup": 0, "run.batch_size": 8, "run.batch_length": 64})
+      "optim.warmup": 0, "run.batch_size": 8, "run.batch_length": 64,
+      "behavior.reward_scale": memory_probe.unit_reward_scale(3)})
   result = memory_probe.run(config, span=3, updates=3500, train_episodes=200, test_episodes=32)
   # Without memory 0.811 bits at best; measured 0.25 here.
   assert result.bits < 0.5, result

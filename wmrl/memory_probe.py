@@ -11,10 +11,11 @@ bits. A model that remembers the card and reads the action knows the sign:
 0 bits. So the bits on rewarded steps of held-out episodes measure memory
 over `span` steps and nothing else.
 
-The rewards are small (+-1/48 at span 3), so the probe trains on them
-times N - k, +-1 (`reward_scale`): the sign is the question, and at +-1/48
-a sign is a sliver of the reward loss (most of the two-hot target's mass
-sits on the 0 bin either way). The reward head predicts a two-hot
+The rewards are small (+-1/48 at span 3): at +-1/48 a sign is a sliver of
+the reward loss (most of the two-hot target's mass sits on the 0 bin either
+way). The probe trains on the rewards times the config's
+`behavior.reward_scale`, as the agent does; `unit_reward_scale(span)`, N - k,
+makes them +-1, and the benchmark uses it: the sign is the question. The reward head predicts a two-hot
 distribution over bins (wmrl/dists.py); the probability that the reward is
 positive is the mass above 0 against the mass below, P(r > 0) /
 (P(r > 0) + P(r < 0)).
@@ -58,10 +59,16 @@ def deck_for(span: int) -> tuple[int, int]:
   return -(-2 * k // CARDS_PER_DECK), k
 
 
-def episodes(span: int, count: int, seed: int, reward_scale: bool = True) -> dict[str, np.ndarray]:
+def unit_reward_scale(span: int) -> float:
+  """N - k: the `behavior.reward_scale` that makes span `span`'s rewards +-1."""
+  num_decks, k = deck_for(span)
+  return float(CARDS_PER_DECK * num_decks - k)
+
+
+def episodes(span: int, count: int, seed: int) -> dict[str, np.ndarray]:
   """`count` random-policy episodes [count, N] in replay's step format: the
   observation, the action taken there (uniform random), the reward that
-  arrived with the observation (times N - k with `reward_scale`: +-1), and
+  arrived with the observation (+-1/(N - k), as the environment gives it), and
   the flags."""
   num_decks, k = deck_for(span)
   source = repeat_previous(num_decks, k)
@@ -83,8 +90,6 @@ def episodes(span: int, count: int, seed: int, reward_scale: bool = True) -> dic
 
   obs, actions, rewards = jax.jit(jax.vmap(episode))(
       jax.random.split(jax.random.key(seed), count))
-  if reward_scale:
-    rewards = jnp.round(rewards * (length - k))
   steps = np.arange(length)
   flags = lambda at: np.broadcast_to(steps == at, (count, length)).copy()
   return {"obs": np.asarray(obs, np.float32), "action": np.asarray(actions, np.float32),
@@ -158,6 +163,7 @@ def run(config: Config, span: int, updates: int, train_episodes: int = 400,
   def update(state, batch):
     key, loss_key = jax.random.split(state.key)
     data, prev = agent.split_batch(batch, 0)
+    data = agent.learner_rewards(data, config.behavior)
 
     def loss(wm_params):
       wm = nnx.merge(state.spec.graphs[0], wm_params)

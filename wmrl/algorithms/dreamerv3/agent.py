@@ -243,6 +243,14 @@ def start_latent(dynamics, batch: dict, context: int):
   return dynamics.truncate(arrays_tree(template, stored, LATENT))
 
 
+def learner_rewards(data: dict, behavior: BehaviorConfig) -> dict:
+  """`data` with the rewards the learner trains on: the environment's times
+  `behavior.reward_scale`."""
+  if behavior.reward_scale == 1.0:
+    return data
+  return {**data, "reward": data["reward"] * behavior.reward_scale}
+
+
 def loss(params: dict, state: AgentState, data: dict, prev_actions, key, start=None):
   """The total loss of one train step, in four stages, its metrics and the
   posteriors of the replayed steps.
@@ -265,6 +273,7 @@ def loss(params: dict, state: AgentState, data: dict, prev_actions, key, start=N
   # fixed-seed runs (the learning tests) reproduce their figures exactly.
   wm_key, rollout_key, last_key = jax.random.split(key, 3)
   batch_size, length = data["reward"].shape
+  data = learner_rewards(data, spec.behavior)
 
   # 1. World model: posterior over the replayed steps, reconstruction, reward, continue, KL.
   if start is None:

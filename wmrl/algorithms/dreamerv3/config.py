@@ -103,6 +103,13 @@ class BehaviorConfig:
   # The replay value loss also trains the world model's representations
   # (reference: repval_grad=True).
   repval_grad: bool = True
+  # The learner's rewards are the environment's times this: the reward head's
+  # targets and the replayed returns (logged scores stay the environment's).
+  # Not in the reference (1 is its behaviour). For tasks whose rewards are far
+  # below 1, as POPGym's +-1/(N - k) per step: the reward head's two-hot bins
+  # around 0 are 0.16 apart in symlog space, so +-0.02 barely moves its target
+  # (docs/memory.md).
+  reward_scale: float = 1.0
 
   @property
   def discount(self) -> float:
@@ -154,3 +161,5 @@ def validate(config) -> None:
   b = config.behavior
   if b.imag_horizon <= 0:
     raise ValueError(f"behavior.imag_horizon must be positive, got {b.imag_horizon}")
+  if not b.reward_scale > 0:
+    raise ValueError(f"behavior.reward_scale must be positive, got {b.reward_scale}")
