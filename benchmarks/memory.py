@@ -3,7 +3,7 @@
   python benchmarks/memory.py probe                     # every span and model (about 40 min)
   python benchmarks/memory.py probe --spans 3 --updates 3000
   python benchmarks/memory.py rl --logdir runs/memory    # the RL runs' last returns, as CSV
-  python benchmarks/memory.py plot                       # the figures in docs/images/
+  python benchmarks/memory.py plot --probe memory_probe_span3,memory_probe_span31
 
 `probe` trains the world model alone on random-policy RepeatPrevious
 episodes (wmrl/memory_probe.py) at recall spans 3, 15, 31 and 63 and
@@ -45,6 +45,7 @@ SPANS = (3, 15, 31, 63)
 MODELS = (("ssm", 256), ("rssm", 64), ("rssm", 256))
 STEPS_PER_UPDATE = 512
 CURVE_EPISODES = 10
+MODEL_NAMES = {"ssm": "SSM", "rssm": "GRU"}
 UNITS = 64
 # One set of settings for every model: small networks (the task's observation
 # is one card) and a learning rate that lets memory appear in thousands of
@@ -116,21 +117,24 @@ def plot(args) -> None:
   from matplotlib.figure import Figure
   images = ROOT / "docs" / "images"
   images.mkdir(exist_ok=True)
-  for name, x, y, group, xlabel, ylabel in (
-      (args.probe, "update", "bits", ("span", "model", "length"), "world-model updates",
-       "bits (0.811: no memory)"),
-      (args.out_rl, "step", "return", ("run",), "environment steps",
+  for name, sources, x, y, group, xlabel, ylabel in (
+      ("memory_probe", args.probe.split(","), "update", "bits", ("span", "model", "length"),
+       "world-model updates", "bits (0.811: no memory)"),
+      (args.out_rl, [args.out_rl], "step", "return", ("run",), "environment steps",
        "mean return of 10 episodes")):
-    path = RESULTS / f"{name}_curves.csv"
-    if not path.exists():
+    rows = []
+    for source in sources:
+      path = RESULTS / f"{source}_curves.csv"
+      if path.exists():
+        with path.open() as f:
+          rows += list(csv.DictReader(f))
+    if not rows:
       continue
-    with path.open() as f:
-      rows = list(csv.DictReader(f))
     fig = Figure(figsize=(6.4, 4))
     ax = fig.add_subplot()
     for key in dict.fromkeys(tuple(r[g] for g in group) for r in rows):
       sel = [r for r in rows if tuple(r[g] for g in group) == key]
-      label = key[0] if len(key) == 1 else f"{key[1].upper()} T={key[2]}, span {key[0]}"
+      label = key[0] if len(key) == 1 else f"{MODEL_NAMES[key[1]]} T={key[2]}, span {key[0]}"
       ax.plot([float(r[x]) for r in sel], [float(r[y]) for r in sel], label=label)
     if y == "bits":
       ax.axhline(memory_probe.MEMORYLESS_BITS, color="grey", linestyle=":")
@@ -167,7 +171,8 @@ def main():
   r.add_argument("--logdir", required=True)
   r.add_argument("--out-rl", default="memory_rl")
   f = commands.add_parser("plot", help="draw the results' curves into docs/images/")
-  f.add_argument("--probe", default="memory_probe")
+  f.add_argument("--probe", default="memory_probe",
+                 help="the probe results to draw together, comma-separated")
   f.add_argument("--out-rl", default="memory_rl")
   args = parser.parse_args()
   {"probe": probe, "rl": rl, "plot": plot}[args.command](args)
