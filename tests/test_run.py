@@ -44,13 +44,17 @@ def test_train_writes_metrics_and_checkpoint(tmp_path):
   assert ckpt is not None and ckpt.name == "ckpt-000000000100"
 
 
-def test_resumed_run_equals_uninterrupted_run(tmp_path):
+# The counter's episodes are 20 steps and a reset step: after 42 steps the run stops
+# between episodes (step 41 ended one, the pending step 42 starts the next), after 83
+# right after an episode's last step (the pending step 83).
+@pytest.mark.parametrize("stop, steps", [(83, 166), (42, 84)], ids=["after-last", "between"])
+def test_resumed_run_equals_uninterrupted_run(tmp_path, stop, steps):
   """Catches a resume that loses or changes anything a run carries: a counter, a
-  draw, the optimiser's moments, a replayed latent, the pending step."""
-  # 80 steps end right after an episode (episodes of 20 steps, plus the reset step).
-  run.train(counter_config(83), tmp_path / "resumed", console=False)
-  run.train(counter_config(166), tmp_path / "resumed", console=False)
-  run.train(counter_config(166), tmp_path / "straight", console=False)
+  draw, the optimiser's moments, a replayed latent, the pending step (or cuts the
+  episode that the pending step starts)."""
+  run.train(counter_config(stop), tmp_path / "resumed", console=False)
+  run.train(counter_config(steps), tmp_path / "resumed", console=False)
+  run.train(counter_config(steps), tmp_path / "straight", console=False)
   resumed, replay_a, run_a, pending_a = load_saved(tmp_path / "resumed")
   straight, replay_b, run_b, pending_b = load_saved(tmp_path / "straight")
   assert run_a["counters"] == run_b["counters"]
@@ -61,12 +65,12 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
   assert pending_a.keys() == pending_b.keys()
   for name in pending_a:
     np.testing.assert_array_equal(pending_a[name], pending_b[name], err_msg=name)
-  assert replay_a.steps_added == replay_b.steps_added == 166
+  assert replay_a.steps_added == replay_b.steps_added == steps
   # The default replay context stores the policy latents with every step and writes the
   # training posteriors back over them: the resumed replay holds the same values.
   assert {"latent/deter", "latent/stoch"} <= set(replay_a.keys)
   everything = Positions(np.zeros(1, int), np.zeros(1, int))
-  stored_a, stored_b = replay_a.gather(everything, 166), replay_b.gather(everything, 166)
+  stored_a, stored_b = replay_a.gather(everything, steps), replay_b.gather(everything, steps)
   assert stored_a.keys() == stored_b.keys()
   for key in stored_a:
     np.testing.assert_array_equal(stored_a[key], stored_b[key], err_msg=key)
@@ -75,8 +79,8 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
   # Train records average over log intervals; those before the restart match.
   train = lambda d: [{k: v for k, v in r.items() if not k.startswith("fps")}
                      for r in read_metrics(d / "metrics.jsonl")
-                     if "loss/rec" in r and r["step"] <= 80]
-  assert len(train(tmp_path / "resumed")) == 2
+                     if "loss/rec" in r and r["step"] < stop]
+  assert len(train(tmp_path / "resumed")) == stop // 40  # log_every 40
   assert train(tmp_path / "resumed") == train(tmp_path / "straight")
 
 

@@ -70,7 +70,7 @@ class HostDriver:
     self._act, self._windows = jax.jit(act), jax.jit(windows)
     self.train_step = self.seeds.train_step(algo.train_step)  # the compiled update
     self._steps: list[dict] | None = None  # each seed's last step, not yet acted on
-    self._restarted = False  # those steps came from before a restart: the envs are new
+    self._restarted = [False] * len(starts)  # by seed: its steps are cut, its envs new
     self._carry = None
     self._restore_pending([start.pending for start in starts])
 
@@ -114,10 +114,10 @@ class HostDriver:
     nexts = []
     for i, (env, act) in enumerate(zip(self.envs, actions)):
       try:
-        nexts.append(env.reset() if self._restarted else env.step(act))
+        nexts.append(env.reset() if self._restarted[i] else env.step(act))
       except Exception as e:
         raise EnvironmentCrash(i, self.counters.env_steps, e) from e
-    self._carry, self._restarted = carry, False
+    self._carry, self._restarted = carry, [False] * len(self.envs)
     self.counters.env_steps += self.num_envs
     for i, (replay, step, act, entry, following) in enumerate(
         zip(self.replays, self._steps, actions, entries, nexts)):
@@ -186,12 +186,21 @@ class HostDriver:
                     pending)
 
   def _restore_pending(self, saved: Sequence[dict[str, np.ndarray]]) -> None:
-    """Continues from checkpoints' pending steps in freshly made environments: each
-    step is stored and acted on as it would have been, its episodes cut there
-    (the environments cannot continue them) and reset on the next step."""
+    """Continues from checkpoints' pending steps in freshly made environments. A
+    seed whose pending steps all start episodes (it stopped between episodes)
+    starts them in its new environments, reset now, and continues as it would
+    have. Otherwise each step is stored and acted on as it would have been, its
+    episodes cut there (the environments cannot continue them) and reset on the
+    next step."""
     if not any_pending(saved):
       return
     template = self.algo.initial_carry(self.agent_state(0), self.num_envs)
-    steps, carries = zip(*(pending_step(arrays, template, cut=True) for arrays in saved))
-    self._steps, self._restarted = list(steps), True
-    self._carry = self.seeds.stack(list(carries))
+    self._steps, carries, self._restarted = [], [], []
+    for env, arrays in zip(self.envs, saved):
+      # Cutting a first step would end an episode of no steps and reset once more.
+      between = bool(np.all(arrays["step/is_first"]))
+      step, carry = pending_step(arrays, template, cut=not between)
+      self._steps.append(env.reset() if between else step)
+      carries.append(carry)
+      self._restarted.append(not between)
+    self._carry = self.seeds.stack(carries)
