@@ -1,7 +1,8 @@
 """The memory benchmark: what the sequence model remembers.
 
-  python benchmarks/memory.py probe                     # every span and model (about 40 min)
-  python benchmarks/memory.py probe --spans 3 --updates 3000
+  python benchmarks/memory.py probe                     # every span and model, 10,000 updates each
+  python benchmarks/memory.py probe --spans 31 --updates 20000   # 37 min on a 2-core CPU
+  python benchmarks/memory.py probe --spans 3 --updates 3000 --preset memory --models ssm
   python benchmarks/memory.py rl --logdir runs/memory    # the RL runs' last returns, as CSV
   python benchmarks/memory.py plot --probe memory_probe_span3,memory_probe_span31
 
@@ -38,7 +39,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from wmrl import memory_probe, testing  # noqa: E402
+from wmrl.config import Config  # noqa: E402
 from wmrl.logging import read_metrics  # noqa: E402
+from wmrl.presets import apply_presets  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SPANS = (3, 15, 31, 63)
@@ -58,8 +61,15 @@ PROBE = {
 }
 
 
-def probe_config(dynamics: str, length: int, span: int, reward_scale: float | None):
+def probe_config(dynamics: str, length: int, span: int, reward_scale: float | None,
+                 preset: str | None = None):
+  """The PROBE settings, or with `preset` that preset's world model, batch
+  and learning rate (its window when `length` is 0)."""
   scale = memory_probe.unit_reward_scale(span) if reward_scale is None else reward_scale
+  if preset:
+    config = apply_presets(Config(), preset).replace(**{
+        "model.dynamics": dynamics, "behavior.reward_scale": scale})
+    return config.replace(**{"run.batch_length": length}) if length else config
   return testing.tiny_config(**PROBE, **{
       "model.dynamics": dynamics, "run.batch_size": STEPS_PER_UPDATE // length,
       "run.batch_length": length, "behavior.reward_scale": scale})
@@ -67,10 +77,13 @@ def probe_config(dynamics: str, length: int, span: int, reward_scale: float | No
 
 def probe(args) -> None:
   rows, curves = [], []
+  models = [(name, 0) for name in args.models.split(",")] if args.preset else MODELS
   for span in args.spans:
-    for dynamics, length in MODELS:
+    for dynamics, length in models:
       if dynamics not in args.models:
         continue
+      config = probe_config(dynamics, length, span, args.reward_scale, args.preset)
+      length = config.run.batch_length
       name = f"{dynamics} T={length} span={span}"
 
       def progress(update, loss, bits):
@@ -78,9 +91,7 @@ def probe(args) -> None:
                        "bits": round(bits, 4)})
         print(f"  {name}: update {update}, loss {loss:.3f}, {bits:.3f} bits", flush=True)
 
-      result = memory_probe.run(probe_config(dynamics, length, span, args.reward_scale), span,
-                                args.updates,
-                                seed=args.seed, progress=progress)
+      result = memory_probe.run(config, span, args.updates, seed=args.seed, progress=progress)
       rows.append({"span": span, "model": dynamics, "length": length, "updates": args.updates,
                    "seed": args.seed, "bits": round(result.bits, 4),
                    "inside_window": span + 1 < length, "seconds": round(result.seconds)})
@@ -97,12 +108,19 @@ def rl(args) -> None:
     if not metrics.exists():
       continue
     config = json.loads((run_dir / "config.json").read_text())
-    episodes = [r for r in read_metrics(metrics) if "episode/score" in r]
+    records = read_metrics(metrics)
+    episodes = [r for r in records if "episode/score" in r]
     last = [r["episode/score"] for r in episodes[-10:]]
+    run, behavior = config["run"], config["behavior"]
     rows.append({"run": run_dir.name, "env": config["env"]["id"],
-                 "dynamics": config["model"]["dynamics"],
-                 "batch_length": config["run"]["batch_length"], "seed": config["run"]["seed"],
-                 "steps": episodes[-1]["step"] if episodes else 0, "episodes": len(episodes),
+                 "dynamics": config["model"]["dynamics"], "batch_length": run["batch_length"],
+                 "lr": config["optim"]["lr"], "actor_lr": config["optim"]["actor_lr"],
+                 "reward_scale": behavior.get("reward_scale", 1.0),
+                 "replay_context": run["replay_context"], "repval_grad": behavior["repval_grad"],
+                 "seed": run["seed"], "steps": episodes[-1]["step"] if episodes else 0,
+                 "updates": max((r["train/updates"] for r in records if "train/updates" in r),
+                                default=0),
+                 "episodes": len(episodes),
                  "last10_return": round(sum(last) / len(last), 3) if last else None})
     for i in range(0, len(episodes) - CURVE_EPISODES + 1, CURVE_EPISODES):
       chunk = episodes[i:i + CURVE_EPISODES]
@@ -166,6 +184,8 @@ def main():
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--reward-scale", type=float, help="behavior.reward_scale (default: N - k, "
                  "rewards of +-1)")
+  p.add_argument("--preset", help="probe this preset's world model, batch and learning rate "
+                 "(e.g. memory) instead of the PROBE settings")
   p.add_argument("--out", default="memory_probe")
   r = commands.add_parser("rl", help="collect the RL runs' returns")
   r.add_argument("--logdir", required=True)
