@@ -77,10 +77,12 @@ def probe_config(dynamics: str, length: int, span: int, reward_scale: float | No
 
 def probe(args) -> None:
   rows, curves = [], []
-  models = [(name, 0) for name in args.models.split(",")] if args.preset else MODELS
+  wanted = args.models.split(",")
+  # With a preset, its own window (length 0 = keep the preset's).
+  models = [(name, 0) for name in wanted] if args.preset else MODELS
   for span in args.spans:
     for dynamics, length in models:
-      if dynamics not in args.models:
+      if dynamics not in wanted:
         continue
       config = probe_config(dynamics, length, span, args.reward_scale, args.preset)
       length = config.run.batch_length

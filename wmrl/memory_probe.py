@@ -15,8 +15,9 @@ The rewards are small (+-1/48 at span 3): at +-1/48 a sign is a sliver of
 the reward loss (most of the two-hot target's mass sits on the 0 bin either
 way). The probe trains on the rewards times the config's
 `behavior.reward_scale`, as the agent does; `unit_reward_scale(span)`, N - k,
-makes them +-1, and the benchmark uses it: the sign is the question. The reward head predicts a two-hot
-distribution over bins (wmrl/dists.py); the probability that the reward is
+makes them +-1, and the benchmark uses it: the sign is the question.
+
+The reward head predicts a two-hot distribution over bins (wmrl/dists.py); the probability that the reward is
 positive is the mass above 0 against the mass below, P(r > 0) /
 (P(r > 0) + P(r < 0)).
 
