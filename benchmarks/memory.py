@@ -123,7 +123,10 @@ def rl(args) -> None:
                  "updates": max((r["train/updates"] for r in records if "train/updates" in r),
                                 default=0),
                  "episodes": len(episodes),
-                 "last10_return": round(sum(last) / len(last), 3) if last else None})
+                 "last10_return": round(sum(last) / len(last), 3) if last else None,
+                 # One reward an episode (MemoryChain) makes 10 episodes a noisy mean.
+                 "last100_return": round(sum(r["episode/score"] for r in episodes[-100:]) /
+                                         len(episodes[-100:]), 3) if episodes else None})
     for i in range(0, len(episodes) - CURVE_EPISODES + 1, CURVE_EPISODES):
       chunk = episodes[i:i + CURVE_EPISODES]
       curves.append({"run": run_dir.name, "step": chunk[-1]["step"],

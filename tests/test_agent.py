@@ -167,6 +167,27 @@ def test_reward_scale_is_the_loss_of_rewards_times_the_scale():
     algorithms.validate(tiny_config(**{"behavior.reward_scale": 0.0}))
 
 
+def test_train_steps_return_the_steps_priorities_where_windows_are_drawn_by_them():
+  """With replay.fracs.priority above 0 and the "model" signal, the train step
+  returns each trained step's priority: its sequence-model and decoder losses
+  (the reference's rep, dyn and decoder losses), so their mean is the sum of
+  those losses' means; the reward and continue losses are not in it."""
+  spaces = SPACES["vector-continuous"]
+  fracs = {"replay.fracs.uniform": 0.5, "replay.fracs.priority": 0.5}
+  config = tiny_config(**fracs)
+  batch = _batch_for(config, *spaces)
+  state = agent.init(jax.random.key(0), *spaces, config)
+  _, metrics, written = agent.train_step(state, batch)
+  trained = (config.run.batch_size, config.run.batch_length)
+  assert written["priority"].shape == trained and {"latent/deter", "latent/stoch"} <= set(written)
+  expected = sum(float(metrics[f"loss/{name}"]) for name in ("dyn", "rep", "rec"))
+  np.testing.assert_allclose(float(written["priority"].mean()), expected, rtol=1e-5)
+  assert abs(expected + float(metrics["loss/rew"]) - float(written["priority"].mean())) > 1e-4
+  for off in (tiny_config(), tiny_config(**fracs, **{"replay.priosignal": "none"})):
+    state = agent.init(jax.random.key(0), *spaces, off)
+    assert "priority" not in agent.train_step(state, _batch_for(off, *spaces))[2]
+
+
 def test_train_step_compiles_once_over_updates(monkeypatch):
   """Catches a recompile on every update: a train step that returns its state in
   another form than it took (a dtype, a weak type, a tree, a static field that

@@ -193,7 +193,7 @@ def test_the_algorithms_groups_read_and_save_as_the_configs_own():
   config = Config().replace(**{"model.rssm.deter": 64, "loss_scales.rep": 0.2})
   assert config.model.rssm.deter == 64 and config.algorithm_config.model.rssm.deter == 64
   assert list(config.to_dict()) == ["algorithm", "model", "behavior", "optim", "loss_scales",
-                                    "env", "run"]
+                                    "env", "run", "replay"]
   assert Config.from_dict(json.loads(config.to_json())) == config
   assert "model.rssm.deter" in cfg.field_names(config) and "algorithm_config" not in str(
       cfg.field_names(config))

@@ -31,8 +31,9 @@ def _drivers(config):
   algo = algorithms.get(config.algorithm)
   host_env = envs.from_config(config.env, seed=0)
   init = lambda: algo.init(jax.random.key(0), host_env.obs_spec, host_env.act_spec, config)
-  host = HostDriver.single(algo, config.run, host_env, init())
-  fused = FusedDriver.single(algo, config.run, jaxenvs.from_config(config.env), init(), seed=0)
+  host = HostDriver.single(algo, config.run, host_env, init(), selection=config.replay)
+  fused = FusedDriver.single(algo, config.run, jaxenvs.from_config(config.env), init(), seed=0,
+                             selection=config.replay)
   return host, fused
 
 
@@ -60,7 +61,12 @@ def test_fused_and_host_drivers_make_the_same_run_on_gymnax_cartpole():
   # into one larger program: the policy's latents differ in the last bit from
   # the first step, and CartPole's physics from step 12 (alone under lax.scan the
   # environment is bit-exact with its separate jitted step), well before any update.
-  config = _config(**{"run.train_ratio": 3, "run.prefill": 21})
+  # Windows by the online queue and all three selectors (the default takes the queue
+  # and uniform draws only, a part of this): the steps' priorities, written back from
+  # the world model's losses, agree as the latents do.
+  config = _config(**{"run.train_ratio": 3, "run.prefill": 21,
+                      "replay.fracs.uniform": 0.4, "replay.fracs.priority": 0.3,
+                      "replay.fracs.recency": 0.3})
   host, fused = _drivers(config)
   assert fused.steps == 4 and host.schedule.updates_per_vector_step == 0.25
   assert host.schedule == fused.schedule
@@ -74,6 +80,10 @@ def test_fused_and_host_drivers_make_the_same_run_on_gymnax_cartpole():
     np.testing.assert_array_equal(host_steps[key], fused_steps[key], err_msg=key)
   np.testing.assert_allclose(host_steps["obs"], fused_steps["obs"], rtol=0, atol=5e-5)
   np.testing.assert_allclose(host_steps["latent/deter"], fused_steps["latent/deter"], atol=5e-6)
+  priorities = host_steps["priority"]
+  assert host.counters.online_taken > 0 and (priorities == 0).any() and np.isfinite(priorities).any()
+  np.testing.assert_array_equal(np.isinf(priorities), np.isinf(fused_steps["priority"]))
+  np.testing.assert_allclose(priorities, fused_steps["priority"], rtol=1e-4, atol=1e-5)
   a, b = tree_arrays(host.state, "state"), tree_arrays(fused.fused.agent, "state")
   for name in a:
     np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=2e-5, err_msg=name)

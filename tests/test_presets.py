@@ -74,10 +74,10 @@ def test_apply_presets_order_with_overlapping_fields(monkeypatch):
 # The recipes, from the reference's configs.yaml: April 2024 (commit 2411f7d, the one that
 # made the published DMC curves) and its current one (no published curves).
 RECIPES = {
-    "dmc_proprio": {"model.rssm.deter": 2048, "env.action_repeat": 2, "env.num_envs": 16,
+    "dmc_proprio": {"model.rssm.deter": 2048, "env.action_repeat": 2, "env.num_envs": 8,
                     "env.pixels": False, "run.train_ratio": 512, "run.steps": 250_000,
                     "run.eval_every": 10_000, "run.eval_episodes": 10},
-    "dmc_vision": {"model.rssm.deter": 2048, "env.action_repeat": 2, "env.num_envs": 16,
+    "dmc_vision": {"model.rssm.deter": 2048, "env.action_repeat": 2, "env.num_envs": 8,
                    "env.pixels": True, "run.train_ratio": 512, "run.steps": 500_000,
                    "run.eval_every": 10_000, "run.eval_episodes": 10},
     "dmc_proprio_2025": {"model.rssm.deter": 512, "env.action_repeat": 1, "env.num_envs": 16,

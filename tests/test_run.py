@@ -47,14 +47,22 @@ def test_train_writes_metrics_and_checkpoint(tmp_path):
 # The counter's episodes are 20 steps and a reset step: after 42 steps the run stops
 # between episodes (step 41 ended one, the pending step 42 starts the next), after 83
 # right after an episode's last step (the pending step 83).
-@pytest.mark.parametrize("stop, steps", [(83, 166), (42, 84)], ids=["after-last", "between"])
-def test_resumed_run_equals_uninterrupted_run(tmp_path, stop, steps):
+# The third stops between episodes too, with windows drawn by all three
+# selectors: the steps' priorities and the online queue's count resume.
+MIXTURE = {"replay.fracs.uniform": 0.4, "replay.fracs.priority": 0.3,
+           "replay.fracs.recency": 0.3}
+
+
+@pytest.mark.parametrize("stop, steps, overrides", [(83, 166, {}), (42, 84, {}),
+                                                    (42, 84, MIXTURE)],
+                         ids=["after-last", "between", "selectors"])
+def test_resumed_run_equals_uninterrupted_run(tmp_path, stop, steps, overrides):
   """Catches a resume that loses or changes anything a run carries: a counter, a
-  draw, the optimiser's moments, a replayed latent, the pending step (or cuts the
-  episode that the pending step starts)."""
-  run.train(counter_config(stop), tmp_path / "resumed", console=False)
-  run.train(counter_config(steps), tmp_path / "resumed", console=False)
-  run.train(counter_config(steps), tmp_path / "straight", console=False)
+  draw, the optimiser's moments, a replayed latent or priority, the pending step
+  (or cuts the episode that the pending step starts)."""
+  run.train(counter_config(stop, **overrides), tmp_path / "resumed", console=False)
+  run.train(counter_config(steps, **overrides), tmp_path / "resumed", console=False)
+  run.train(counter_config(steps, **overrides), tmp_path / "straight", console=False)
   resumed, replay_a, run_a, pending_a = load_saved(tmp_path / "resumed")
   straight, replay_b, run_b, pending_b = load_saved(tmp_path / "straight")
   assert run_a["counters"] == run_b["counters"]
@@ -69,6 +77,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, stop, steps):
   # The default replay context stores the policy latents with every step and writes the
   # training posteriors back over them: the resumed replay holds the same values.
   assert {"latent/deter", "latent/stoch"} <= set(replay_a.keys)
+  assert ("priority" in replay_a.keys) == bool(overrides) and run_a["counters"]["online_taken"]
   everything = Positions(np.zeros(1, int), np.zeros(1, int))
   stored_a, stored_b = replay_a.gather(everything, steps), replay_b.gather(everything, steps)
   assert stored_a.keys() == stored_b.keys()
@@ -140,6 +149,9 @@ def test_a_refused_resume_stops_before_anything_changes(tmp_path):
   with pytest.raises(ValueError, match=r"cannot resume with run.replay_context=0: the saved "
                                        r"replay holds latent/deter, latent/stoch"):
     run.train(counter_config(45, **{"run.replay_context": 0}), tmp_path, console=False)
+  with pytest.raises(ValueError, match=r"cannot resume with replay.fracs.priority above 0: the "
+                                       r"saved replay holds no priorities"):
+    run.train(counter_config(45, **MIXTURE), tmp_path, console=False)
   assert checkpoint.list_checkpoints(tmp_path) == [saved]
   assert (tmp_path / "metrics.jsonl").read_text() == metrics
   assert checkpoint.saved_config(saved) == counter_config(30)

@@ -147,7 +147,10 @@ def test_host_and_fused_drivers_owe_the_same_updates_on_the_same_steps():
     fused.iterate(ignore, ignore)
     for _ in range(fused.steps):
       host.iterate(ignore, ignore)
-    assert host.counters == fused.counters
+    # All but the online queue's count: the fused driver's updates run after its
+    # 3 steps, the host driver's after each, so they find different queues.
+    same = lambda counters: dataclasses.replace(counters, online_taken=0)
+    assert same(host.counters) == same(fused.counters)
     seen.append(fused.counters.updates)
   # Vector step 4 passes the prefill (16 steps), vector step 7 stores the first
   # window: from there 4/3 updates a step, 18 x 4/3 = 24 by step 24. In float64,

@@ -8,7 +8,8 @@ import jax
 
 from wmrl import algorithms, checkpoint, drivers, mesh
 from wmrl.algorithms.contract import Algorithm, entry_specs
-from wmrl.config import Config, diff as cfgdiff
+from wmrl.config import Config, ReplayConfig, diff as cfgdiff
+from wmrl.drivers.selection import PRIORITY_SIGNALS
 from wmrl.logging import require_wandb
 from wmrl.replay import Replay
 from wmrl.trees import tree_shapes
@@ -18,6 +19,24 @@ from wmrl.trees import tree_shapes
 # of the state it makes (`check_resume`); any other change is reported and used.
 FIXED_ON_RESUME = ("algorithm", "env.id", "env.num_envs", "env.pixels", "env.image_size",
                    "run.replay_capacity")
+
+
+def _selection_checks(replay: ReplayConfig) -> list[tuple[bool, str]]:
+  fracs, prio = replay.fracs, replay.prio
+  shares = (fracs.uniform, fracs.priority, fracs.recency)
+  return [
+      (min(shares) >= 0 and abs(sum(shares) - 1) < 1e-6,
+       f"replay.fracs must be >= 0 and sum to 1 (uniform, priority, recency), got "
+       f"{', '.join(map(str, shares))} (sum {sum(shares):g})"),
+      (replay.priosignal in PRIORITY_SIGNALS,
+       f"replay.priosignal must be one of {', '.join(PRIORITY_SIGNALS)}, got "
+       f"{replay.priosignal!r}"),
+      (prio.exponent >= 0 and 0 <= prio.maxfrac <= 1 and prio.initial >= 0,
+       f"replay.prio needs exponent >= 0, 0 <= maxfrac <= 1 and initial >= 0, got "
+       f"{prio.exponent}, {prio.maxfrac}, {prio.initial}"),
+      (replay.recexp >= 0, f"replay.recexp must be >= 0 (older windows are no likelier), "
+                           f"got {replay.recexp}"),
+  ]
 
 
 def validate(config: Config, logdir: str | pathlib.Path) -> None:
@@ -47,6 +66,7 @@ def validate(config: Config, logdir: str | pathlib.Path) -> None:
        f"(run.replay_context + run.batch_length = {r.replay_context + r.batch_length} steps) per "
        f"environment; raise it"),
       (r.report_every >= 0, f"run.report_every must be >= 0 (0: never), got {r.report_every}"),
+      *_selection_checks(config.replay),
   ]
   for ok, message in checks:
     if not ok:
@@ -92,12 +112,20 @@ def check_resume(saved: Config, config: Config, obs_spec, act_spec) -> list[str]
   return [f"config field {n} changed on resume: {a!r} -> {b!r}" for n, (a, b) in changes.items()]
 
 
-def check_replay_entries(replay: Replay, algo: Algorithm, state, context: int) -> None:
+def check_replay_entries(replay: Replay, algo: Algorithm, state, context: int,
+                         priority: bool = False) -> None:
   """Refuses a saved replay whose steps lack the replay entries that `context`
   needs (filled with run.replay_context 0, or by a wmrl that stored none), or
-  hold ones a run without context would not add."""
+  hold ones a run without context would not add; likewise the steps'
+  priorities, which replay holds where `priority` (replay.fracs.priority > 0)."""
   if not replay.keys:
     return
+  if priority != ("priority" in replay.keys):
+    have = "holds no priorities" if priority else "holds the steps' priorities"
+    want = "above 0" if priority else "0"
+    raise ValueError(f"cannot resume with replay.fracs.priority {want}: the saved replay {have} "
+                     f"(it was filled with replay.fracs.priority {'0' if priority else 'above 0'});"
+                     " resume with the fractions it was filled with or start a new logdir")
   names = set(entry_specs(algo, state))
   held = names & set(replay.keys)
   if context and held != names:

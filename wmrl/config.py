@@ -105,6 +105,53 @@ class RunConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SelectionFractions:
+  """The shares of a batch's windows (after the online queue's) each selector
+  draws, summing to 1 (the reference's `replay.fracs`)."""
+
+  uniform: float = 1.0
+  priority: float = 0.0  # in proportion to the windows' priorities (`replay.prio`)
+  recency: float = 0.0  # the newer the likelier (`replay.recexp`)
+
+
+@dataclasses.dataclass(frozen=True)
+class PriorityConfig:
+  """Prioritized selection, the reference's `replay.prio`: a window's weight is
+  `maxfrac` x the largest plus (1 - `maxfrac`) x the mean of its steps'
+  priorities raised to `exponent`; new steps start at `initial` (inf: drawn
+  before any step with a finite priority), and a drawn window's steps drop to
+  0 when `zero_on_sample`, until the update writes their new priorities."""
+
+  exponent: float = 0.8
+  maxfrac: float = 0.5
+  initial: float = float("inf")
+  zero_on_sample: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayConfig:
+  """Which replayed windows the updates train on (wmrl/drivers/selection.py,
+  docs/replay.md); the defaults are the reference's."""
+
+  # The reference's online queue (its `replay.online`, on in the recipe of the
+  # published curves): each stream's fresh non-overlapping windows go into the
+  # next batches, in order, before any draw. False: draws only (what wmrl did
+  # before this setting, and what a config.json written then means:
+  # `Config.from_dict`).
+  online: bool = True
+  fracs: SelectionFractions = SelectionFractions()
+  prio: PriorityConfig = PriorityConfig()
+  # The priorities the updates write back: "model", the sum of each trained
+  # step's sequence-model and decoder losses (the reference's `priosignal:
+  # model` as its agent computed it at 2411f7d, the commit of the published
+  # curves), or "none": never written, so priorities stay at `initial` and the
+  # zeros of `zero_on_sample` (the reference's agent at e3f0224, where the line
+  # that sends them is commented out).
+  priosignal: str = "model"
+  recexp: float = 1.0  # recency weights 1 / (age + 1) ** recexp over the capacity's ages
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
   """A run's whole configuration: the algorithm and its settings, the environment
   and the run.
@@ -121,6 +168,7 @@ class Config:
   algorithm_config: Any = None  # the algorithm's settings; None: its defaults
   env: EnvConfig = EnvConfig()
   run: RunConfig = RunConfig()
+  replay: ReplayConfig = ReplayConfig()
 
   def __post_init__(self):
     if self.algorithm_config is None:
@@ -149,6 +197,10 @@ class Config:
     own = {k: v for k, v in data.items() if k not in ("algorithm", *_groups())}
     kinds = typing.get_type_hints(cls)
     groups = {name: _from_dict(kinds[name], data.get(name, {}), f"{name}.") for name in _groups()}
+    if "replay" not in data and "run" in data:
+      # A run's config.json from before the replay group: its run sampled
+      # uniformly, and resumes so.
+      groups["replay"] = dataclasses.replace(groups["replay"], online=False)
     return cls(algorithm, _from_dict(algorithm_config_class(algorithm), own, ""), **groups)
 
   def replace(self, **dotted: Any) -> "Config":
@@ -166,7 +218,7 @@ class Config:
 
 
 def _groups() -> tuple[str, ...]:
-  """The groups every config has (`env`, `run`); the others are the algorithm's."""
+  """The groups every config has (`env`, `run`, `replay`); the others are the algorithm's."""
   return tuple(f.name for f in dataclasses.fields(Config)
                if f.name not in ("algorithm", "algorithm_config"))
 
@@ -228,7 +280,7 @@ def _coerce(kind, value, name: str):
 
 def set_field(config, dotted: str, value: Any, _full: str = "", _root=None):
   """Returns `config` with the field at the dotted path replaced (typed). On a
-  `Config`, a path that is not `algorithm`, `env.*` or `run.*` names a field
+  `Config`, a path that is not `algorithm`, `env.*`, `run.*` or `replay.*` names a field
   of the algorithm's settings (`Config`'s doc)."""
   full, root = _full or dotted, config if _root is None else _root
   head, _, rest = dotted.partition(".")

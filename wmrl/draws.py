@@ -15,7 +15,7 @@ import numpy as np
 
 from wmrl.spaces import ActionSpec
 
-_STREAMS = {"policy": 0, "prefill": 1, "windows": 2}
+_STREAMS = {"policy": 0, "prefill": 1, "windows": 2, "selection": 3}
 
 
 def seed_root(seed: int) -> np.ndarray:
@@ -47,6 +47,13 @@ def window_indices(root, update, batch_size: int, count) -> jax.Array:
   """`batch_size` flat window indices uniform in [0, count) for update `update`
   (`Replay.positions` says which window an index names)."""
   return jax.random.randint(_key(root, "windows", update), (batch_size,), 0, count)
+
+
+def selection_key(root, update) -> jax.Array:
+  """The key of update `update`'s draws beyond the uniform ones: which selector
+  draws each window, and the recency and priority selectors' own draws
+  (wmrl/drivers/selection.py)."""
+  return _key(root, "selection", update)
 
 
 def host_key(rng: np.random.Generator) -> np.ndarray:

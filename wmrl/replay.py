@@ -193,17 +193,19 @@ class Replay:
     envs, offsets = np.divmod(np.asarray(indices), stored - length + 1)
     return Positions(envs, self._time - stored + offsets)
 
-  def gather(self, positions: Positions, length: int) -> dict[str, np.ndarray]:
-    """Copies of the windows of ``length`` steps at ``positions`` (all still stored)."""
+  def gather(self, positions: Positions, length: int, keys=None) -> dict[str, np.ndarray]:
+    """Copies of the windows of ``length`` steps at ``positions`` (all still
+    stored): every key, or those of ``keys``."""
     envs, starts = positions
+    keys = tuple(self._spec) if keys is None else tuple(keys)
     if not starts.size or starts.min() < self._oldest() or starts.max() + length > self._time:
       raise ValueError(f"Replay.gather: windows of {length} steps at {starts.tolist()} are not all "
                        f"stored (steps {self._oldest()} to {self._time - 1} are); gather right "
                        "after sample_positions, before adding more")
-    out = {key: np.empty((len(starts), length) + shape, dtype)
-           for key, (shape, dtype) in self._spec.items()}
+    out = {key: np.empty((len(starts), length) + self._spec[key][0], self._spec[key][1])
+           for key in keys}
     for b in range(len(starts)):
-      for key, array, row, done, n in self._pieces(int(envs[b]), int(starts[b]), length):
+      for key, array, row, done, n in self._pieces(int(envs[b]), int(starts[b]), length, keys):
         out[key][b, done:done + n] = array[row:row + n]
     return out
 
@@ -268,13 +270,14 @@ class Replay:
 
   # Whole streams.
 
-  def streams(self) -> dict[str, np.ndarray]:
-    """Every stored step of every stream in time order: ``[num_envs, len // num_envs, ...]``."""
+  def streams(self, keys=None) -> dict[str, np.ndarray]:
+    """Every stored step of every stream in time order: ``[num_envs, len // num_envs, ...]``
+    (every key, or those of ``keys``)."""
     stored = self._stored()
     if not stored:
       return {}
     return self.gather(Positions(np.arange(self.num_envs), np.full(self.num_envs, self._oldest())),
-                       stored)
+                       stored, keys)
 
   @classmethod
   def from_streams(cls, streams: dict[str, np.ndarray], time: int, capacity: int,

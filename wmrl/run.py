@@ -164,7 +164,8 @@ def _starts(algo: Algorithm, runs: list[SeedRun], train_envs
       starts.append(SeedStart(seed, env, fresh[i]))
       continue
     saved = restored[i]
-    checks.check_replay_entries(saved.replay, algo, saved.state, run.config.run.replay_context)
+    checks.check_replay_entries(saved.replay, algo, saved.state, run.config.run.replay_context,
+                                run.config.replay.fracs.priority > 0)
     counters = saved.run["counters"]
     starts.append(SeedStart(seed, env, saved.state, saved.replay,
                             drivers.restored_counters(counters), counters["episodes"],

@@ -52,7 +52,9 @@ class Algorithm:
     (compile time, XLA's FLOPs). Metrics are scalars named `part/name`.
     `replay_updates` holds new values [B, T, ...] of replay entries for the T
     trained steps, which the driver writes back over the stored ones at
-    window offset `context` ({} where there is nothing to write).
+    window offset `context` ({} where there is nothing to write); where the
+    run draws windows by priority (`config.replay`, docs/replay.md), it may
+    hold the steps' new priorities [B, T] as `priority`.
   - `report(state, batch, key) -> {name: uint8 frames [B, T, H, W, 3]}`:
     videos of what the model has learned ({} where there is nothing to show).
   - `param_counts(state) -> {part: count}`: parameter counts by part, with "total".

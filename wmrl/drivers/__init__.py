@@ -57,10 +57,12 @@ def make(algo: Algorithm, config: Config, starts: Sequence[SeedStart],
   axis where `seeds_axis`)."""
   if uses_fused(config):
     from wmrl.drivers.fused import FusedDriver
-    return FusedDriver(algo, config.run, starts[0].env.jax_env, starts, seeds_axis)
+    return FusedDriver(algo, config.run, starts[0].env.jax_env, starts, seeds_axis,
+                       config.replay)
   from wmrl import mesh
   from wmrl.drivers.host import HostDriver
-  return HostDriver(algo, config.run, starts, seeds_axis, mesh.Placement.from_run(config.run))
+  return HostDriver(algo, config.run, starts, seeds_axis, mesh.Placement.from_run(config.run),
+                    config.replay)
 
 
 __all__ = ["Counters", "Driver", "EnvironmentCrash", "EpisodeTally", "SeedStart", "Schedule",

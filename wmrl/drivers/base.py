@@ -114,8 +114,12 @@ def saved_counters(counters: Counters, episodes: int) -> dict[str, Any]:
 
 
 def restored_counters(saved: dict[str, Any]) -> Counters:
-  """The run's `Counters` from a checkpoint's (its `episodes` are the seed's own)."""
-  return Counters(**{f.name: saved[f.name] for f in dataclasses.fields(Counters)})
+  """The run's `Counters` from a checkpoint's (its `episodes` are the seed's own).
+  A counter newer than the checkpoint starts at its default (`online_taken`:
+  such a run sampled uniformly, and its config.json resumes it so)."""
+  defaults = Counters()
+  return Counters(**{f.name: saved.get(f.name, getattr(defaults, f.name))
+                     for f in dataclasses.fields(Counters)})
 
 
 def pending_arrays(step: dict, carry, env_state=None) -> dict[str, np.ndarray]:

@@ -5,8 +5,9 @@ Where the environment is written in JAX (wmrl/jaxenvs), nothing needs to
 leave the device. One iteration runs K steps of all N environments under
 `lax.scan` (the acting rule of wmrl/drivers/acting.py on the device, each
 step added to the device replay, wmrl/device_replay.py), then U updates
-under another `lax.scan`, each sampling its windows from the device replay
-and writing its posteriors back before the next. Only the episodes' rewards
+under another `lax.scan`, each taking its windows from the device replay as
+wmrl/drivers/selection.py selects them and writing its posteriors back
+before the next. Only the episodes' rewards
 and flags [K, N] and the updates' metrics [U] come back to the host.
 
 The train ratio is the `Schedule` both drivers follow: the host counts, step
@@ -37,8 +38,9 @@ import numpy as np
 
 from wmrl import draws
 from wmrl.algorithms.contract import Algorithm, entry_specs
-from wmrl.config import RunConfig
+from wmrl.config import ReplayConfig, RunConfig
 from wmrl.device_replay import DeviceReplay, ReplayState
+from wmrl.drivers import selection as select
 from wmrl.drivers.acting import Acting
 from wmrl.drivers.base import (EpisodeTally, OnEpisode, OnUpdate, SeedStart, Snapshot,
                                any_pending, pending_arrays, pending_step, saved_counters)
@@ -76,8 +78,8 @@ class FusedDriver:
   `wmrl.envs.from_config` makes for JAX ids), stacked where `seeds_axis`."""
 
   def __init__(self, algo: Algorithm, run: RunConfig, env: JaxEnv, starts: Sequence[SeedStart],
-               seeds_axis: bool = False):
-    self.algo, self.run, self.env = algo, run, env
+               seeds_axis: bool = False, selection: ReplayConfig = ReplayConfig()):
+    self.algo, self.run, self.env, self.selection = algo, run, env, selection
     self.seeds = Seeds(len(starts), seeds_axis, run.seeds_batch)
     self.num_envs = env.num_envs
     self.schedule = Schedule.from_run(run, self.num_envs)
@@ -90,7 +92,14 @@ class FusedDriver:
     iterations = -(-run.steps // (self.steps * self.num_envs))
     saved_time = max((start.replay.steps_added // self.num_envs for start in starts
                       if start.replay is not None), default=0)
-    self.replay = DeviceReplay(_step_specs(env) | entries, self.num_envs, run.replay_capacity,
+    fracs = selection.fracs
+    # Stored with each step where windows are drawn by priority (wmrl/drivers/selection.py).
+    priority = ({"priority": jax.ShapeDtypeStruct((), jnp.float32)} if fracs.priority > 0
+                else {})
+    self._recency = (jnp.asarray(select.recency_cdf(run.replay_capacity, selection.recexp))
+                     if fracs.recency > 0 else None)
+    self.replay = DeviceReplay(_step_specs(env) | entries | priority, self.num_envs,
+                               run.replay_capacity,
                                max_time=max(iterations * self.steps, saved_time))
     self.replay.check_fits(copies=len(starts))
     replays = [self.replay.from_host(start.replay) if start.replay is not None
@@ -109,9 +118,11 @@ class FusedDriver:
 
   @classmethod
   def single(cls, algo: Algorithm, run: RunConfig, env: JaxEnv, state, seed: int,
-             replay: Replay | None = None, counters: Counters | None = None) -> "FusedDriver":
+             replay: Replay | None = None, counters: Counters | None = None,
+             selection: ReplayConfig = ReplayConfig()) -> "FusedDriver":
     """A fused driver of one seed."""
-    return cls(algo, run, env, [SeedStart(seed, env, state, replay, counters)])
+    return cls(algo, run, env, [SeedStart(seed, env, state, replay, counters)],
+               selection=selection)
 
   @property
   def episodes(self) -> list[int]:
@@ -139,11 +150,12 @@ class FusedDriver:
     """K steps of every environment, then the updates they owe, in one program."""
     c = self.counters
     updates = self.owed()
-    self.fused, episodes, metrics = self._program(updates)(self.fused, self.replay_time,
-                                                           c.updates, self.roots)
-    episodes, metrics = jax.device_get((episodes, metrics))
+    self.fused, episodes, metrics, taken = self._program(updates)(
+        self.fused, self.replay_time, c.updates, c.online_taken, self.roots, self._recency)
+    episodes, metrics, taken = jax.device_get((episodes, metrics, taken))
     c.env_steps += self.steps * self.num_envs
     c.updates += updates
+    c.online_taken = int(np.ravel(taken)[0])  # the same for every seed
     for i, tally in enumerate(self.tallies):
       mine = self.seeds.pick(episodes, i)
       for k in range(self.steps):
@@ -156,14 +168,16 @@ class FusedDriver:
     if updates not in self._programs:
       iteration = functools.partial(self._iteration, updates=updates)
 
-      def seeds_iteration(fused: FusedState, start_step, start_update, roots):
-        one = lambda seed_fused, root: iteration(seed_fused, start_step, start_update, root)
-        return self.seeds.map(one)(fused, roots)  # the step and update counts shared
+      def seeds_iteration(fused: FusedState, start_step, start_update, taken, roots, recency):
+        one = lambda seed_fused, root: iteration(seed_fused, start_step, start_update, taken,
+                                                 root, recency)
+        return self.seeds.map(one)(fused, roots)  # the step, update and queue counts shared
 
       self._programs[updates] = jax.jit(seeds_iteration, donate_argnums=0)
     return self._programs[updates]
 
-  def _iteration(self, fused: FusedState, start_step, start_update, root, *, updates: int):
+  def _iteration(self, fused: FusedState, start_step, start_update, taken, root, recency, *,
+                 updates: int):
     """One seed's iteration: K steps, then `updates` updates."""
     algo, env, replay, run = self.algo, self.env, self.replay, self.run
     window = self.schedule.window
@@ -171,6 +185,8 @@ class FusedDriver:
     def act(fused: FusedState, j):
       action, carry, entries = self._acting(fused.agent, fused.step, fused.carry, root,
                                             start_step + j)
+      if "priority" in replay.spec:
+        entries = {**entries, "priority": jnp.full(self.num_envs, self.selection.prio.initial)}
       stored = replay.add(fused.replay, {**fused.step, "action": action, **entries})
       env_state, step = env.step(fused.env, action)
       seen = {k: step[k] for k in ("reward", "is_first", "is_last")}
@@ -178,20 +194,47 @@ class FusedDriver:
 
     fused, episodes = jax.lax.scan(act, fused, jnp.arange(self.steps))
 
-    def update(fused: FusedState, i):
-      windows = replay.stored(fused.replay) - window + 1
+    def update(carried, i):
+      fused, taken = carried
+      stored = replay.stored(fused.replay)
       indices = draws.window_indices(root, start_update + i, run.batch_size,
-                                     self.num_envs * windows)
+                                     self.num_envs * (stored - window + 1))
       positions = replay.positions(fused.replay, indices, window)
+      queued = 0
+      if self.selection.online:
+        positions, taken, queued = select.take_online(positions, fused.replay.time, stored, taken,
+                                                      window, self.num_envs)
+      if select.mixed(self.selection):
+        fused, positions = self._mix(fused, draws.selection_key(root, start_update + i),
+                                     positions, queued, stored, recency)
       batch = replay.gather(fused.replay, positions, window)
       agent, metrics, written = algo.train_step(fused.agent, batch)
       stored = replay.write(fused.replay, positions, run.replay_context, written)
-      return fused._replace(agent=agent, replay=stored), metrics
+      return (fused._replace(agent=agent, replay=stored), taken), metrics
 
-    metrics = {}
+    metrics, taken = {}, jnp.asarray(taken, jnp.int32)
     if updates:
-      fused, metrics = jax.lax.scan(update, fused, jnp.arange(updates))
-    return fused, episodes, metrics
+      (fused, taken), metrics = jax.lax.scan(update, (fused, taken), jnp.arange(updates))
+    return fused, episodes, metrics, taken
+
+  def _mix(self, fused: FusedState, key, positions, queued, stored, recency):
+    """The rows the queue left, drawn by the selectors of `replay.fracs`; with
+    `zero_on_sample`, the priorities of the windows drawn by priority zeroed in
+    the device replay (wmrl/drivers/selection.py)."""
+    replay, window, prio = self.replay, self.schedule.window, self.selection.prio
+    time, priorities = fused.replay.time, None
+    if "priority" in replay.spec:  # the ring in time order from the oldest kept step
+      columns = (time - stored + jnp.arange(replay.rows)) % replay.rows
+      priorities = fused.replay.data["priority"][:, columns]
+    positions, by_priority, _ = select.mix(key, positions, queued, time, stored, priorities,
+                                           recency, replay=self.selection, length=window,
+                                           num_envs=self.num_envs)
+    if priorities is not None and prio.zero_on_sample:
+      zeros = jnp.zeros((positions.starts.shape[0], window), jnp.float32)
+      stored = replay.write(fused.replay, select.outside(positions, by_priority, window), 0,
+                            {"priority": zeros})
+      fused = fused._replace(replay=stored)
+    return fused, positions
 
   # What the run reads.
 

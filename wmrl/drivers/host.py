@@ -4,8 +4,9 @@ a host replay per seed, and the policy and updates as jitted calls.
 Each vector step: the acting rule (wmrl/drivers/acting.py) in one jitted call
 for every seed, the environments stepped on the host, the step stored in
 replay with its action and the algorithm's replay entries; then the updates
-the schedule owes, each sampling windows from every seed's replay and writing
-the algorithm's replay updates (its posteriors) back before the next sample.
+the schedule owes, each taking windows from every seed's replay as
+wmrl/drivers/selection.py selects them (the online queue, then the draws) and
+writing the algorithm's replay updates (its posteriors) back before the next.
 
 Devices (wmrl/mesh.py): the train state replicated over the train devices, the
 batch split over them; the policy acts on its own devices where it has them,
@@ -18,11 +19,13 @@ import functools
 from typing import Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from wmrl import draws
 from wmrl.algorithms.contract import Algorithm
-from wmrl.config import RunConfig
+from wmrl.config import ReplayConfig, RunConfig
+from wmrl.drivers import selection as select
 from wmrl.drivers.acting import Acting
 from wmrl.drivers.base import (EnvironmentCrash, EpisodeTally, OnEpisode, OnUpdate, SeedStart,
                                Snapshot, any_pending, pending_arrays, pending_step,
@@ -30,7 +33,7 @@ from wmrl.drivers.base import (EnvironmentCrash, EpisodeTally, OnEpisode, OnUpda
 from wmrl.drivers.schedule import Counters, Schedule
 from wmrl.drivers.seeds import Seeds
 from wmrl.mesh import Placement
-from wmrl.replay import Replay
+from wmrl.replay import Positions, Replay
 
 
 class HostDriver:
@@ -38,8 +41,9 @@ class HostDriver:
   stacked on a seeds axis where `seeds_axis`."""
 
   def __init__(self, algo: Algorithm, run: RunConfig, starts: Sequence[SeedStart],
-               seeds_axis: bool = False, placement: Placement | None = None):
-    self.algo, self.run = algo, run
+               seeds_axis: bool = False, placement: Placement | None = None,
+               selection: ReplayConfig = ReplayConfig()):
+    self.algo, self.run, self.selection = algo, run, selection
     self.seeds = Seeds(len(starts), seeds_axis, run.seeds_batch)
     self.envs = [start.env for start in starts]
     env = self.envs[0]
@@ -67,7 +71,17 @@ class HostDriver:
       one = lambda root: draws.window_indices(root, update, self.batch_size, count)
       return self.seeds.map(one)(roots)
 
+    def selection_keys(roots, update):
+      return self.seeds.map(lambda root: draws.selection_key(root, update))(roots)
+
     self._act, self._windows = jax.jit(act), jax.jit(windows)
+    self._selection_keys = jax.jit(selection_keys)
+    fracs = selection.fracs
+    self._recency = (jnp.asarray(select.recency_cdf(run.replay_capacity, selection.recexp))
+                     if fracs.recency > 0 else None)
+    # Stored with each step where windows are drawn by priority (wmrl/drivers/selection.py).
+    self._priority = ({"priority": np.full(self.num_envs, selection.prio.initial, np.float32)}
+                      if fracs.priority > 0 else {})
     self.train_step = self.seeds.train_step(algo.train_step)  # the compiled update
     self._steps: list[dict] | None = None  # each seed's last step, not yet acted on
     self._restarted = [False] * len(starts)  # by seed: its steps are cut, its envs new
@@ -76,9 +90,11 @@ class HostDriver:
 
   @classmethod
   def single(cls, algo: Algorithm, run: RunConfig, env, state, replay: Replay | None = None,
-             counters: Counters | None = None) -> "HostDriver":
+             counters: Counters | None = None,
+             selection: ReplayConfig = ReplayConfig()) -> "HostDriver":
     """A driver of one seed, `run.seed`."""
-    return cls(algo, run, [SeedStart(run.seed, env, state, replay, counters)])
+    return cls(algo, run, [SeedStart(run.seed, env, state, replay, counters)],
+               selection=selection)
 
   @property
   def episodes(self) -> list[int]:
@@ -121,7 +137,7 @@ class HostDriver:
     self.counters.env_steps += self.num_envs
     for i, (replay, step, act, entry, following) in enumerate(
         zip(self.replays, self._steps, actions, entries, nexts)):
-      replay.add({**step, "action": act, **entry})
+      replay.add({**step, "action": act, **entry, **self._priority})
       self.tallies[i].add(following, functools.partial(on_episode, i))
     self._steps = nexts
 
@@ -147,11 +163,21 @@ class HostDriver:
 
   def update(self, on_update: OnUpdate) -> None:
     """One update from windows of every seed's replay, written back after it."""
-    window, count = self.schedule.window, self.num_envs * (
-        len(self.replays[0]) // self.num_envs - self.schedule.window + 1)
-    indices = self.seeds.unstack(np.asarray(self._windows(self.roots, self.counters.updates,
-                                                          count)))
+    c = self.counters
+    stored = len(self.replays[0]) // self.num_envs
+    window, count = self.schedule.window, self.num_envs * (stored - self.schedule.window + 1)
+    indices = self.seeds.unstack(np.asarray(self._windows(self.roots, c.updates, count)))
     positions = [replay.positions(i, window) for replay, i in zip(self.replays, indices)]
+    time, queued = c.env_steps // self.num_envs, 0
+    if self.selection.online:  # the seeds' streams share their times: one queue for all
+      for k, p in enumerate(positions):
+        positions[k], taken, queued = select.take_online(p, time, stored, c.online_taken, window,
+                                                         self.num_envs)
+      c.online_taken = int(taken)
+    if select.mixed(self.selection):
+      keys = self.seeds.unstack(self._selection_keys(self.roots, c.updates))
+      for k, replay in enumerate(self.replays):
+        positions[k] = self._mix(replay, keys[k], positions[k], queued, time, stored)
     batch = self.seeds.stack([replay.gather(p, window)
                               for replay, p in zip(self.replays, positions)])
     batch = self.placement.batch(batch, self.seeds.axis)
@@ -162,8 +188,27 @@ class HostDriver:
     written = self.seeds.unstack(self.placement.host_batch(written, self.seeds.axis))
     for replay, p, values in zip(self.replays, positions, written):
       replay.write(p, self.run.replay_context, values)
-    self.counters.updates += 1
+    c.updates += 1
     on_update(self.placement.local(metrics))
+
+  def _mix(self, replay: Replay, key, positions, queued: int, time: int, stored: int):
+    """The rows the queue left, drawn by the selectors of `replay.fracs`; with
+    `zero_on_sample`, the priorities of the windows drawn by priority zeroed in
+    `replay` (wmrl/drivers/selection.py)."""
+    window, prio = self.schedule.window, self.selection.prio
+    priorities = None
+    if self._priority:
+      held = replay.streams(("priority",))["priority"]
+      priorities = np.zeros((self.num_envs, select.padded_columns(stored)), np.float32)
+      priorities[:, :stored] = held
+    mixed, by_priority, _ = select.mix(key, positions, queued, time, stored, priorities,
+                                       self._recency, replay=self.selection, length=window,
+                                       num_envs=self.num_envs)
+    mixed = Positions(np.asarray(mixed.envs), np.asarray(mixed.starts))
+    if self._priority and prio.zero_on_sample:
+      zeros = np.zeros((len(mixed.starts), window), np.float32)
+      replay.write(select.outside(mixed, np.asarray(by_priority), window), 0, {"priority": zeros})
+    return mixed
 
   # What the run reads.
 

@@ -26,6 +26,9 @@ class Counters:
   # Updates owed by the train ratio but not yet done (fractional).
   update_debt: float = 0.0
   last_eval: int = 0  # the environment step of the last evaluation
+  # Windows taken from the online queue (wmrl/drivers/selection.py): a function
+  # of the schedule alone, so one count serves every seed.
+  online_taken: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -51,6 +51,9 @@ class AgentSpec:
   obs_spec: tuple[tuple[str, ArraySpec], ...]
   act_spec: ActionSpec
   graphs: tuple[Any, Any, Any]  # nnx graph definitions: world model, actor, critic
+  # Whether train steps return each trained step's replay priority (config.replay:
+  # windows drawn by priority, with the "model" signal).
+  priority: bool = False
 
 
 @struct.dataclass
@@ -84,9 +87,10 @@ def init(key, obs_spec: dict[str, ArraySpec], act_spec: ActionSpec, config: Conf
     graph, state = nnx.split(module)
     graphs.append(graph)
     params[name] = nnx.to_pure_dict(state)
+  replay = config.replay
   spec = AgentSpec(config.model, config.behavior, config.optim, config.loss_scales,
                    config.run.replay_context, tuple(sorted(obs_spec.items())), act_spec,
-                   tuple(graphs))
+                   tuple(graphs), replay.fracs.priority > 0 and replay.priosignal == "model")
   return AgentState(
       params=params,
       slow_critic=jax.tree.map(jnp.copy, params["critic"]),
@@ -252,8 +256,9 @@ def learner_rewards(data: dict, behavior: BehaviorConfig) -> dict:
 
 
 def loss(params: dict, state: AgentState, data: dict, prev_actions, key, start=None):
-  """The total loss of one train step, in four stages, its metrics and the
-  posteriors of the replayed steps.
+  """The total loss of one train step, in four stages, its metrics, the
+  posteriors of the replayed steps and, where `spec.priority`, their replay
+  priorities [B, T] (else None).
 
   `start` is the dynamics carry [B] before the first step (default: the
   initial carry).
@@ -304,7 +309,16 @@ def loss(params: dict, state: AgentState, data: dict, prev_actions, key, start=N
   total = sum(scales[name] * value for name, value in means.items())
   metrics = {**_prefixed("wm", wm_metrics), **_prefixed("ac", {**imag_metrics, **ac_metrics}),
              **_prefixed("replay", replay_metrics), **_prefixed("loss", means)}
-  return total, (metrics, ac_out["retnorm"], post)
+  return total, (metrics, ac_out["retnorm"], post, replay_priority(wm_losses) if spec.priority
+                 else None)
+
+
+def replay_priority(wm_losses: dict) -> jax.Array:
+  """Each replayed step's priority [B, T]: the sum of its sequence-model and
+  decoder losses, unscaled (the reference's `priosignal: model`: the rep, dyn
+  and decoder losses, as its agent at 2411f7d summed them); the reward and
+  continue heads' losses are not in it."""
+  return sum(value for name, value in wm_losses.items() if name not in ("rew", "con"))
 
 
 def check_losses(losses: dict, declared: tuple[str, ...], scales: LossScales, batch_size: int,
@@ -341,22 +355,27 @@ def train_step(state: AgentState, batch: dict):
   Returns the new state, metrics, and the replay updates: with a replay
   context, the sequence model's entries of the posteriors of the T trained
   steps [B, T, ...] by their replay names, to be written back over the stored latents at window offset
-  `context` (the reference's `outs['replay']`); {} without one.
+  `context` (the reference's `outs['replay']`), and where `spec.priority` the
+  steps' priorities [B, T] as `priority`; {} without either.
   """
   spec = state.spec
   wm, _, _ = modules(spec, state.params)
   data, prev_actions = split_batch(batch, spec.context)
   start = start_latent(wm.dynamics, batch, spec.context)
-  state, metrics, post = update(state, start, data, prev_actions)
-  return state, metrics, tree_named(wm.dynamics.entries(post), LATENT) if spec.context else {}
+  state, metrics, post, priority = update(state, start, data, prev_actions)
+  written = tree_named(wm.dynamics.entries(post), LATENT) if spec.context else {}
+  if priority is not None:
+    written["priority"] = priority
+  return state, metrics, written
 
 
 def update(state: AgentState, start, data: dict, prev_actions):
   """The update of `train_step` from its training steps [B, T] and start carry
-  [B] (None: the initial carry): (new state, metrics, posteriors [B, T])."""
+  [B] (None: the initial carry): (new state, metrics, posteriors [B, T], and the
+  steps' replay priorities [B, T] where `spec.priority`, else None)."""
   spec = state.spec
   key, loss_key = jax.random.split(state.key)
-  grads, (metrics, retnorm, post) = jax.grad(loss, has_aux=True)(
+  grads, (metrics, retnorm, post, priority) = jax.grad(loss, has_aux=True)(
       state.params, state, data, prev_actions, loss_key, start)
   optimizer = make_optimizer(spec.optim)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -369,7 +388,7 @@ def update(state: AgentState, start, data: dict, prev_actions):
   metrics["opt/lr"] = learning_rate(spec.optim)(state.step)
   new_state = state.replace(params=params, slow_critic=slow_critic, opt_state=opt_state,
                             retnorm=retnorm, key=key, step=state.step + 1)
-  return new_state, metrics, post
+  return new_state, metrics, post, priority
 
 
 # --- reports --------------------------------------------------------------------
