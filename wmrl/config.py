@@ -136,7 +136,7 @@ class ReplayConfig:
   # The reference's online queue (its `replay.online`, on in the recipe of the
   # published curves): each stream's fresh non-overlapping windows go into the
   # next batches, in order, before any draw. False: draws only (what wmrl did
-  # before this setting, and what a config.json written then means:
+  # before this setting, and what a config.json written then reads as:
   # `Config.from_dict`).
   online: bool = True
   fracs: SelectionFractions = SelectionFractions()
@@ -199,7 +199,7 @@ class Config:
     groups = {name: _from_dict(kinds[name], data.get(name, {}), f"{name}.") for name in _groups()}
     if "replay" not in data and "run" in data:
       # A run's config.json from before the replay group: its run sampled
-      # uniformly, and resumes so.
+      # uniformly, so a resume with the queue on reports the change.
       groups["replay"] = dataclasses.replace(groups["replay"], online=False)
     return cls(algorithm, _from_dict(algorithm_config_class(algorithm), own, ""), **groups)
 
