@@ -103,6 +103,10 @@ def approx_list(values):
     ("gym:BreakoutNoFrameskip-v4", "atari_breakout"),
     ("gym:Hopper-v5", "gym_hopper_v5"),
     ("custom:my-maze", "custom_my_maze"),
+    ("playground:CartpoleBalance", "dmc_cartpole_balance"),
+    ("playground:BallInCup", "dmc_ball_in_cup_catch"),
+    ("playground:SwimmerSwimmer6", "dmc_swimmer_swimmer6"),
+    ("playground:FingerTurnEasy", "dmc_finger_turn_easy"),
 ])
 def test_task_name(env_id, task):
   assert cmp.task_name(env_id) == task

@@ -61,12 +61,22 @@ def _atari_game(env_id: str) -> str | None:
   return match.group(1) if match else None
 
 
+# MuJoCo Playground's DM Control Suite names the tasks whose DMC name is not its own in
+# snake case (its `_envs`); every other one is (CartpoleBalance -> cartpole_balance).
+_PLAYGROUND_DMC = {"BallInCup": "ball_in_cup_catch", "PointMass": "point_mass_easy"}
+
+
 def task_name(env_id: str) -> str:
   """The reference's name for an env id: dmc:walker-walk -> dmc_walker_walk,
-  gym:ALE/Pong-v5 -> atari_pong, anything else lower-cased with non-alphanumerics as `_`."""
+  gym:ALE/Pong-v5 -> atari_pong, playground:WalkerWalk -> dmc_walker_walk (MuJoCo
+  Playground's JAX port of the same task), anything else lower-cased with
+  non-alphanumerics as `_`."""
   game = _atari_game(env_id)
   if game is not None:
     return "atari_" + _slug(_snake(game))
+  if env_id.startswith("playground:"):
+    name = env_id.split(":", 1)[1].split(",")[0]
+    return "dmc_" + _PLAYGROUND_DMC.get(name, _slug(_snake(name)))
   return _slug(env_id)
 
 
