@@ -92,12 +92,10 @@ class FusedDriver:
     iterations = -(-run.steps // (self.steps * self.num_envs))
     saved_time = max((start.replay.steps_added // self.num_envs for start in starts
                       if start.replay is not None), default=0)
-    fracs = selection.fracs
     # Stored with each step where windows are drawn by priority (wmrl/drivers/selection.py).
-    priority = ({"priority": jax.ShapeDtypeStruct((), jnp.float32)} if fracs.priority > 0
-                else {})
-    self._recency = (jnp.asarray(select.recency_cdf(run.replay_capacity, selection.recexp))
-                     if fracs.recency > 0 else None)
+    priority = ({"priority": jax.ShapeDtypeStruct((), jnp.float32)}
+                if selection.fracs.priority > 0 else {})
+    self._recency = select.recency_table(selection, run.replay_capacity)
     self.replay = DeviceReplay(_step_specs(env) | entries | priority, self.num_envs,
                                run.replay_capacity,
                                max_time=max(iterations * self.steps, saved_time))

@@ -19,7 +19,6 @@ import functools
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from wmrl import draws
@@ -76,12 +75,10 @@ class HostDriver:
 
     self._act, self._windows = jax.jit(act), jax.jit(windows)
     self._selection_keys = jax.jit(selection_keys)
-    fracs = selection.fracs
-    self._recency = (jnp.asarray(select.recency_cdf(run.replay_capacity, selection.recexp))
-                     if fracs.recency > 0 else None)
+    self._recency = select.recency_table(selection, run.replay_capacity)
     # Stored with each step where windows are drawn by priority (wmrl/drivers/selection.py).
     self._priority = ({"priority": np.full(self.num_envs, selection.prio.initial, np.float32)}
-                      if fracs.priority > 0 else {})
+                      if selection.fracs.priority > 0 else {})
     self.train_step = self.seeds.train_step(algo.train_step)  # the compiled update
     self._steps: list[dict] | None = None  # each seed's last step, not yet acted on
     self._restarted = [False] * len(starts)  # by seed: its steps are cut, its envs new

@@ -100,6 +100,12 @@ def mixed(replay: ReplayConfig) -> bool:
   return replay.fracs.uniform < 1
 
 
+def recency_table(replay: ReplayConfig, capacity: int):
+  """The drivers' recency table (`recency_cdf` on the device), None without the
+  recency selector."""
+  return jnp.asarray(recency_cdf(capacity, replay.recexp)) if replay.fracs.recency > 0 else None
+
+
 def recency_cdf(capacity: int, exponent: float) -> np.ndarray:
   """The cumulative recency weights 1 / (age + 1) ** exponent over ages [0,
   capacity), normalised (float32 [capacity]; summed in float64)."""
