@@ -247,17 +247,20 @@ def online_rows(record: dict, recipe: Recipe) -> tuple[int, bool]:
 
 def uniform_ages(record: dict, recipe: Recipe, taken: int) -> np.ndarray:
   """Each uniformly drawn window's age over the windows its stream held when
-  it was drawn, in [0, 1): 0 the newest."""
-  L = recipe.batch_length + recipe.context
+  it was drawn, in [0, 1): 0 the newest. Within a vector step the first
+  environments have stepped once more (the reference samples in a thread,
+  at any step)."""
+  L, N = recipe.batch_length + recipe.context, recipe.envs
   ages, skip = [], taken
   for batch, step in zip(record["tick"], record["sample_step"]):
-    held = int(step) // recipe.envs - L + 1  # windows per stream when sampled
+    per_env, extra = divmod(int(step), N)
     for row in batch:
       if skip:
         skip -= 1
         continue
-      if held > 0:
-        ages.append((held - 1 - int(row[0, 1])) / held)
+      env, start = int(row[0, 0]), int(row[0, 1])
+      held = per_env + (env < extra) - L + 1  # windows its stream held
+      ages.append((held - 1 - start) / held)
   return np.asarray(ages)
 
 

@@ -14,7 +14,9 @@ NUM_ENVS = 3
 
 
 def _acting(store_entries=True):
-  config = tiny_config(**{"env.num_envs": NUM_ENVS})
+  # A prefill of random actions is wmrl's option (the reference acts with its
+  # policy from the first step): 30 steps, 10 vector steps.
+  config = tiny_config(**{"env.num_envs": NUM_ENVS, "run.prefill": 30})
   obs_spec, act_spec = testing.SPACES["vector-continuous"]
   state = agent.init(jax.random.key(0), obs_spec, act_spec, config)
   schedule = Schedule.from_run(config.run, NUM_ENVS)

@@ -51,8 +51,9 @@ def _host_replay(fused: FusedDriver, index: int = 0) -> Replay:
 
 def test_fused_and_host_drivers_make_the_same_run_on_gymnax_cartpole():
   # Train ratio 3 on 2 x 6 windows: an update every 4 steps, so each fused
-  # iteration is 4 steps and one update, and with the prefill at 21 steps (steps
-  # 21 to 24 owe the first) the host driver's updates fall on the same steps.
+  # iteration is 4 steps and one update, and with a prefill of 24 random steps
+  # (replay holds its 2 x 6 windows from step 18; the first update at step 24,
+  # an iteration's end) the host driver's updates fall on the same steps.
   # Both draw from wmrl/draws.py: no draws are injected into the host driver (it
   # once needed KeyedDraws for this; now the two drivers draw alike).
   # Measured over 2,000 steps (495 updates): actions, flags, rewards, episodes and
@@ -64,7 +65,7 @@ def test_fused_and_host_drivers_make_the_same_run_on_gymnax_cartpole():
   # Windows by the online queue and all three selectors (the default takes the queue
   # and uniform draws only, a part of this): the steps' priorities, written back from
   # the world model's losses, agree as the latents do.
-  config = _config(**{"run.train_ratio": 3, "run.prefill": 21,
+  config = _config(**{"run.train_ratio": 3, "run.prefill": 24,
                       "replay.fracs.uniform": 0.4, "replay.fracs.priority": 0.3,
                       "replay.fracs.recency": 0.3})
   host, fused = _drivers(config)
@@ -110,7 +111,7 @@ def test_seeds_on_an_axis_run_as_each_seed_alone(seeds_batch):
   # float noise (vmap batches the same arithmetic differently, as fusing does,
   # tested above). Both vmapped at once, and with run.seeds_batch 1 one after the
   # other (jax.lax.map), each seed still with its own key root and state.
-  config = _config(**{"run.train_ratio": 3, "run.prefill": 21})
+  config = _config(**{"run.train_ratio": 3, "run.prefill": 24})
   both = _seeded(config.replace(**{"run.seeds_batch": seeds_batch}), (0, 1))
   both_episodes = {0: [], 1: []}
   metrics = []
@@ -188,7 +189,7 @@ def test_a_fused_run_trains_evaluates_and_logs_as_a_host_run(tmp_path):
   replaced asserted `eval/score > 0`, which every CartPole episode passes.)"""
   # The first test's schedule (an update every 4 steps, the prefill ending on an
   # iteration's end), so the two drivers make the same run; evaluated at 44 and 88.
-  overrides = {"run.train_ratio": 3, "run.prefill": 21, "run.steps": 88, "run.eval_every": 44,
+  overrides = {"run.train_ratio": 3, "run.prefill": 24, "run.steps": 88, "run.eval_every": 44,
                "run.eval_episodes": 2}
   summaries = {name: run.train(_config(**{"run.driver": name, **overrides}), tmp_path / name,
                                console=False) for name in ("host", "fused")}

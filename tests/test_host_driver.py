@@ -13,29 +13,31 @@ from wmrl.replay import Positions, Replay
 
 
 class RecordingReplay(Replay):
-  """A replay that remembers the windows the driver drew from it last."""
+  """A replay that remembers the windows the driver gathered from it last (the
+  ones trained on: drawn, then some replaced by the online queue)."""
 
-  def positions(self, *args, **kwargs):
-    self.last = super().positions(*args, **kwargs)
-    return self.last
+  def gather(self, positions, length, keys=None):
+    self.last = positions
+    return super().gather(positions, length, keys)
 
 
 def _newest(replay: Replay) -> dict:
   """The newest step of every stream."""
   last = replay.steps_added // replay.num_envs - 1
-  return {k: v[:, 0] for k, v in replay.gather(
+  return {k: v[:, 0] for k, v in Replay.gather(replay, 
       Positions(np.arange(replay.num_envs), np.full(replay.num_envs, last)), 1).items()}
 
 
 def _stream_steps(replay: Replay, name: str) -> np.ndarray:
   """Every step of `name` in every stream, [env, time] (nothing evicted yet)."""
   steps = replay.steps_added // replay.num_envs
-  return replay.gather(Positions(np.arange(replay.num_envs), np.zeros(replay.num_envs, int)),
-                       steps)[name]
+  return Replay.gather(replay, Positions(np.arange(replay.num_envs),
+                                         np.zeros(replay.num_envs, int)), steps)[name]
 
 
 def test_latents_are_stored_with_each_step_and_posteriors_written_back():
-  # Train ratio 12 over batches of 2 x 6: one update per env step after the prefill (2 x 7).
+  # Train ratio 12 over batches of 2 x 6: one update per env step (two per vector
+  # step) once replay holds 12 windows (2 streams of 12 steps: vector step 12).
   config = tiny_config(**{"env.id": "fake_envs:make_counter", "env.num_envs": 2,
                           "run.train_ratio": 12, "optim.warmup": 0})
   returned = []
@@ -51,7 +53,7 @@ def test_latents_are_stored_with_each_step_and_posteriors_written_back():
     replay = RecordingReplay(1000, env.num_envs)
     driver = HostDriver.single(algo, config.run, env, state, replay)
     ignore = lambda *args: None
-    for step in range(12):  # prefill (random actions, the policy still observes) and training
+    for step in range(15):  # filling replay, then training
       driver.collect(ignore)
       newest = _newest(replay)
       for name, value in agent.replay_entries(driver.agent_state(0), driver._carry).items():

@@ -37,9 +37,9 @@ def test_train_writes_metrics_and_checkpoint(tmp_path):
   train = [r for r in records if "loss/rec" in r]
   assert train and all(np.isfinite(r["loss/rec"]) for r in train)
   assert {"fps/env", "fps/train", "replay/size"} <= set(records[-1])
-  # Train ratio 12 over batches of 2 x 6 = one update per environment step once training starts.
-  prefill = 2 * 7
-  assert summary["updates"] == 100 - prefill + 1
+  # Train ratio 12 over batches of 2 x 6 = one update per environment step once
+  # training starts: at step 18, when replay holds 2 x 6 windows of 7 (18 - 7 + 1).
+  assert summary["updates"] == 100 - 18 + 1
   ckpt = checkpoint.latest(tmp_path)
   assert ckpt is not None and ckpt.name == "ckpt-000000000100"
 

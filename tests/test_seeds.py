@@ -59,9 +59,9 @@ def test_a_seed_trains_alike_beside_any_seeds_and_resumes_exactly(tmp_path):
 
 @pytest.mark.parametrize("seeds_batch", [0, 1], ids=["vmapped-together", "one-after-another"])
 def test_a_vmapped_seed_matches_the_run_of_that_seed_alone(tmp_path, seeds_batch):
-  # Up to the first update (after the prefill of 2 x 7 steps; one per step from there) the
+  # Up to the first update (at step 18, when replay holds 2 x 6 windows of 7) the
   # vmapped and the single run of seed 3 see the same steps, bit for bit: the same
-  # environments, prefill actions and replay draws. The update itself differs in the
+  # environments, actions and replay draws. The update itself differs in the
   # last bits: vmap hands XLA batched reductions, which it sums in another order (a
   # 12-row sum differs by 2e-6 of its size). Measured after the first update: 1.5e-8 at
   # most, in Adam's second moments. Further on the two runs drift apart: the critic's
@@ -70,9 +70,9 @@ def test_a_vmapped_seed_matches_the_run_of_that_seed_alone(tmp_path, seeds_batch
   # should be zero into a full step; the bit-exact test above covers the longer run.
   # With run.seeds_batch 1 the seeds' updates run one after the other (jax.lax.map
   # over groups of one), the same tolerances.
-  run.train(_config(14, **{"run.seeds": (0, 3), "run.seeds_batch": seeds_batch}),
+  run.train(_config(18, **{"run.seeds": (0, 3), "run.seeds_batch": seeds_batch}),
             tmp_path / "seeds", console=False)
-  summary = run.train(_config(14, **{"run.seed": 3}), tmp_path / "alone", console=False)
+  summary = run.train(_config(18, **{"run.seed": 3}), tmp_path / "alone", console=False)
   assert summary["updates"] == 1
   vmapped, vmapped_replay, vmapped_run = _saved(tmp_path / "seeds" / "seed-3")
   alone, alone_replay, alone_run = _saved(tmp_path / "alone")

@@ -70,7 +70,10 @@ class RunConfig:
   # 0: windows start from zeros with no previous action.
   replay_context: int = 1
   replay_capacity: int = 5_000_000
-  prefill: int = 0  # random steps before training; 0: one batch worth
+  # Environment steps of random actions before the policy acts; 0: none, as the
+  # reference. Training starts once replay holds batch_size x batch_length
+  # windows (the reference's rule, wmrl/drivers/schedule.py) and these are done.
+  prefill: int = 0
   log_every: int = 1000  # environment steps between metric records
   console_every: float = 10.0  # seconds between console progress lines
   eval_every: int = 0  # environment steps between evaluations; 0: never

@@ -114,7 +114,7 @@ def time_loop(loop: HostDriver, steps: int) -> dict:
   prefill and warm-up; the seeds benchmark times its drivers of several seeds with it."""
   ignore = lambda *args: None
   start = time.perf_counter()
-  while loop.counters.env_steps < loop.schedule.prefill:
+  while loop.counters.env_steps + loop.num_envs < loop.schedule.start:
     loop.collect(ignore)
   prefill_s = time.perf_counter() - start
   # Warm up: the first updates compile (if the shapes differ from the bench batch).
@@ -132,7 +132,7 @@ def time_loop(loop: HostDriver, steps: int) -> dict:
   env_steps, updates = loop.counters.env_steps - steps0, loop.counters.updates - updates0
   return {"env_steps": env_steps, "updates": updates, "seconds": elapsed,
           "env_steps_per_s": env_steps / elapsed, "updates_per_s": updates / elapsed,
-          "prefill_steps": loop.schedule.prefill, "prefill_s": prefill_s}
+          "prefill_steps": loop.schedule.start, "prefill_s": prefill_s}
 
 
 def run_e2e(algo: Algorithm, config: cfg.Config, state, steps: int) -> dict:

@@ -139,8 +139,7 @@ class FusedDriver:
     c, n = self.counters, self.num_envs
     count = 0
     for j in range(1, self.steps + 1):
-      stored = min(self.replay_time + j, self.replay.kept)
-      updates, c.update_debt = self.schedule.owe(c.update_debt, c.env_steps + j * n, stored)
+      updates, c.update_debt = self.schedule.owe(c.update_debt, c.env_steps + j * n)
       count += updates
     return count
 

@@ -152,8 +152,7 @@ class HostDriver:
   def train(self, on_update: OnUpdate) -> int:
     """Runs the updates the schedule owes; returns how many ran."""
     c = self.counters
-    stored = len(self.replays[0]) // self.num_envs
-    updates, c.update_debt = self.schedule.owe(c.update_debt, c.env_steps, stored)
+    updates, c.update_debt = self.schedule.owe(c.update_debt, c.env_steps)
     for _ in range(updates):
       self.update(on_update)
     return updates
