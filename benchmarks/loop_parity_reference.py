@@ -133,7 +133,7 @@ def main(argv=None) -> int:
       update = len(self.records)
       self.records.append({
           "train_step": int(step), "sample_step": samples[update][0],
-          "sample_windows": samples[update][1], "tick": data["tick"].astype(np.int64),
+          "sample_windows": samples[update][1], "tick": data["tick"].astype(np.int32),
           "is_first": data["is_first"], "is_last": data["is_last"],
           "latent": data["dyn/latent"].copy(), "consec": data["consec"]})
       written = data["tick"][:, K:].copy()
