@@ -67,7 +67,7 @@ PRESETS: dict[str, Preset] = {
     # episodes end in groups of exactly 8, 2 frames apart, every 8,016 frames (8 x 501
     # transitions x repeat 2; first at 8,002-8,016), where 16 environments would end
     # their first at 16,002-16,032; the proprio file is binned, but its 10k point
-    # allows at most 9 (README, "Results"). The runs end where the published curves
+    # allows at most 9 (docs/results.md). The runs end where the published curves
     # do: 250k agent steps from proprioception (500k frames; the curve ends at 490k)
     # and 500k from pixels (1M frames). The reference ran on (3e5 and 6e5 agent
     # steps), past any point there is to compare with.
