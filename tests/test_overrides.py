@@ -65,3 +65,24 @@ def test_train_takes_either_form():
   # The field flag wins over its shortcut.
   _, config = cli.parse_train_args(["--logdir", "d", "--steps", "7", "--run.steps", "9"])
   assert config.run.steps == 9
+
+
+def test_an_unknown_command_is_named_with_the_close_ones(capsys):
+  assert cli.main(["trian"]) == 2
+  assert "wmrl: unknown command 'trian'; did you mean train?" in capsys.readouterr().err
+  assert cli.main(["foo"]) == 2
+  assert "unknown command 'foo' (commands: train, eval, bench, compare)" in capsys.readouterr().err
+  assert cli.main(["--help"]) == 0 and "unknown" not in capsys.readouterr().out
+
+
+def test_scores_keep_their_precision():
+  """Catches scores rounded to one decimal (0.1497 printed as 0.1)."""
+  assert [cli.score_text(x) for x in (0.1497, 0.953, -205.33, 499.9, -1200.4)] == [
+      "0.1497", "0.953", "-205.3", "499.9", "-1200.4"]
+
+
+def test_train_help_lists_every_environment_prefix():
+  help_text = cli._train_parser().format_help()
+  for prefix in ("gym:", "dmc:", "popgym:", "gymnax:", "craftax:", "navix:", "playground:",
+                 "custom:", "module.path:factory"):
+    assert prefix in help_text, prefix

@@ -20,6 +20,7 @@ import wmrl
 from wmrl import config as cfg
 from wmrl import overrides as ov
 from wmrl import presets
+from wmrl.names import did_you_mean
 
 # Short flags for the fields set most often.
 SHORTCUTS = {"env": "env.id", "steps": "run.steps", "seed": "run.seed"}
@@ -32,8 +33,10 @@ def _train_parser() -> argparse.ArgumentParser:
       description="Train an agent (DreamerV3 by default; --algorithm names another). "
                   "Metrics go to LOGDIR/metrics.jsonl.",
       epilog="presets: " + ", ".join(presets.PRESETS) + "\n\nenvironment ids: gym:ID (any Gymnasium "
-             "id), dmc:DOMAIN-TASK (DeepMind Control),\n  custom:NAME (wmrl.envs.register) or "
-             "module.path:factory (a function returning a gymnasium.Env)\n\n" + ov.fields_help())
+             "id; gym:PACKAGE:ID imports PACKAGE first), dmc:DOMAIN-TASK (DeepMind Control),\n"
+             "  popgym:NAME, gymnax:ID, craftax:ID, navix:ID, playground:NAME (written in JAX: "
+             "the fused driver),\n  custom:NAME (wmrl.envs.register) or module.path:factory (a "
+             "function returning a gymnasium.Env)\n\n" + ov.fields_help())
   parser.add_argument("--logdir", required=True, help="directory for metrics and checkpoints")
   parser.add_argument("--preset", default="",
                       help="presets joined by commas, applied in order (a later one wins)")
@@ -82,8 +85,13 @@ def train_main(argv: list[str]) -> int:
     if scores:
       print(f"done{f' (seed {seed})' if 'seeds' in summary else ''}: {summary['env_steps']} "
             f"steps, {result['episodes']} episodes, mean score of the last {len(scores)}: "
-            f"{sum(scores) / len(scores):.1f}")
+            f"{score_text(sum(scores) / len(scores))}")
   return 0
+
+
+def score_text(score: float) -> str:
+  """A score with four significant digits: 0.1497 as 0.1497 (not 0.1), -205.3 as -205.3."""
+  return f"{score:.4g}" if abs(score) < 1000 else f"{score:.1f}"
 
 
 def compare_main(argv: list[str]) -> int:
@@ -111,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
   if os.getcwd() not in sys.path:
     sys.path.insert(0, os.getcwd())
   if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-    usage = ("usage: wmrl {" + ",".join(COMMANDS) + "} ...\n\n"
+    unknown = ""
+    if argv and argv[0] not in ("-h", "--help"):
+      close = did_you_mean(argv[0], COMMANDS) or f" (commands: {', '.join(COMMANDS)})"
+      unknown = f"wmrl: unknown command '{argv[0]}'{close}\n"
+    usage = unknown + ("usage: wmrl {" + ",".join(COMMANDS) + "} ...\n\n"
              "  train    train an agent on an environment\n"
              "  eval     run a trained agent's eval policy, optionally writing a video\n"
              "  bench    measure train and policy speed against the machine's matmul peak\n"
