@@ -27,7 +27,7 @@ TESTS = pathlib.Path(__file__).parent
 def test_train_writes_metrics_and_checkpoint(tmp_path):
   config = counter_config(100)
   summary = run.train(config, tmp_path, console=False)
-  assert summary["env_steps"] == 100
+  assert summary["env_steps"] == 100 and summary["driver"] == "host"
   records = read_metrics(tmp_path / "metrics.jsonl")
   # The counter env skips no frames and the run repeats no action: frames are steps.
   assert all(r["frames"] == r["step"] for r in records)
@@ -307,3 +307,12 @@ def test_sigterm_saves_a_checkpoint_at_the_current_step_and_the_run_continues(tm
   assert checkpoint.read_run(saved)["counters"]["env_steps"] == 73
   summary = run.train(config, tmp_path, console=False)
   assert summary["env_steps"] == 120
+
+
+def test_the_driver_auto_chooses_is_named():
+  """Catches `run.driver auto` reported as `auto`: a JAX id runs the fused driver."""
+  import wmrl
+  assert run.driver_name(wmrl.make_config("gymnax:CartPole-v1")) == "fused"
+  assert run.driver_name(wmrl.make_config("gym:CartPole-v1")) == "host"
+  assert run.driver_name(wmrl.make_config("gymnax:CartPole-v1",
+                                          overrides={"run.driver": "host"})) == "host"

@@ -126,6 +126,9 @@ def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> d
         config.run.steps, suites.frames_per_step(config.env), enabled=console)
     for note in notes:
       screen.message(note)
+    # run.driver may say `auto`: the console says which one that chose.
+    screen.message(f"driver: {driver_name(config)} ({config.env.id}, {config.env.num_envs} "
+                   f"environment{'s' if config.env.num_envs > 1 else ''})")
     if resumed_from:
       screen.message(f"resuming from {resumed_from}: {start} environment steps, "
                      f"{driver.counters.updates} updates, {driver.replay_size(0)} steps in replay"
@@ -273,9 +276,15 @@ def _loop(driver: Driver, runs: list[SeedRun], screen: Console,
   return _summary(driver, runs)
 
 
+def driver_name(config: Config) -> str:
+  """The driver a config runs: `run.driver`, with `auto` resolved by the env id."""
+  return "fused" if drivers.uses_fused(config) else "host"
+
+
 def _summary(driver: Driver, runs: list[SeedRun]) -> dict[str, Any]:
   c = driver.counters
   summary = {"env_steps": c.env_steps, "updates": c.updates, "episodes": sum(driver.episodes),
+             "driver": driver_name(runs[0].config),
              "scores": runs[0].scores if len(runs) == 1 else []}
   if len(runs) > 1:
     summary["seeds"] = {run.config.run.seed: {"episodes": episodes, "scores": run.scores}
