@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import pathlib
 import signal
+import sys
 import time
 from typing import Any
 
@@ -95,6 +96,10 @@ def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> d
   runs = seed_runs(config, logdir)
   algo = algorithms.get(config.algorithm)
   seeds_axis = bool(config.run.seeds)
+  if console and primary:  # the first progress line comes only after the first compiles
+    print(f"building {config.env.id} ({config.env.num_envs} environment"
+          f"{'s' if config.env.num_envs > 1 else ''} x {len(runs)} seed"
+          f"{'s' if len(runs) > 1 else ''}) and the agent", file=sys.stderr, flush=True)
   checks.check_layout(logdir, seeds_axis)
   with contextlib.ExitStack() as closing:
     # Environments first: a bad id or space fails before anything is written.
@@ -127,8 +132,8 @@ def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> d
     for note in notes:
       screen.message(note)
     # run.driver may say `auto`: the console says which one that chose.
-    screen.message(f"driver: {driver_name(config)} ({config.env.id}, {config.env.num_envs} "
-                   f"environment{'s' if config.env.num_envs > 1 else ''})")
+    screen.message(f"driver: {driver_name(config)}; compiling the policy, then the train "
+                   "step once replay holds a batch of windows")
     if resumed_from:
       screen.message(f"resuming from {resumed_from}: {start} environment steps, "
                      f"{driver.counters.updates} updates, {driver.replay_size(0)} steps in replay"
