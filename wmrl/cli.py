@@ -99,6 +99,11 @@ def compare_main(argv: list[str]) -> int:
   return compare.main(argv)
 
 
+def plot_main(argv: list[str]) -> int:
+  from wmrl.compare import plot  # numpy and matplotlib only
+  return plot.main(argv)
+
+
 def eval_main(argv: list[str]) -> int:
   from wmrl import evaluate  # JAX and the agent load only for this command
   return evaluate.main(argv)
@@ -109,7 +114,8 @@ def bench_main(argv: list[str]) -> int:
   return bench.main(argv)
 
 
-COMMANDS = {"train": train_main, "eval": eval_main, "bench": bench_main, "compare": compare_main}
+COMMANDS = {"train": train_main, "eval": eval_main, "plot": plot_main, "bench": bench_main,
+            "compare": compare_main}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     usage = unknown + ("usage: wmrl {" + ",".join(COMMANDS) + "} ...\n\n"
              "  train    train an agent on an environment\n"
              "  eval     run a trained agent's eval policy, optionally writing a video\n"
+             "  plot     learning curves of any runs, seeds grouped, with 95% intervals\n"
              "  bench    measure train and policy speed against the machine's matmul peak\n"
              "  compare  put training runs beside the published DreamerV3 curves\n\n"
              "Run `wmrl COMMAND --help` for a command's options.")

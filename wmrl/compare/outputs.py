@@ -9,7 +9,7 @@ from wmrl.compare.errors import CompareError
 from wmrl.compare.tables import format_markdown
 
 
-def _figure_class():
+def figure_class():
   try:
     from matplotlib.figure import Figure
   except ImportError:
@@ -22,7 +22,7 @@ def plot_task(task: str, summary: dict, path: str | pathlib.Path) -> None:
   """One task's published mean and min-max band beside the runs' seed mean and band, over
   environment frames."""
   # The object API, not pyplot: no global figure state, no GUI backend needed.
-  figure = _figure_class()(figsize=(6, 4), dpi=100)
+  figure = figure_class()(figsize=(6, 4), dpi=100)
   ax = figure.subplots()
   published = summary["published_curve"]
   ax.plot(published["frames"], published["mean"], color="0.3",
@@ -39,26 +39,26 @@ def plot_task(task: str, summary: dict, path: str | pathlib.Path) -> None:
   figure.savefig(path)
 
 
-def _json_ready(value):
+def json_ready(value):
   """NaN and infinities as None, so compare.json is strict JSON."""
   if isinstance(value, float) and not math.isfinite(value):
     return None
   if isinstance(value, dict):
-    return {k: _json_ready(v) for k, v in value.items()}
+    return {k: json_ready(v) for k, v in value.items()}
   if isinstance(value, list):
-    return [_json_ready(v) for v in value]
+    return [json_ready(v) for v in value]
   return value
 
 
 def write_outputs(result: dict, out: str | pathlib.Path) -> list[pathlib.Path]:
   """compare.json, compare.md and <task>.png in `out`; returns the paths written."""
-  _figure_class()  # fails before anything is written when matplotlib is missing
+  figure_class()  # fails before anything is written when matplotlib is missing
   out = pathlib.Path(out)
   if out.exists() and not out.is_dir():
     raise CompareError(f"--out '{out}' is a file; pass a folder for compare.json and the plots")
   out.mkdir(parents=True, exist_ok=True)
   written = [out / "compare.json", out / "compare.md"]
-  written[0].write_text(json.dumps(_json_ready(result), indent=1, allow_nan=False) + "\n")
+  written[0].write_text(json.dumps(json_ready(result), indent=1, allow_nan=False) + "\n")
   written[1].write_text(format_markdown(result))
   for task, summary in result["tasks"].items():
     written.append(out / f"{task}.png")
