@@ -264,3 +264,14 @@ def test_a_checkpoint_of_an_algorithm_not_registered_here_says_to_import_it(tmp_
   with pytest.raises(checkpoint.CheckpointError,
                      match="unknown algorithm 'mine'.*import the module that registers it"):
     checkpoint.saved_config(path)
+
+
+def test_a_mistyped_logdir_is_named_with_the_close_ones(tmp_path):
+  (tmp_path / "runs" / "pendulum").mkdir(parents=True)
+  with pytest.raises(checkpoint.CheckpointError,
+                     match=r"run folder .*pendulm does not exist; did you mean .*runs/pendulum\?"):
+    checkpoint.find(tmp_path / "runs" / "pendulm")
+  with pytest.raises(checkpoint.CheckpointError, match=r"run folder .*xyz does not exist$"):
+    checkpoint.find(tmp_path / "runs" / "xyz")
+  with pytest.raises(checkpoint.CheckpointError, match="no checkpoint in .*pendulum"):
+    checkpoint.find(tmp_path / "runs" / "pendulum")  # it exists, it has no checkpoint yet

@@ -41,6 +41,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from wmrl.config import Config
+from wmrl.names import close_names
 from wmrl.registry import UnknownName
 from wmrl.replay import Replay
 from wmrl.trees import arrays_tree, tree_arrays, tree_shapes
@@ -447,8 +448,8 @@ def find(logdir, name: str | None = None) -> pathlib.Path:
   """The named checkpoint (``ckpt-...`` or its step), or the latest one."""
   found = list_checkpoints(logdir)
   if not found:
-    raise CheckpointError(f"no checkpoint in {checkpoint_dir(logdir)}; train with "
-                          f"`wmrl train --logdir {logdir}` first")
+    raise CheckpointError(_missing_logdir(logdir) or f"no checkpoint in {checkpoint_dir(logdir)}; "
+                          f"train with `wmrl train --logdir {logdir}` first")
   if name is None:
     return found[-1]
   for path in found:
@@ -456,6 +457,19 @@ def find(logdir, name: str | None = None) -> pathlib.Path:
       return path
   raise CheckpointError(f"no checkpoint '{name}' in {checkpoint_dir(logdir)}; there are: "
                         + ", ".join(p.name for p in found))
+
+
+def _missing_logdir(logdir) -> str:
+  """Where `logdir` does not exist: says so, with the folders beside it whose
+  names are close (a mistyped run name); '' where it exists."""
+  logdir = pathlib.Path(logdir)
+  if logdir.exists():
+    return ""
+  siblings = [p.name for p in logdir.parent.iterdir() if p.is_dir()] if logdir.parent.is_dir() else []
+  close = close_names(logdir.name, siblings)
+  suggestion = (f"; did you mean {', '.join(str(logdir.parent / name) for name in close)}?"
+                if close else "")
+  return f"the run folder {logdir} does not exist{suggestion}"
 
 
 def load_pending(path: pathlib.Path) -> dict[str, np.ndarray]:
