@@ -602,8 +602,9 @@ def stage_run(s: Script, budget: float, setup: dict) -> tuple[dict, pathlib.Path
   # Evaluation, videos and TensorBoard are off: none of them changes what is learned, and
   # each costs time the 5 minutes do not have (compare reads the training episodes).
   argv = ["train", "--logdir", str(logdir), "--env", env_id, "--preset", REFERENCE, *p.fields,
-          "--run.seeds", seeds, "--run.eval_every", "0", "--run.report_every", "0",
-          "--run.eval_video", "false", "--run.tensorboard", "false", *p.run_flags]
+          "--run.seeds", seeds, "--run.eval_every", "0", "--run.eval_at_end", "false",
+          "--run.report_every", "0", "--run.eval_video", "false", "--run.tensorboard", "false",
+          *p.run_flags]
   start = time.time()
   watch = Watch(logdir / f"seed-{p.run_seeds[0]}" / "metrics.jsonl", start)
   rc, ended, printed = s.child([sys.executable, "-m", "wmrl.cli", *argv], limit_s=budget,

@@ -316,3 +316,20 @@ def test_the_driver_auto_chooses_is_named():
   assert run.driver_name(wmrl.make_config("gym:CartPole-v1")) == "host"
   assert run.driver_name(wmrl.make_config("gymnax:CartPole-v1",
                                           overrides={"run.driver": "host"})) == "host"
+
+
+def test_a_run_ends_with_a_greedy_evaluation_by_default(tmp_path, capsys):
+  """Catches a run that ends without the evaluation the Quick start promises, or
+  one evaluated twice where the eval grid already ends at run.steps."""
+  config = counter_config(60, **{"run.eval_at_end": True, "run.eval_episodes": 2})
+  summary = run.train(config, tmp_path / "end", console=False)
+  evals = [r for r in read_metrics(tmp_path / "end" / "metrics.jsonl") if "eval/score" in r]
+  assert [r["step"] for r in evals] == [60] and summary["evaluation"]["eval/score"] == evals[0][
+      "eval/score"]
+  on_grid = counter_config(60, **{"run.eval_at_end": True, "run.eval_every": 30,
+                                  "run.eval_episodes": 2})
+  run.train(on_grid, tmp_path / "grid", console=False)
+  evals = [r for r in read_metrics(tmp_path / "grid" / "metrics.jsonl") if "eval/score" in r]
+  assert [r["step"] for r in evals] == [30, 60]
+  off = counter_config(60, **{"run.eval_at_end": False})
+  assert run.train(off, tmp_path / "off", console=False)["evaluation"] == {}

@@ -82,10 +82,15 @@ def train_main(argv: list[str]) -> int:
   runs = summary.get("seeds") or {config.run.seed: summary}
   for seed, result in runs.items():
     scores = result["scores"][-10:]
+    line = f"done{f' (seed {seed})' if 'seeds' in summary else ''}: {summary['env_steps']} steps"
     if scores:
-      print(f"done{f' (seed {seed})' if 'seeds' in summary else ''}: {summary['env_steps']} "
-            f"steps, {result['episodes']} episodes, mean score of the last {len(scores)}: "
-            f"{score_text(sum(scores) / len(scores))}")
+      line += (f", {result['episodes']} episodes, mean score of the last {len(scores)}: "
+               f"{score_text(sum(scores) / len(scores))}")
+    evaluation = result.get("evaluation")
+    if evaluation:
+      line += (f"; greedy evaluation over {config.run.eval_episodes} episodes: "
+               f"{score_text(evaluation['eval/score'])}")
+    print(line)
   return 0
 
 

@@ -78,6 +78,9 @@ class RunConfig:
   console_every: float = 10.0  # seconds between console progress lines
   eval_every: int = 0  # environment steps between evaluations; 0: never
   eval_episodes: int = 10
+  # A greedy evaluation of eval_episodes episodes when the run reaches run.steps
+  # (written as eval/* and printed); false: none unless eval_every asks.
+  eval_at_end: bool = True
   save_every_minutes: float = 10.0  # wall-clock minutes between checkpoints
   save_every: int = 0  # environment steps between checkpoints; 0: by time only
   keep_checkpoints: int = 3

@@ -45,6 +45,7 @@ class SeedRun:
   logger: Logger | None = None
   eval_env: envs.Env | None = None
   scores: list[float] = dataclasses.field(default_factory=list)
+  evaluation: dict[str, float] = dataclasses.field(default_factory=dict)  # the last one
 
 
 def seed_runs(config: Config, logdir: pathlib.Path) -> list[SeedRun]:
@@ -64,7 +65,8 @@ def make_envs(config: Config, seed: int | None = None) -> tuple[envs.Env, envs.E
   seed = r.seed if seed is None else seed
   env = envs.from_config(config.env, seed=seed)
   try:
-    eval_env = envs.from_config(config.env, seed=seed + 10_000, num_envs=1) if r.eval_every else None
+    evaluates = r.eval_every or r.eval_at_end
+    eval_env = envs.from_config(config.env, seed=seed + 10_000, num_envs=1) if evaluates else None
   except BaseException:
     env.close()
     raise
@@ -197,10 +199,11 @@ def save(driver: Driver, runs: list[SeedRun]) -> pathlib.Path:
 
 
 def _evaluate(algo: Algorithm, state, env: envs.Env, logger: Logger, run: RunConfig,
-              step: int) -> dict[str, float]:
-  """The run's evaluation episodes, averaged; with run.eval_video the first is
-  filmed (where the env renders or sees images) and logged as video "eval"."""
-  film = 1 if run.eval_video and evaluate.can_film(env) else 0
+              step: int, video_wanted: bool = True) -> dict[str, float]:
+  """The run's evaluation episodes, averaged; with run.eval_video (and
+  `video_wanted`) the first is filmed (where the env renders or sees images)
+  and logged as video "eval"."""
+  film = 1 if run.eval_video and video_wanted and evaluate.can_film(env) else 0
   results, videos = evaluate.run_episodes(algo, state, env, run.eval_episodes, run.seed + step,
                                           film)
   if videos:
@@ -238,11 +241,15 @@ def _loop(driver: Driver, runs: list[SeedRun], screen: Console,
     except EnvironmentCrash as crash:
       _save_after_crash(driver, runs, pending, crash, screen)
     done = c.env_steps >= r.steps
-    if eval_due(c.env_steps):
+    on_grid = eval_due(c.env_steps)
+    if on_grid or (done and r.eval_at_end):  # once where the grid ends at run.steps
       for i, run in enumerate(runs if primary else []):
-        run.logger.write(c.env_steps, _evaluate(driver.algo, driver.agent_state(i), run.eval_env,
-                                                run.logger, run.config.run, c.env_steps))
-      c.last_eval = eval_due.last  # saved: a resumed run evaluates on the same grid
+        # The closing evaluation alone films nothing: rendering costs more than it.
+        run.evaluation = _evaluate(driver.algo, driver.agent_state(i), run.eval_env, run.logger,
+                                   run.config.run, c.env_steps, video_wanted=on_grid)
+        run.logger.write(c.env_steps, run.evaluation)
+      if on_grid:
+        c.last_eval = eval_due.last  # saved: a resumed run evaluates on the same grid
     if report_due(c.env_steps):
       for i, run in enumerate(runs if primary else []):
         videos = report.report_videos(driver, i, r.replay_context + r.batch_length,
@@ -290,9 +297,11 @@ def _summary(driver: Driver, runs: list[SeedRun]) -> dict[str, Any]:
   c = driver.counters
   summary = {"env_steps": c.env_steps, "updates": c.updates, "episodes": sum(driver.episodes),
              "driver": driver_name(runs[0].config),
-             "scores": runs[0].scores if len(runs) == 1 else []}
+             "scores": runs[0].scores if len(runs) == 1 else [],
+             "evaluation": runs[0].evaluation if len(runs) == 1 else {}}
   if len(runs) > 1:
-    summary["seeds"] = {run.config.run.seed: {"episodes": episodes, "scores": run.scores}
+    summary["seeds"] = {run.config.run.seed: {"episodes": episodes, "scores": run.scores,
+                                              "evaluation": run.evaluation}
                         for run, episodes in zip(runs, driver.episodes)}
   return summary
 
