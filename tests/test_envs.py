@@ -6,6 +6,7 @@ Gymnasium and DeepMind Control tasks check the ids and specs.
 """
 from __future__ import annotations
 
+import os
 import functools
 
 import gymnasium
@@ -477,3 +478,20 @@ def test_bad_calls_and_arguments():
     envs.make("gym:CartPole-v1", image_size=(64,))
   with pytest.raises(TypeError, match="callable"):
     envs.register("x", "not a factory")
+
+
+def test_headless_rendering_needs_no_display_or_sound_card(monkeypatch):
+  """Catches the renderer's backends left to their defaults on a machine without a
+  display: GLFW fails at the first MuJoCo render, and SDL (pygame, classic
+  control's frames) prints ALSA and XDG_RUNTIME_DIR complaints. A user's own
+  choice is kept."""
+  from wmrl.envs.gl import default_headless_backend
+  for name in ("DISPLAY", "WAYLAND_DISPLAY", "MUJOCO_GL", "SDL_VIDEODRIVER", "SDL_AUDIODRIVER"):
+    monkeypatch.delenv(name, raising=False)
+  monkeypatch.setattr("sys.platform", "linux")
+  default_headless_backend()
+  assert [os.environ[n] for n in ("MUJOCO_GL", "SDL_VIDEODRIVER", "SDL_AUDIODRIVER")] == [
+      "egl", "dummy", "dummy"]
+  monkeypatch.setenv("MUJOCO_GL", "osmesa")
+  default_headless_backend()
+  assert os.environ["MUJOCO_GL"] == "osmesa"

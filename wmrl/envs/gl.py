@@ -1,4 +1,5 @@
-"""Choosing MuJoCo's OpenGL backend before dm_control or a renderer loads."""
+"""Choosing MuJoCo's OpenGL backend, and keeping SDL quiet, before dm_control or a
+renderer (MuJoCo's, or pygame's for Gymnasium's classic control) loads."""
 from __future__ import annotations
 
 import os
@@ -16,3 +17,8 @@ def default_headless_backend() -> None:
   headless = not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
   if sys.platform.startswith("linux") and headless:
     os.environ.setdefault("MUJOCO_GL", "egl")
+    # pygame (classic control's rgb_array frames) opens no window, but SDL still
+    # looks for a sound card and a runtime folder and prints ALSA and
+    # XDG_RUNTIME_DIR complaints: no audio and no video device are needed.
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+  os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
