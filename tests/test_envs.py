@@ -6,8 +6,8 @@ Gymnasium and DeepMind Control tasks check the ids and specs.
 """
 from __future__ import annotations
 
-import os
 import functools
+import os
 
 import gymnasium
 import numpy as np
