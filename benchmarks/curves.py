@@ -31,18 +31,12 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from wmrl.compare.plot import interval  # noqa: E402
 from wmrl.compare.runs import Run, find_runs, load_run  # noqa: E402
 from wmrl.compare.scores import window_scores  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 IMAGES = ROOT / "docs" / "images"
-
-
-def interval(scores: np.ndarray, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
-  """95% percentile-bootstrap interval of the mean of `scores` (one per seed)."""
-  rng = np.random.default_rng(seed)
-  means = scores[rng.integers(0, len(scores), (resamples, len(scores)))].mean(1)
-  return tuple(float(v) for v in np.percentile(means, [2.5, 97.5]))
 
 
 def load_reference_run(path: pathlib.Path, metric: str) -> Run:
