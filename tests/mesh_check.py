@@ -116,7 +116,8 @@ def whole_runs(logdir: pathlib.Path) -> dict:
   device: how far seed 1's saved state lies from the default run's."""
   config = testing.tiny_config(**{
       "env.id": "fake_envs:make_counter", "env.num_envs": 2, "run.batch_size": BATCH,
-      "run.steps": 30, "run.train_ratio": 12, "run.seeds": (0, 1), "optim.warmup": 0,
+      # Replay holds 4 x 6 windows after step 36 (2 streams of 18 steps): 3 updates by 40.
+      "run.steps": 40, "run.train_ratio": 12, "run.seeds": (0, 1), "optim.warmup": 0,
       "run.console_every": 1000.0, "run.save_every_minutes": 1000.0})
   placed = config.replace(**{"run.train_devices": (0, 1), "run.policy_devices": (1,)})
   # The same, the seeds' updates one after the other (jax.lax.map) on the sharded batch.

@@ -211,8 +211,9 @@ def test_a_run_stores_the_models_entries_and_resumes_exactly(tmp_path, name):
 
 def test_a_run_trains_on_long_windows_with_replay_context(tmp_path, name):
   """Windows of 256 steps, each across a dozen counter episodes (20 steps),
-  start from the replay context's stored entries and train to finite losses."""
-  config = counter_config(400, log_every=20, **{
+  start from the replay context's stored entries and train to finite losses
+  (training starts at step 512, when replay holds 256 windows of 257)."""
+  config = counter_config(620, log_every=20, **{
       "model.dynamics": name, "run.batch_size": 1, "run.batch_length": 256,
       "run.replay_context": 1, "run.train_ratio": 8})
   run.train(config, tmp_path, console=False)

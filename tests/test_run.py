@@ -312,9 +312,10 @@ def test_sigterm_saves_a_checkpoint_at_the_current_step_and_the_run_continues(tm
 def test_the_driver_auto_chooses_is_named():
   """Catches `run.driver auto` reported as `auto`: a JAX id runs the fused driver."""
   import wmrl
-  assert run.driver_name(wmrl.make_config("gymnax:CartPole-v1")) == "fused"
-  assert run.driver_name(wmrl.make_config("gym:CartPole-v1")) == "host"
-  assert run.driver_name(wmrl.make_config("gymnax:CartPole-v1",
+  from wmrl import drivers
+  assert drivers.resolved(wmrl.make_config("gymnax:CartPole-v1")) == "fused"
+  assert drivers.resolved(wmrl.make_config("gym:CartPole-v1")) == "host"
+  assert drivers.resolved(wmrl.make_config("gymnax:CartPole-v1",
                                           overrides={"run.driver": "host"})) == "host"
 
 

@@ -134,7 +134,7 @@ def train(config: Config, logdir: str | pathlib.Path, console: bool = True) -> d
     for note in notes:
       screen.message(note)
     # run.driver may say `auto`: the console says which one that chose.
-    screen.message(f"driver: {driver_name(config)}; compiling the policy, then the train "
+    screen.message(f"driver: {drivers.resolved(config)}; compiling the policy, then the train "
                    "step once replay holds a batch of windows")
     if resumed_from:
       screen.message(f"resuming from {resumed_from}: {start} environment steps, "
@@ -288,15 +288,10 @@ def _loop(driver: Driver, runs: list[SeedRun], screen: Console,
   return _summary(driver, runs)
 
 
-def driver_name(config: Config) -> str:
-  """The driver a config runs: `run.driver`, with `auto` resolved by the env id."""
-  return "fused" if drivers.uses_fused(config) else "host"
-
-
 def _summary(driver: Driver, runs: list[SeedRun]) -> dict[str, Any]:
   c = driver.counters
   summary = {"env_steps": c.env_steps, "updates": c.updates, "episodes": sum(driver.episodes),
-             "driver": driver_name(runs[0].config),
+             "driver": drivers.resolved(runs[0].config),
              "scores": runs[0].scores if len(runs) == 1 else [],
              "evaluation": runs[0].evaluation if len(runs) == 1 else {}}
   if len(runs) > 1:

@@ -51,6 +51,11 @@ def check(config: Config) -> None:
                        "driver: add --run.driver host")
 
 
+def resolved(config: Config) -> str:
+  """The driver `config` runs, by name: `run.driver` with `auto` resolved by the env id."""
+  return "fused" if uses_fused(config) else "host"
+
+
 def make(algo: Algorithm, config: Config, starts: Sequence[SeedStart],
          seeds_axis: bool = False) -> Driver:
   """The driver `config` asks for, over `starts` (one per seed; stacked on a seeds
@@ -66,5 +71,5 @@ def make(algo: Algorithm, config: Config, starts: Sequence[SeedStart],
 
 
 __all__ = ["Counters", "Driver", "EnvironmentCrash", "EpisodeTally", "SeedStart", "Schedule",
-           "Seeds", "Snapshot", "check", "make", "over_seeds", "policy_inputs", "restored_counters",
-           "uses_fused"]
+           "Seeds", "Snapshot", "check", "make", "over_seeds", "policy_inputs", "resolved",
+           "restored_counters", "uses_fused"]
