@@ -156,7 +156,7 @@ def run_wmrl(recipe: Recipe, inject: str | None = None) -> tuple[dict, object]:
   driver = HostDriver.single(algo, run, env, algo.init(None),
                              selection=ReplayConfig(online=inject != "online"))
   box.append(driver)
-  updates, actions = [], []
+  updates = []
   while driver.counters.env_steps < recipe.steps:
     driver.iterate(lambda *a: None, lambda metrics: None)
     updates.append(len(records))

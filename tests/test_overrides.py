@@ -71,7 +71,8 @@ def test_an_unknown_command_is_named_with_the_close_ones(capsys):
   assert cli.main(["trian"]) == 2
   assert "wmrl: unknown command 'trian'; did you mean train?" in capsys.readouterr().err
   assert cli.main(["foo"]) == 2
-  assert "unknown command 'foo' (commands: train, eval, plot, bench, compare)" in capsys.readouterr().err
+  assert ("unknown command 'foo' (commands: train, eval, plot, bench, compare)"
+          in capsys.readouterr().err)
   assert cli.main(["--help"]) == 0 and "unknown" not in capsys.readouterr().out
 
 

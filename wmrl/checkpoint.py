@@ -465,7 +465,8 @@ def _missing_logdir(logdir) -> str:
   logdir = pathlib.Path(logdir)
   if logdir.exists():
     return ""
-  siblings = [p.name for p in logdir.parent.iterdir() if p.is_dir()] if logdir.parent.is_dir() else []
+  parent = logdir.parent
+  siblings = [p.name for p in parent.iterdir() if p.is_dir()] if parent.is_dir() else []
   close = close_names(logdir.name, siblings)
   suggestion = (f"; did you mean {', '.join(str(logdir.parent / name) for name in close)}?"
                 if close else "")

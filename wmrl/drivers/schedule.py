@@ -90,13 +90,17 @@ def training_start(num_envs: int, window: int, fill: int, prefill: int = 0) -> i
   step one after another) after which the replay streams hold `fill` windows
   of `window` steps together, and not before the vector steps of the prefill
   are done."""
-  steps = 0
-  while True:
-    steps += 1
+  def windows(steps: int) -> int:
     per_env, extra = divmod(steps, num_envs)  # the first `extra` envs have one step more
-    windows = (extra * max(per_env + 2 - window, 0)
-               + (num_envs - extra) * max(per_env + 1 - window, 0))
-    if windows >= fill:
-      break
+    return (extra * max(per_env + 2 - window, 0)
+            + (num_envs - extra) * max(per_env + 1 - window, 0))
+
+  # `windows` never falls as steps grow: bisect between 0 (none) and the steps
+  # after which every stream holds its share, so that thousands of environments
+  # cost a few dozen evaluations at start-up, not one per step.
+  low, high = 0, num_envs * (window - 1 + -(-fill // num_envs))
+  while high - low > 1:
+    middle = (low + high) // 2
+    low, high = (low, middle) if windows(middle) >= fill else (middle, high)
   prefill_end = -(-prefill // num_envs) * num_envs
-  return max(steps, prefill_end)
+  return max(high, prefill_end)
