@@ -7,14 +7,17 @@ Gymnasium and DeepMind Control tasks check the ids and specs.
 from __future__ import annotations
 
 import functools
+import json
 import os
+import subprocess
+import sys
 
 import gymnasium
 import numpy as np
 import pytest
 from gymnasium import spaces
 
-from wmrl import envs
+from wmrl import envs, jaxenvs
 from wmrl.envs.vector import RemoteTraceback
 from wmrl.envs.wrappers import resize
 from wmrl.spaces import STEP_KEYS, ActionSpec, ArraySpec
@@ -421,6 +424,31 @@ def test_unknown_ids_suggest_close_ones():
     envs.make("dmc:walker-walks")
   with pytest.raises(ValueError, match="no custom env 'nope' is registered"):
     envs.make("custom:nope")
+  # Suggestions cross prefixes, JAX libraries' ids included (from the snapshot).
+  with pytest.raises(ValueError, match="did you mean gym:Pendulum-v1, gymnax:Pendulum-v1"):
+    envs.make("gym:Pendulm-v1")
+
+
+def test_the_jax_id_snapshot_lists_what_the_installed_libraries_list():
+  # Suggestions read the snapshot so that a typo is refused without importing
+  # gymnax, navix, craftax or MuJoCo Playground (seconds); it must stay true.
+  from wmrl.envs import jax_ids
+  snapshot = json.loads(jax_ids.SNAPSHOT.read_text())
+  assert set(snapshot) == set(jax_ids.PACKAGES) == set(jaxenvs.PREFIXES)
+  for prefix in snapshot:
+    assert snapshot[prefix] == jax_ids.live_ids(prefix), (
+        f"{prefix}'s ids changed: python -m wmrl.envs.jax_ids rewrites the snapshot")
+
+
+def test_an_id_is_checked_without_loading_jax():
+  # What makes `wmrl train --env <typo>` answer in well under two seconds.
+  code = ("import sys; from wmrl.envs.registry import check\n"
+          "try: check('gym:Pendulm-v1')\n"
+          "except ValueError as e: print(e)\n"
+          "print('jax' in sys.modules)")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+  assert out.splitlines() == ["unknown environment 'gym:Pendulm-v1'; did you mean gym:Pendulum-v1, "
+                              "gymnax:Pendulum-v1, gym:phys2d/Pendulum-v0?", "False"]
 
 
 # ---------------------------------------------------------------- refused inputs

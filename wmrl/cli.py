@@ -63,6 +63,12 @@ def parse_train_args(argv: list[str]) -> tuple[argparse.Namespace, cfg.Config]:
 
 def train_main(argv: list[str]) -> int:
   args, config = parse_train_args(argv)
+  from wmrl.envs.registry import check  # Gymnasium only: a mistyped id is refused in a blink
+  try:
+    check(config.env.id)
+  except ValueError as e:
+    print(f"wmrl train: error: {e}", file=sys.stderr)
+    return 2
   from wmrl import run  # JAX and the agent load only for training
   try:
     summary = run.train(config, args.logdir, console=not args.quiet)

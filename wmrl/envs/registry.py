@@ -11,6 +11,7 @@ from typing import Callable
 
 import gymnasium
 
+from wmrl.envs import jax_ids
 from wmrl.envs.dmc import load_suite
 from wmrl.envs.makers import DMCMaker, FactoryMaker, GymMaker, ModuleMaker, PopgymMaker
 from wmrl.envs.popgym_ids import gym_ids as popgym_ids
@@ -48,8 +49,7 @@ def _known_ids() -> list[str]:
     ids += [f"popgym:{name}" for name in popgym_ids()]
   except ImportError:
     pass  # nor popgym: ids without popgym
-  from wmrl import jaxenvs  # JAX environments whose library is installed
-  return ids + [f"custom:{name}" for name in _CUSTOM] + jaxenvs.env_ids()
+  return ids + [f"custom:{name}" for name in _CUSTOM] + jax_ids.snapshot_ids()
 
 
 def unknown_env(env_id: str, reason: str = "") -> ValueError:
@@ -65,6 +65,16 @@ def unknown_env(env_id: str, reason: str = "") -> ValueError:
   if matches:
     return ValueError(f"{message}; did you mean {', '.join(matches[:3])}?")
   return ValueError(f"{message}; ids look like {_FORMS}")
+
+
+def check(env_id: str) -> None:
+  """Refuses an unknown host environment id with suggestions, before JAX loads.
+
+  A JAX environment's id (gymnax:, navix:, ...) is left to its library, which
+  checks it when the environment is built.
+  """
+  if not (isinstance(env_id, str) and env_id.partition(":")[0] in jax_ids.PACKAGES):
+    resolve(env_id)
 
 
 def resolve(env_id: str):

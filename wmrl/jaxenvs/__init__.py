@@ -29,7 +29,8 @@ def is_jax_id(env_id: str) -> bool:
   return isinstance(env_id, str) and env_id.partition(":")[0] in PREFIXES
 
 
-def _module(prefix: str):
+def module(prefix: str):
+  """The module that makes `prefix`'s sources (imports its library)."""
   import importlib
   return importlib.import_module(PREFIXES[prefix])
 
@@ -39,18 +40,7 @@ def source(env_id: str) -> Source:
   prefix, _, name = env_id.partition(":")
   if prefix not in PREFIXES:
     raise ValueError(f"{env_id!r} is not a JAX environment id (prefixes: {', '.join(PREFIXES)})")
-  return _module(prefix).source(name)
-
-
-def env_ids() -> list[str]:
-  """Every JAX environment id whose library is installed."""
-  ids = []
-  for prefix in PREFIXES:
-    try:
-      ids += _module(prefix).env_ids()
-    except ImportError:
-      pass
-  return ids
+  return module(prefix).source(name)
 
 
 def make(env_id: str, *, num_envs: int = 1, time_limit: int = 0, action_repeat: int = 1) -> JaxEnv:
@@ -75,5 +65,5 @@ def host(config, seed: int, num_envs: int | None = None) -> HostEnv:
   return HostEnv(from_config(config, num_envs=num_envs), seed)
 
 
-__all__ = ["EnvState", "HostEnv", "JaxEnv", "Source", "env_ids", "from_config", "host",
+__all__ = ["EnvState", "HostEnv", "JaxEnv", "Source", "from_config", "host",
            "is_jax_id", "make", "source"]
