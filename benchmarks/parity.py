@@ -269,7 +269,7 @@ def reference_names(spec) -> dict:
   m = spec.model
   r = m.rssm
   obs_spec = dict(spec.obs_spec)
-  images, vectors = split_keys(obs_spec)
+  images, vectors = split_keys(obs_spec, len(m.encoder.mults))
 
   def leaf(*path):
     return lambda t: _at(t, path)

@@ -69,6 +69,29 @@ def make_image_counter():
   return ImageCounter()
 
 
+class SmallGrid(Counter):
+  """Counter as MiniGrid shows a world: a 3x3x3 symbolic grid (object ids, too
+  small for a CNN of two stages or more), a Discrete heading, and a text
+  mission no network reads."""
+
+  def __init__(self, length: int = EPISODE_LENGTH):
+    super().__init__(length)
+    self.observation_space = gym.spaces.Dict({
+        "image": gym.spaces.Box(0, 10, (3, 3, 3), np.uint8),
+        "direction": gym.spaces.Discrete(4),
+        "mission": gym.spaces.Text(40)})
+
+  def _obs(self):
+    grid = np.zeros((3, 3, 3), np.uint8)
+    grid[1, int(np.clip(round(self.x / 5) + 1, 0, 2)), 0] = 10  # where the point is
+    grid[self.t % 3, :, 1] = 1
+    return {"image": grid, "direction": self.t % 4, "mission": "stay near the middle"}
+
+
+def make_small_grid():
+  return SmallGrid()
+
+
 class SignalledCounter(Counter):
   """A Counter that sends its own process SIGTERM at its 70th step, as a scheduler would."""
 

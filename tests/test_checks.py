@@ -24,6 +24,11 @@ SPACES = testing.SPACES["vector-continuous"]
     ({"run.report_every": -1}, "run.report_every must be >= 0"),
     ({"run.driver": "gpu"}, "run.driver must be auto, host or fused, got .gpu."),
     ({"algorithm": "dreamerv4"}, "unknown algorithm 'dreamerv4'"),
+    ({"model.encoder.mults": (2, 0)}, r"model.encoder.mults .* must be positive whole numbers, got \(2, 0\)"),
+    ({"model.decoder.units": 0}, "model.decoder.units must be a positive whole number, got 0"),
+    ({"model.encoder.kernel": -5}, "model.encoder.kernel must be a positive whole number"),
+    ({"model.actor.layers": -1}, "model.actor.layers must be a whole number >= 0, got -1"),
+    ({"model.reward.bins": 0}, "model.reward.bins must be a whole number >= 1"),
 ])
 def test_settings_that_cannot_work_are_refused_naming_the_field(tmp_path, overrides, message):
   """Catches a check that is dropped or lets a bad value through (the run would

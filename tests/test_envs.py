@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import gymnasium
 import numpy as np
@@ -18,6 +19,7 @@ import pytest
 from gymnasium import spaces
 
 from wmrl import envs, jaxenvs
+from wmrl.envs.observations import DroppedKey, ObservationConverter
 from wmrl.envs.vector import RemoteTraceback
 from wmrl.envs.wrappers import resize
 from wmrl.spaces import STEP_KEYS, ActionSpec, ArraySpec
@@ -523,3 +525,44 @@ def test_headless_rendering_needs_no_display_or_sound_card(monkeypatch):
   monkeypatch.setenv("MUJOCO_GL", "osmesa")
   default_headless_backend()
   assert os.environ["MUJOCO_GL"] == "osmesa"
+
+
+# ---------------------------------------------------------------- choosing observation keys
+
+def test_text_keys_are_dropped_with_a_note_and_keys_chosen_by_pattern():
+  with pytest.warns(DroppedKey, match="'mission' is text.*dropped"):
+    with envs.make("fake_envs:make_small_grid") as env:
+      assert env.obs_spec == {"direction": ArraySpec((4,), "float32"),
+                              "image": ArraySpec((3, 3, 3), "uint8")}
+      assert run(env, 1)[1]["image"].shape == (1, 3, 3, 3)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # a pattern that leaves the text out: no note
+    with envs.make("fake_envs:make_small_grid", obs_keys="image") as env:
+      assert list(env.obs_spec) == ["image"]
+      assert set(run(env, 1)[1]) == {"image", *STEP_KEYS}
+  with pytest.raises(ValueError, match="obs_keys='imag' matches none of the observation keys "
+                     "direction, image, mission"):
+    envs.make("fake_envs:make_small_grid", obs_keys="imag")
+  with pytest.raises(ValueError, match="env.obs_keys must be a regular expression"):
+    envs.make("fake_envs:make_small_grid", obs_keys="(")
+  with pytest.raises(ValueError, match="leaves only text observations"):
+    envs.make("fake_envs:make_small_grid", obs_keys="mission")
+  with pytest.raises(ValueError, match="gymnax:CartPole-v1 is a JAX environment"):
+    envs.make("gymnax:CartPole-v1", obs_keys="obs")
+
+
+def test_a_pattern_leaves_out_a_space_wmrl_cannot_read():
+  env = gymnasium.make("CartPole-v1")
+  env.observation_space = spaces.Dict({"obs": env.observation_space,
+                                       "graph": spaces.Graph(spaces.Box(0, 1, (2,)), None)})
+  with pytest.raises(ValueError, match="'graph' has unsupported space Graph.*--env.obs_keys"):
+    ObservationConverter(env.observation_space, "t")
+  convert = ObservationConverter(env.observation_space, "t", "obs")
+  assert list(convert.spec) == ["obs"]
+  assert convert({"obs": np.zeros(4, np.float32), "graph": None}, 0)["obs"].shape == (4,)
+
+
+def test_dmc_keys_by_pattern():
+  with envs.make("dmc:cartpole-balance", obs_keys="position") as env:
+    assert env.obs_spec == {"position": ArraySpec((3,), "float32")}
+    assert set(run(env, 1)[1]) == {"position", *STEP_KEYS}

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import jax
 import numpy as np
@@ -334,3 +335,19 @@ def test_a_run_ends_with_a_greedy_evaluation_by_default(tmp_path, capsys):
   assert [r["step"] for r in evals] == [30, 60]
   off = counter_config(60, **{"run.eval_at_end": False})
   assert run.train(off, tmp_path / "off", console=False)["evaluation"] == {}
+
+
+def test_a_minigrid_like_env_trains_with_no_wrapper(tmp_path, monkeypatch):
+  # A grid too small for the CNN (through the MLP), a heading, and a text mission
+  # (dropped with a note): what MiniGrid gives, plugged in as it is.
+  from wmrl.envs.observations import DroppedKey
+  with pytest.warns(DroppedKey, match="'mission' is text"):
+    summary = run.train(counter_config(40, **{"env.id": "fake_envs:make_small_grid"}), tmp_path,
+                        console=False)
+  assert summary["updates"] > 0
+  losses = [r["loss/rec"] for r in read_metrics(tmp_path / "metrics.jsonl") if "loss/rec" in r]
+  assert losses and all(np.isfinite(losses))
+  # On the command line the note is one line, not Python's warning with its source line.
+  monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # restored after
+  cli._brief_notes()
+  assert warnings.formatwarning(DroppedKey("x: dropped"), DroppedKey, "f.py", 1) == "note: x: dropped\n"

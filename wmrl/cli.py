@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import traceback
+import warnings
 
 import wmrl
 from wmrl import config as cfg
@@ -129,8 +130,23 @@ COMMANDS = {"train": train_main, "eval": eval_main, "plot": plot_main, "bench": 
             "compare": compare_main}
 
 
+def _brief_notes() -> None:
+  """wmrl's own notes to the user (a dropped observation key) as one line, not
+  with the source line Python's warnings show."""
+  default = warnings.formatwarning
+
+  def format(message, category, filename, lineno, line=None):
+    # By name: importing wmrl.envs here would load Gymnasium for every command.
+    if category.__module__ == "wmrl.envs.observations" and category.__name__ == "DroppedKey":
+      return f"note: {message}\n"
+    return default(message, category, filename, lineno, line)
+
+  warnings.formatwarning = format
+
+
 def main(argv: list[str] | None = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
+  _brief_notes()
   # `module.path:factory` env ids resolve against the working directory, as
   # with `python -m`.
   if os.getcwd() not in sys.path:

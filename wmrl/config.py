@@ -27,6 +27,9 @@ class EnvConfig:
   image_size: tuple[int, int] = (64, 64)
   pixels: bool = False
   time_limit: int = 0  # 0: the environment's own
+  # A regular expression: the agent sees the observation keys it matches whole
+  # (nested Dict keys as outer/inner), e.g. 'image|direction'. Host environments.
+  obs_keys: str = ".*"
 
 
 @dataclasses.dataclass(frozen=True)

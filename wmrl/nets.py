@@ -208,7 +208,8 @@ class ConvEncoder(nnx.Module):
     stages = len(mults)
     if height % 2**stages or width % 2**stages:
       raise ValueError(f"image size {height}x{width} must be divisible by 2^{stages} "
-                       f"for {stages} CNN stages; resize the images or change model.encoder.mults")
+                       f"for {stages} CNN stages; resize the images or change model.encoder.mults "
+                       f"(images with a side under 2^{stages} go through the MLP)")
     depths = [depth * m for m in mults]
     self.convs = nnx.List([Conv(c, d, kernel, rngs=rngs, dtype=dtype)
                            for c, d in zip([channels] + depths[:-1], depths)])
@@ -244,6 +245,10 @@ class ConvDecoder(nnx.Module):
                rngs: nnx.Rngs, dtype=jnp.float32):
     height, width, channels = image_shape
     stages = len(mults)
+    if height % 2**stages or width % 2**stages:
+      raise ValueError(f"image size {height}x{width} must be divisible by 2^{stages} "
+                       f"for {stages} CNN stages; resize the images or change model.decoder.mults "
+                       f"(images with a side under 2^{stages} go through the MLP)")
     depths = [depth * m for m in mults]
     self.grid = (height // 2**stages, width // 2**stages, depths[-1])
     self.deter, stoch = feat_split

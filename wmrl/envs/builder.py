@@ -8,6 +8,7 @@ from wmrl.config import EnvConfig
 
 from wmrl.envs.base import Env
 from wmrl.envs.core import SingleEnv
+from wmrl.envs.observations import key_pattern
 from wmrl.envs.registry import resolve
 from wmrl.envs.wrappers import ActionRepeat, AutoReset, Pixels, TimeLimit
 
@@ -23,9 +24,10 @@ class Builder:
   image_size: tuple[int, int]
   pixels: bool
   time_limit: int | None
+  obs_keys: str = ".*"
 
   def __call__(self) -> SingleEnv:
-    env = self.maker.create(self.seed, self.image_size, self.pixels)
+    env = self.maker.create(self.seed, self.image_size, self.pixels, self.obs_keys)
     try:
       if self.time_limit is not None:
         env = TimeLimit(env, self.time_limit)
@@ -49,7 +51,7 @@ def _positive_int(name: str, value, allow_none: bool = False) -> None:
 
 def make(env_id: str, *, seed: int = 0, num_envs: int = 1, parallel: bool = False,
          action_repeat: int = 1, image_size: tuple[int, int] = (64, 64), pixels: bool = False,
-         time_limit: int | None = None) -> Env:
+         time_limit: int | None = None, obs_keys: str = ".*") -> Env:
   """Builds ``num_envs`` copies of ``env_id`` as one batched ``Env``.
 
   Args:
@@ -65,6 +67,9 @@ def make(env_id: str, *, seed: int = 0, num_envs: int = 1, parallel: bool = Fals
     time_limit: end episodes after this many env steps (before action repeat)
       as a truncation; it adds to any limit the env has itself (the suite's
       1000 steps for DMC, ``max_episode_steps`` for Gymnasium ids).
+    obs_keys: a regular expression; the agent sees the observation keys it
+      matches whole (nested Dict keys are ``outer/inner``). Text keys are
+      dropped with a note.
   """
   if isinstance(seed, bool) or not isinstance(seed, int):
     raise ValueError(f"make(): seed must be an int, got {seed!r}")
@@ -74,6 +79,10 @@ def make(env_id: str, *, seed: int = 0, num_envs: int = 1, parallel: bool = Fals
   if (not isinstance(image_size, (tuple, list)) or len(image_size) != 2
       or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in image_size)):
     raise ValueError(f"make(): image_size must be (height, width) of positive ints, got {image_size!r}")
+  key_pattern(obs_keys)
+  if obs_keys != ".*" and (pixels or jaxenvs.is_jax_id(env_id)):
+    raise ValueError(f"make(): obs_keys selects the keys of a host environment's observations; "
+                     f"{'pixels observe only the rendered image' if pixels else f'{env_id} is a JAX environment'}")
   if jaxenvs.is_jax_id(env_id):  # written in JAX: one program steps all of them
     if parallel or pixels:
       raise ValueError(f"make(): {env_id} is a JAX environment, stepped as one program: "
@@ -82,7 +91,7 @@ def make(env_id: str, *, seed: int = 0, num_envs: int = 1, parallel: bool = Fals
                                         action_repeat=action_repeat), seed)
   maker = resolve(env_id)
   builders = [Builder(maker, env_id, seed + i, action_repeat, tuple(image_size), bool(pixels),
-                      time_limit) for i in range(num_envs)]
+                      time_limit, obs_keys) for i in range(num_envs)]
   return Env(builders, parallel=parallel)
 
 
@@ -90,4 +99,5 @@ def from_config(config: EnvConfig, *, seed: int, num_envs: int | None = None) ->
   """The environments an ``EnvConfig`` describes (``num_envs`` overrides its count)."""
   return make(config.id, seed=seed, num_envs=num_envs or config.num_envs, parallel=config.parallel,
               action_repeat=config.action_repeat, image_size=tuple(config.image_size),
-              pixels=config.pixels, time_limit=config.time_limit or None)
+              pixels=config.pixels, time_limit=config.time_limit or None,
+              obs_keys=config.obs_keys)

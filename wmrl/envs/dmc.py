@@ -12,7 +12,7 @@ import numpy as np
 from wmrl.envs.actions import BoxScaler
 from wmrl.envs.core import SingleEnv, Step, first_step
 from wmrl.envs.gl import default_headless_backend
-from wmrl.envs.observations import ObservationError
+from wmrl.envs.observations import ObservationError, selected
 from wmrl.spaces import ArraySpec
 
 # The quadruped's default camera 0 sees it from too far; camera 2 is the one
@@ -35,12 +35,15 @@ class DMCAdapter(SingleEnv):
 
   renders = True
 
-  def __init__(self, domain: str, task: str, seed: int, image_size: tuple[int, int]):
+  def __init__(self, domain: str, task: str, seed: int, image_size: tuple[int, int],
+               obs_keys: str = ".*"):
     suite = load_suite()
     self._name = f"dmc:{domain}-{task}"
     self._env = suite.load(domain, task, task_kwargs={"random": seed})
-    self.obs_spec = {key: ArraySpec((max(1, int(np.prod(spec.shape))),), "float32")
-                     for key, spec in self._env.observation_spec().items()}
+    specs = self._env.observation_spec()
+    self._keys = selected(specs, obs_keys, self._name)
+    self.obs_spec = {key: ArraySpec((max(1, int(np.prod(specs[key].shape))),), "float32")
+                     for key in self._keys}
     spec = self._env.action_spec()
     self._act = BoxScaler(spec.minimum, spec.maximum, spec.shape, spec.dtype)
     self.act_spec = self._act.spec
@@ -50,8 +53,8 @@ class DMCAdapter(SingleEnv):
 
   def _obs(self, observation, step: int) -> dict[str, np.ndarray]:
     out = {}
-    for key, value in observation.items():
-      value = np.asarray(value, np.float32).reshape(-1)
+    for key in self._keys:
+      value = np.asarray(observation[key], np.float32).reshape(-1)
       if not np.isfinite(value).all():
         raise ObservationError(f"{self._name}: observation {key!r} at step {step} of the episode "
                                "contains NaN or inf; the simulation diverged (try smaller actions)")

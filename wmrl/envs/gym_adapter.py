@@ -18,13 +18,13 @@ class GymAdapter(SingleEnv):
   random stream, so they differ from each other yet repeat across runs.
   """
 
-  def __init__(self, env: gymnasium.Env, seed: int, name: str):
+  def __init__(self, env: gymnasium.Env, seed: int, name: str, obs_keys: str = ".*"):
     if not isinstance(env, gymnasium.Env):
       raise TypeError(f"{name}: expected a gymnasium.Env, got {type(env).__name__}; the factory "
                       "must return a gymnasium.Env (old gym.Env classes need porting)")
     self._env = env
     self._name = name
-    self._obs = ObservationConverter(env.observation_space, name)
+    self._obs = ObservationConverter(env.observation_space, name, obs_keys)
     self._act = action_converter(env.action_space, name)
     self.obs_spec = self._obs.spec
     self.act_spec = self._act.spec

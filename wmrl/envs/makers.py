@@ -55,10 +55,11 @@ class GymMaker:
 
   gym_id: str
 
-  def create(self, seed: int, image_size: tuple[int, int], pixels: bool) -> SingleEnv:
+  def create(self, seed: int, image_size: tuple[int, int], pixels: bool,
+             obs_keys: str = ".*") -> SingleEnv:
     default_headless_backend()  # Gymnasium's MuJoCo renderer reads MUJOCO_GL too
     env = gymnasium.make(self.gym_id, **_render_kwargs(self.gym_id, pixels, image_size))
-    return _adapt(env, seed, f"gym:{self.gym_id}")
+    return _adapt(env, seed, f"gym:{self.gym_id}", obs_keys)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,8 +69,9 @@ class DMCMaker:
   domain: str
   task: str
 
-  def create(self, seed: int, image_size: tuple[int, int], pixels: bool) -> SingleEnv:
-    return DMCAdapter(self.domain, self.task, seed, image_size)
+  def create(self, seed: int, image_size: tuple[int, int], pixels: bool,
+             obs_keys: str = ".*") -> SingleEnv:
+    return DMCAdapter(self.domain, self.task, seed, image_size, obs_keys)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,10 +81,11 @@ class PopgymMaker:
   name: str  # POPGym's class name, e.g. RepeatPreviousEasy
   gym_id: str  # what POPGym registers it as, e.g. popgym-RepeatPreviousEasy-v0
 
-  def create(self, seed: int, image_size: tuple[int, int], pixels: bool) -> SingleEnv:
+  def create(self, seed: int, image_size: tuple[int, int], pixels: bool,
+             obs_keys: str = ".*") -> SingleEnv:
     load_popgym()  # registers the ids in this process, also in a parallel worker
     # POPGym's environments declare no render modes, so no render kwargs.
-    return _adapt(gymnasium.make(self.gym_id), seed, f"popgym:{self.name}")
+    return _adapt(gymnasium.make(self.gym_id), seed, f"popgym:{self.name}", obs_keys)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,9 +95,10 @@ class FactoryMaker:
   factory: Callable[[], gymnasium.Env]
   name: str
 
-  def create(self, seed: int, image_size: tuple[int, int], pixels: bool) -> SingleEnv:
+  def create(self, seed: int, image_size: tuple[int, int], pixels: bool,
+             obs_keys: str = ".*") -> SingleEnv:
     env = self.factory()
-    return _adapt(env, seed, self.name)
+    return _adapt(env, seed, self.name, obs_keys)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,14 +127,15 @@ class ModuleMaker:
                        "callable that returns a gymnasium.Env")
     return obj
 
-  def create(self, seed: int, image_size: tuple[int, int], pixels: bool) -> SingleEnv:
-    return _adapt(self.factory()(), seed, self.name)
+  def create(self, seed: int, image_size: tuple[int, int], pixels: bool,
+             obs_keys: str = ".*") -> SingleEnv:
+    return _adapt(self.factory()(), seed, self.name, obs_keys)
 
 
-def _adapt(env, seed: int, name: str) -> SingleEnv:
+def _adapt(env, seed: int, name: str, obs_keys: str) -> SingleEnv:
   """Adapts ``env``, closing it if its spaces are refused."""
   try:
-    return GymAdapter(env, seed, name)
+    return GymAdapter(env, seed, name, obs_keys)
   except BaseException:
     if hasattr(env, "close"):
       env.close()

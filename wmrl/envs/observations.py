@@ -8,9 +8,18 @@ because they run on every environment step.
 A Tuple of vector spaces is one leaf: its parts' vectors concatenated, as
 MultiDiscrete's one-hots are, since a Tuple is one observation in parts
 (POPGym's Autoencode gives ``(mode, card)``), not several named ones.
+
+Which keys the agent sees is a regular expression over the key names
+(``env.obs_keys``, default every key; the reference's old ``mlp_keys`` /
+``cnn_keys`` idea): keys it does not match are never converted, so a space
+wmrl cannot read is no obstacle once the pattern leaves it out. A Text key
+(MiniGrid's ``mission``) that the pattern keeps is dropped with a note, since
+no network reads a string.
 """
 from __future__ import annotations
 
+import re
+import warnings
 from typing import Any
 
 import gymnasium
@@ -20,6 +29,10 @@ from wmrl.spaces import STEP_KEYS, ArraySpec
 
 SUPPORTED = ("Box, Discrete, MultiDiscrete, MultiBinary, a Tuple of these (no images), "
              "or a Dict of these")
+
+
+class DroppedKey(UserWarning):
+  """An observation key the agent cannot read (text), left out of its observations."""
 
 
 class ObservationError(ValueError):
@@ -172,32 +185,90 @@ def _leaf(space, env: str, key: str):
   return leaf(space) if leaf is not None else None
 
 
-def _walk(space, path: tuple[str, ...], env: str):
-  """Yields (key, path into the raw observation, converter) for each leaf."""
+def key_pattern(pattern: str) -> re.Pattern:
+  """``env.obs_keys`` compiled, or a ValueError that names the setting."""
+  try:
+    return re.compile(pattern)
+  except (re.error, TypeError) as e:
+    raise ValueError(f"env.obs_keys must be a regular expression over observation keys "
+                     f"(like 'image|direction'), got {pattern!r}: {e}") from None
+
+
+def selected(keys, pattern: str, env: str) -> list[str]:
+  """The keys ``pattern`` matches whole; a ValueError listing them where it matches none."""
+  keys = list(keys)
+  chosen = [k for k in keys if key_pattern(pattern).fullmatch(k)]
+  if not chosen:
+    raise ValueError(f"{env}: env.obs_keys={pattern!r} matches none of the observation keys "
+                     f"{', '.join(keys)}; the pattern must match a whole key")
+  return chosen
+
+
+def _leaf_spaces(space, path: tuple[str, ...], env: str):
+  """Yields (path, leaf space) for each leaf of a (nested) Dict space."""
   if isinstance(space, gymnasium.spaces.Dict):
     if not space.spaces:
       raise ValueError(f"{env}: observation Dict space {'/'.join(path) or '(top level)'} has no keys")
     for name, sub in space.spaces.items():
-      yield from _walk(sub, path + (name,), env)
+      yield from _leaf_spaces(sub, path + (name,), env)
     return
+  yield path, space
+
+
+def _walk(space, env: str, pattern: str):
+  """Yields (key, path into the raw observation, converter) for each selected leaf,
+  and (key, None, None) for each selected text leaf."""
+  leaves = list(_leaf_spaces(space, (), env))
+  if len(leaves) == 1 and not leaves[0][0]:  # a plain (non-Dict) space: one key
+    key, path, converter = _converted(leaves[0][1], (), env)
+    selected([key], pattern, env)
+    yield key, path, converter
+    return
+  keys = {"/".join(str(p) for p in path): (path, sub) for path, sub in leaves}
+  for key in selected(keys, pattern, env):
+    path, sub = keys[key]
+    yield (key, None, None) if _is_text(sub) else _converted(sub, path, env)
+
+
+def _is_text(space) -> bool:
+  """A Text space, or a space of strings of its own (MiniGrid's MissionSpace)."""
+  if isinstance(space, gymnasium.spaces.Text):
+    return True
+  if type(space) in _LEAVES or isinstance(space, (gymnasium.spaces.Tuple, gymnasium.spaces.Dict)):
+    return False
+  try:
+    return isinstance(space.sample(), str)
+  except Exception:  # a space that cannot sample is no text space we can recognise
+    return False
+
+
+def _converted(space, path: tuple[str, ...], env: str):
   key = "/".join(str(p) for p in path)
   converter = _leaf(space, env, key)
   if converter is None:
     raise ValueError(
         f"{env}: observation {key or '(top level)'!r} has unsupported space "
         f"{type(space).__name__} ({space}); supported: {SUPPORTED}. Convert it with a "
-        "gymnasium.ObservationWrapper around the env.")
+        "gymnasium.ObservationWrapper around the env, or leave it out with --env.obs_keys.")
   if not path:  # a plain (non-Dict) space: one key named after what it holds
     key = "image" if getattr(converter, "image", False) else "obs"
-  yield key, path, converter
+  return key, path, converter
 
 
 class ObservationConverter:
   """Converts one raw Gymnasium observation into wmrl keys, checking it."""
 
-  def __init__(self, space: gymnasium.Space, env: str):
+  def __init__(self, space: gymnasium.Space, env: str, keys: str = ".*"):
     self.env = env
-    self.leaves = list(_walk(space, (), env))
+    walked = list(_walk(space, env, keys))
+    self.leaves = [leaf for leaf in walked if leaf[2] is not None]
+    texts = [key for key, _, converter in walked if converter is None]
+    if not self.leaves:
+      raise ValueError(f"{env}: env.obs_keys={keys!r} leaves only text observations, which the "
+                       "agent cannot read")
+    for key in texts:
+      warnings.warn(f"{env}: observation {key!r} is text, which the agent cannot read: "
+                    "dropped (choose the keys with --env.obs_keys)", DroppedKey)
     self.is_dict = isinstance(space, gymnasium.spaces.Dict)
     self.spec: dict[str, ArraySpec] = {}
     for key, _, converter in self.leaves:

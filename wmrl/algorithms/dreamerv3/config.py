@@ -156,8 +156,37 @@ class DreamerV3Config:
   loss_scales: LossScales = LossScales()
 
 
+def _whole(value, least: int) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _positive_ints(name: str, values) -> None:
+  if not all(_whole(v, 1) for v in values):
+    raise ValueError(f"{name} must be positive whole numbers, got {values}")
+
+
+def _check_networks(model: ModelConfig) -> None:
+  """Each layer size named by its field, before a network is built from it."""
+  for part in ("encoder", "decoder"):
+    c = getattr(model, part)
+    for field in ("units", "layers", "depth", "kernel"):
+      if not _whole(getattr(c, field), 1):
+        raise ValueError(f"model.{part}.{field} must be a positive whole number, got "
+                         f"{getattr(c, field)!r}")
+    # Empty mults: no CNN; every image goes through the MLP, flattened.
+    _positive_ints(f"model.{part}.mults (one channel multiplier per CNN stage, or empty "
+                   "for no CNN)", c.mults)
+  for head in ("reward", "cont", "actor", "critic"):
+    c = getattr(model, head)
+    for field, least in (("units", 1), ("layers", 0), ("bins", 1)):
+      if not _whole(getattr(c, field), least):
+        raise ValueError(f"model.{head}.{field} must be a whole number >= {least}, got "
+                         f"{getattr(c, field)!r}")
+
+
 def validate(config) -> None:
   """Refuses DreamerV3 settings that cannot work (`config` is the whole Config)."""
+  _check_networks(config.model)
   b = config.behavior
   if b.imag_horizon <= 0:
     raise ValueError(f"behavior.imag_horizon must be positive, got {b.imag_horizon}")

@@ -5,6 +5,8 @@ through the dynamics contract (wmrl/dynamics/contract.py).
 """
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -17,15 +19,33 @@ from wmrl.spaces import ArraySpec
 sg = jax.lax.stop_gradient
 
 
-def split_keys(obs_spec: dict[str, ArraySpec]) -> tuple[list[str], list[str]]:
-  """Sorted image keys and vector keys of an observation spec."""
-  images = sorted(k for k, s in obs_spec.items() if s.is_image)
-  vectors = sorted(k for k, s in obs_spec.items() if not s.is_image)
-  for key in vectors:
-    if len(obs_spec[key].shape) != 1:
-      raise ValueError(f"observation '{key}' has shape {obs_spec[key].shape}: vectors must be "
+def split_keys(obs_spec: dict[str, ArraySpec], stages: int) -> tuple[list[str], list[str]]:
+  """Sorted CNN keys and MLP keys of an observation spec.
+
+  The MLP reads the vectors and the images smaller than a CNN of `stages`
+  stages can take (a side under 2^stages, as MiniGrid's 7x7 symbolic view):
+  those flattened, their pixels scaled to [-0.5, 0.5] as the CNN's are. With
+  no stages (`mults` empty) every image goes through the MLP.
+  """
+  for key, spec in obs_spec.items():
+    if not spec.is_image and len(spec.shape) != 1:
+      raise ValueError(f"observation '{key}' has shape {spec.shape}: vectors must be "
                        "1-D and images uint8 [H, W, C]; flatten it in the environment adapter")
-  return images, vectors
+  cnn = sorted(k for k, s in obs_spec.items() if s.is_image and stages
+               and min(s.shape[:2]) >= 2**stages)
+  mlp = sorted(k for k in obs_spec if k not in cnn)
+  return cnn, mlp
+
+
+def _flat_size(spec: ArraySpec) -> int:
+  return math.prod(spec.shape)
+
+
+def _mlp_input(value, spec: ArraySpec):
+  """One MLP key's values [..., n]: a vector as float32, an image's pixels flattened."""
+  if spec.is_image:
+    return value.reshape(*value.shape[:-3], -1).astype(jnp.float32) / 255.0 - 0.5
+  return value.astype(jnp.float32)
 
 
 def _stacked_image_shape(obs_spec, images):
@@ -38,14 +58,16 @@ def _stacked_image_shape(obs_spec, images):
 
 
 class Encoder(nnx.Module):
-  """Vectors (symlog) through an MLP, images through a CNN; outputs concatenated."""
+  """Vectors (symlog) and small images through an MLP, images through a CNN;
+  outputs concatenated."""
 
   def __init__(self, obs_spec, config: ModelConfig, *, rngs, dtype):
     c = config.encoder
-    self.images, self.vectors = split_keys(obs_spec)
+    self.images, self.vectors = split_keys(obs_spec, len(c.mults))
+    self.specs = {k: obs_spec[k] for k in self.vectors}
     self.symlog = c.symlog
     # Each branch exists only where its inputs do (None is a static attribute).
-    self.mlp = MLP(sum(obs_spec[k].shape[0] for k in self.vectors), c.units, c.layers,
+    self.mlp = MLP(sum(_flat_size(obs_spec[k]) for k in self.vectors), c.units, c.layers,
                    rngs=rngs, dtype=dtype) if self.vectors else None
     self.cnn = ConvEncoder(_stacked_image_shape(obs_spec, self.images), c.depth, c.mults,
                            c.kernel, rngs=rngs, dtype=dtype) if self.images else None
@@ -54,7 +76,7 @@ class Encoder(nnx.Module):
   def __call__(self, obs):
     outs = []
     if self.vectors:
-      x = jnp.concatenate([obs[k].astype(jnp.float32) for k in self.vectors], -1)
+      x = jnp.concatenate([_mlp_input(obs[k], self.specs[k]) for k in self.vectors], -1)
       outs.append(self.mlp(dists.symlog(x) if self.symlog else x))
     if self.images:
       outs.append(self.cnn(jnp.concatenate([obs[k] for k in self.images], -1)))
@@ -67,8 +89,9 @@ class Decoder(nnx.Module):
   def __init__(self, obs_spec, feat_split: tuple[int, int], config: ModelConfig, *, rngs, dtype):
     c = config.decoder
     feat_dim = sum(feat_split)
-    self.images, self.vectors = split_keys(obs_spec)
-    self.sizes = [obs_spec[k].shape[0] for k in self.vectors]
+    self.images, self.vectors = split_keys(obs_spec, len(c.mults))
+    self.specs = {k: obs_spec[k] for k in self.vectors}
+    self.sizes = [_flat_size(obs_spec[k]) for k in self.vectors]
     self.channels = [obs_spec[k].shape[2] for k in self.images]
     self.mlp = MLP(feat_dim, c.units, c.layers, rngs=rngs, dtype=dtype) if self.vectors else None
     # One output layer per key, as the reference has.
@@ -79,12 +102,13 @@ class Decoder(nnx.Module):
                            dtype=dtype) if self.images else None
 
   def __call__(self, feat) -> dict[str, jax.Array]:
-    """Predictions: symlog vectors and images in [0, 1]."""
+    """Predictions: symlog vectors and images in [0, 1] (small ones from the MLP)."""
     out = {}
     if self.vectors:
       x = self.vec_out(self.mlp(feat)).astype(jnp.float32)
       for key, part in zip(self.vectors, jnp.split(x, _offsets(self.sizes), -1)):
-        out[key] = part
+        spec = self.specs[key]
+        out[key] = part.reshape(*part.shape[:-1], *spec.shape) if spec.is_image else part
     if self.images:
       x = self.cnn(feat)
       for key, part in zip(self.images, jnp.split(x, _offsets(self.channels), -1)):
@@ -96,8 +120,12 @@ class Decoder(nnx.Module):
     pred = self(feat)
     total = 0.0
     for key in self.vectors:
-      target = dists.symlog(obs[key].astype(jnp.float32))
-      total += ((pred[key] - target) ** 2).sum(-1)
+      if self.specs[key].is_image:  # a small image: its pixels in [0, 1], as the CNN's
+        target = obs[key].astype(jnp.float32) / 255.0
+        total += ((pred[key] - target) ** 2).sum((-3, -2, -1))
+      else:
+        target = dists.symlog(obs[key].astype(jnp.float32))
+        total += ((pred[key] - target) ** 2).sum(-1)
     for key in self.images:
       target = obs[key].astype(jnp.float32) / 255.0
       total += ((pred[key] - target) ** 2).sum((-3, -2, -1))
