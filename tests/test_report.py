@@ -3,13 +3,14 @@ the report videos a run takes from a driver's replay (wmrl/report.py) and
 filmed evaluations (wmrl/evaluate.py), alone and in a tiny run."""
 import importlib.util
 
+import imageio.v3
 import jax
 import numpy as np
 import pytest
 
 from conftest import batch_with_terminal, tiny_config
 from fake_envs import ImageCounter
-from wmrl import envs, evaluate, report, run, video
+from wmrl import cli, envs, evaluate, report, run, video
 from wmrl.algorithms.dreamerv3 import agent
 from wmrl.algorithms.dreamerv3 import report as dreamer_report
 from wmrl.drivers.host import HostDriver
@@ -166,7 +167,7 @@ def test_big_frames_are_filmed_smaller():
   assert video.shrink(frames[:, :200, :200], 256).shape == (2, 200, 200, 3)
 
 
-def test_tiny_image_run_writes_openloop_and_eval_videos(tmp_path):
+def test_tiny_image_run_writes_openloop_and_eval_videos(tmp_path, capsys):
   """Catches a run that stops logging its report or evaluation videos, or logs
   them off their schedule."""
   # 12 steps stay inside the prefill (2 x 7 steps), so no train step compiles;
@@ -187,3 +188,12 @@ def test_tiny_image_run_writes_openloop_and_eval_videos(tmp_path):
     from test_logging import read_events
     tags = {v.tag for e in read_events(tmp_path / "tb") for v in e.summary.value}
     assert {"openloop", "eval", "eval/score", "fps/env"} <= tags
+  # `wmrl eval --video`: a line per episode, then what is written (16x16 frames shrunk to 8x8).
+  capsys.readouterr()
+  gif = tmp_path / "eval.gif"
+  assert cli.main(["eval", "--logdir", str(tmp_path), "--episodes", "2", "--video", str(gif),
+                   "--video-side", "8"]) == 0
+  err = capsys.readouterr().err
+  assert "episode 1/2: score" in err and "episode 2/2: score" in err
+  assert f"writing 42 frames of 8x8 to {gif}" in err
+  assert imageio.v3.imread(gif, index=None).shape == (42, 8, 8, 3)

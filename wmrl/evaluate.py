@@ -12,7 +12,18 @@ from wmrl import algorithms, checkpoint, envs
 from wmrl.algorithms.contract import Algorithm
 from wmrl.draws import host_key
 from wmrl.drivers.base import policy_inputs
-from wmrl.video import write_video
+from wmrl.video import shrink, write_video
+
+# Eval videos' larger side, in pixels: Gymnasium's classic-control frames are
+# 600x400 or 500x500, and a GIF's time to write grows with its pixels.
+VIDEO_SIDE = 256
+
+
+def _episode_line(episodes: int):
+  def line(done: int, result: dict) -> None:
+    print(f"episode {done}/{episodes}: score {result['score']:.4g}, {result['length']} steps",
+          file=sys.stderr, flush=True)
+  return line
 
 
 def can_film(env) -> bool:
@@ -20,12 +31,13 @@ def can_film(env) -> bool:
 
 
 def run_episodes(algo: Algorithm, state, env, episodes: int, seed: int = 0,
-                 film: int = 0) -> tuple[list[dict], list[np.ndarray]]:
+                 film: int = 0, progress=None) -> tuple[list[dict], list[np.ndarray]]:
   """Runs `episodes` whole episodes of env 0 with the eval policy.
 
   Returns each episode's score and length, and the frames uint8 [T, H, W, 3]
   of the first `film` episodes: rendered where the environment renders
-  rgb_array frames, else its (first) image observation.
+  rgb_array frames, else its (first) image observation. `progress(i, result)`
+  is called after each episode.
   """
   if film and not can_film(env):
     raise ValueError("cannot record a video: the environment neither renders rgb_array frames "
@@ -45,6 +57,8 @@ def run_episodes(algo: Algorithm, state, env, episodes: int, seed: int = 0,
     length += 1
     if step["is_last"][0]:
       results.append({"score": score, "length": length})
+      if progress is not None:
+        progress(len(results), results[-1])
       if filming:
         frames.append(_frame(env, step))
         videos.append(np.stack(frames))
@@ -62,8 +76,13 @@ def _frame(env, step) -> np.ndarray:
 
 
 def evaluate_logdir(logdir, episodes: int, name: str | None = None, video: str | None = None,
-                    seed: int = 0) -> dict:
-  """Loads a checkpoint of `logdir` and evaluates it; returns the summary."""
+                    seed: int = 0, video_side: int = VIDEO_SIDE, progress: bool = False) -> dict:
+  """Loads a checkpoint of `logdir` and evaluates it; returns the summary.
+
+  With `video`, every episode is filmed into it, frames shrunk so that their
+  larger side is at most `video_side` (0: as rendered); with `progress`, a
+  line per episode and one before the video is written go to stderr.
+  """
   if episodes < 1:
     raise ValueError(f"--episodes must be at least 1, got {episodes}")
   path = checkpoint.find(logdir, name)
@@ -74,10 +93,17 @@ def evaluate_logdir(logdir, episodes: int, name: str | None = None, video: str |
     template = jax.eval_shape(lambda k: algo.init(k, env.obs_spec, env.act_spec, config),
                               jax.random.key(0))
     state = checkpoint.load_agent(path, template)
-    results, videos = run_episodes(algo, state, env, episodes, seed, film=episodes if video else 0)
+    results, videos = run_episodes(algo, state, env, episodes, seed, film=episodes if video else 0,
+                                   progress=_episode_line(episodes) if progress else None)
   finally:
     env.close()
   if video is not None:
+    if video_side:
+      videos = [shrink(v, video_side) for v in videos]
+    if progress:
+      frames = sum(len(v) for v in videos)
+      height, width = videos[0].shape[1:3]
+      print(f"writing {frames:,} frames of {height}x{width} to {video}", file=sys.stderr, flush=True)
     write_video(video, videos)
   scores = np.array([r["score"] for r in results])
   return {"checkpoint": path.name, "episodes": len(results), "score_mean": float(scores.mean()),
@@ -92,15 +118,19 @@ def main(argv: list[str]) -> int:
   parser.add_argument("--episodes", type=int, default=10)
   parser.add_argument("--checkpoint", help="checkpoint name (ckpt-...) or step; default: latest")
   parser.add_argument("--video", help="write the episodes to this .mp4 or .gif")
+  parser.add_argument("--video-side", type=int, default=VIDEO_SIDE,
+                      help=f"shrink video frames to this larger side in pixels (default "
+                           f"{VIDEO_SIDE}; 0: as rendered)")
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args(argv)
+  if args.video_side < 0:
+    parser.error(f"--video-side must be >= 0, got {args.video_side}")
   try:
-    summary = evaluate_logdir(args.logdir, args.episodes, args.checkpoint, args.video, args.seed)
+    summary = evaluate_logdir(args.logdir, args.episodes, args.checkpoint, args.video, args.seed,
+                              args.video_side, progress=True)
   except (ValueError, RuntimeError) as e:
     print(f"wmrl eval: error: {e}", file=sys.stderr)
     return 2
-  for i, score in enumerate(summary.pop("scores")):
-    print(f"episode {i}: score {score:.2f}")
   if args.video:
     print(f"video: {args.video}")
   line = {k: summary[k] for k in ("episodes", "score_mean", "score_std", "length_mean")}
