@@ -29,6 +29,8 @@ SPACES = testing.SPACES["vector-continuous"]
     ({"model.encoder.kernel": -5}, "model.encoder.kernel must be a positive whole number"),
     ({"model.actor.layers": -1}, "model.actor.layers must be a whole number >= 0, got -1"),
     ({"model.reward.bins": 0}, "model.reward.bins must be a whole number >= 1"),
+    ({"model.ssm.policy_inputs": ("stoch", "state")}, "model.ssm.policy_inputs must name some of"),
+    ({"model.ssm.policy_inputs": ()}, "model.ssm.policy_inputs must name some of"),
 ])
 def test_settings_that_cannot_work_are_refused_naming_the_field(tmp_path, overrides, message):
   """Catches a check that is dropped or lets a bad value through (the run would

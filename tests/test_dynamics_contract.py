@@ -87,6 +87,8 @@ def test_shapes(name):
   assert jax.tree.structure(step) == jax.tree.structure(carry)
   starts = model.starts(latents)
   assert model.features(starts).shape == (B * T, model.feat_dim)
+  assert model.policy_features(latents).shape == (B, T, model.policy_feat_dim)
+  assert model.policy_features(starts).shape == (B * T, model.policy_feat_dim)
 
 
 def test_observe_equals_repeated_obs_step_with_resets_inside_the_window(name):
@@ -220,3 +222,17 @@ def test_a_run_trains_on_long_windows_with_replay_context(tmp_path, name):
   trained = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "loss/rec" in r]
   assert len(trained) >= 3
   assert all(np.isfinite(r[k]) for r in trained for k in r if k.startswith("loss/"))
+
+
+def test_the_ssm_policy_reads_the_inputs_it_is_given():
+  # R2I's actor reads [deter, stoch, hidden] by default, [stoch, hidden] on POPGym.
+  carry = some_carry(build("ssm"))
+  for inputs in (("deter", "stoch", "hidden"), ("stoch", "hidden"), ("deter", "stoch")):
+    settings = dataclasses.replace(SETTINGS["ssm"], policy_inputs=inputs)
+    model = dynamics.make(ModelSettings("ssm", ssm=settings), EMBED, ACTIONS, rngs=nnx.Rngs(0),
+                          dtype=jnp.float32)
+    parts = {"deter": carry.deter, "stoch": carry.stoch.reshape(B, -1),
+             "hidden": carry.hidden.reshape(B, -1)}
+    expected = np.concatenate([parts[k] for k in inputs], -1)
+    np.testing.assert_array_equal(model.policy_features(carry), expected)
+    assert expected.shape[-1] == model.policy_feat_dim

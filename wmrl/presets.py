@@ -118,10 +118,11 @@ PRESETS["classic"] = lambda config: PRESETS["size1m"](config).replace(**{
 # replay value loss's gradient into the world model (`behavior.repval_grad`, the
 # reference's True: with it no memory appeared on RepeatPreviousEasy in 4,000
 # updates, without it in under 1,000). POPGym's rewards, +-1/(N - k) a step, also
-# want `behavior.reward_scale` N - k, which depends on the task.
+# want `behavior.reward_scale` N - k, which depends on the task. The actor and
+# critic read the SSM's latent and its layers' states, as R2I's POPGym settings do.
 PRESETS["memory"] = lambda config: PRESETS["classic"](config).replace(**{
     "model.dynamics": "ssm", "run.batch_length": 64, "optim.lr": 3e-3,
-    "behavior.repval_grad": False})
+    "behavior.repval_grad": False, "model.ssm.policy_inputs": ("stoch", "hidden")})
 
 
 def register_preset(name: str, preset: Preset) -> None:

@@ -48,3 +48,8 @@ class SSMConfig:
   r_min: float = 0.9
   r_max: float = 0.999
   max_phase: float = 6.283
+  # What the actor and critic read, of deter (the output the heads read), stoch
+  # and hidden (every layer's complex state, real and imaginary parts): R2I's
+  # default `actor.inputs` (its configs.yaml); its POPGym settings read
+  # stoch and hidden (the `memory` preset does too).
+  policy_inputs: tuple[str, ...] = ("deter", "stoch", "hidden")

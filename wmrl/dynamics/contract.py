@@ -9,7 +9,9 @@ A sequence model has three views of its state, which need not be the same:
   start where the policy's belief was (`entries`, and `truncate` back to a
   carry): the RSSM stores its whole carry, as the reference's `dyn_entry`
   does; a model with a long state stores what continuing needs;
-- the features: what every head reads (`features`).
+- the features: what every head reads (`features`), and what the actor and
+  critic read (`policy_features`): the same for the RSSM; the SSM can give
+  the policy its layers' states too, as R2I does.
 
 Nothing outside the model's own module knows what a carry holds: callers
 create carries with `initial`, advance them with `obs_step`, `observe` or
@@ -35,6 +37,7 @@ class Dynamics(Protocol):
   """A sequence model of the world: filtered on observations, rolled out in imagination."""
 
   feat_dim: int  # size of the last axis of `features`
+  policy_feat_dim: int  # size of the last axis of `policy_features`
   # The names of the losses `observe` returns; each is scaled by the loss scale
   # of its name (the RSSM: "dyn" and "rep").
   loss_names: tuple[str, ...]
@@ -77,4 +80,8 @@ class Dynamics(Protocol):
     """Every step of latents [B, T] as a start of imagination, flattened to [B * T]."""
 
   def features(self, latents: Carry) -> jax.Array:
-    """The features [..., feat_dim] the heads read."""
+    """The features [..., feat_dim] the world model's heads read."""
+
+  def policy_features(self, latents: Carry) -> jax.Array:
+    """The features [..., policy_feat_dim] the actor and critic read (a model
+    with no reason to differ returns `features`)."""

@@ -60,11 +60,16 @@ class RSSM(nnx.Module):
     self.post_out = Linear(c.hidden, stoch_dim, rngs=rngs, dtype=dtype)
     self.feat_split = (c.deter, stoch_dim)
     self.feat_dim = c.deter + stoch_dim
+    self.policy_feat_dim = self.feat_dim
 
   def features(self, latent: Latent) -> jax.Array:
     """The model features every head reads: deter and flattened stoch."""
     stoch = latent.stoch.reshape(*latent.stoch.shape[:-2], -1)
     return jnp.concatenate([latent.deter, stoch.astype(latent.deter.dtype)], -1)
+
+  def policy_features(self, latent: Latent) -> jax.Array:
+    """The actor and critic read what the heads read (the reference's)."""
+    return self.features(latent)
 
   def entries(self, latent: Latent) -> Latent:
     """Replay stores the whole latent with each step (the reference's `dyn_entry`)."""

@@ -167,6 +167,8 @@ class SSM(nnx.Module):
     self.post_out = Linear(c.hidden, stoch_dim, rngs=rngs, dtype=dtype)
     self.feat_split = (c.deter, stoch_dim)
     self.feat_dim = c.deter + stoch_dim
+    sizes = {"deter": c.deter, "stoch": stoch_dim, "hidden": c.layers * c.state * 2}
+    self.policy_feat_dim = sum(sizes[name] for name in c.policy_inputs)
 
   # --- the contract's views of the state ---------------------------------------
 
@@ -189,6 +191,15 @@ class SSM(nnx.Module):
   def features(self, carry: SSMState) -> jax.Array:
     stoch = carry.stoch.reshape(*carry.stoch.shape[:-2], -1)
     return jnp.concatenate([carry.deter, stoch.astype(carry.deter.dtype)], -1)
+
+  def policy_features(self, carry: SSMState) -> jax.Array:
+    """`policy_inputs` of the carry, concatenated: `hidden` is every layer's
+    state, real and imaginary parts, as R2I's actor reads it."""
+    parts = {"deter": carry.deter,
+             "stoch": carry.stoch.reshape(*carry.stoch.shape[:-2], -1),
+             "hidden": carry.hidden.reshape(*carry.hidden.shape[:-3], -1)}
+    return jnp.concatenate([parts[name].astype(carry.deter.dtype)
+                            for name in self.config.policy_inputs], -1)
 
   def starts(self, latents: SSMState) -> SSMState:
     """Every replayed step [B, T] as a start of imagination [B * T], without gradient."""

@@ -80,8 +80,8 @@ def init(key, obs_spec: dict[str, ArraySpec], act_spec: ActionSpec, config: Conf
   key, net_key = jax.random.split(key)
   rngs = nnx.Rngs(params=net_key)
   wm = WorldModel(obs_spec, act_spec.dim, config.model, rngs=rngs)
-  actor = Actor(wm.feat_dim, act_spec, config.model, rngs=rngs)
-  critic = Critic(wm.feat_dim, config.model, rngs=rngs)
+  actor = Actor(wm.dynamics.policy_feat_dim, act_spec, config.model, rngs=rngs)
+  critic = Critic(wm.dynamics.policy_feat_dim, config.model, rngs=rngs)
   graphs, params = [], {}
   for name, module in (("wm", wm), ("actor", actor), ("critic", critic)):
     graph, state = nnx.split(module)
@@ -185,7 +185,7 @@ def _policy_step(params: PolicyParams, obs, carry: PolicyCarry, key, mode):
   obs_key, act_key = jax.random.split(key)
   latent = wm.dynamics.obs_step(carry.latent, carry.action, wm.encoder(obs), obs["is_first"],
                                 obs_key)
-  policy = actor(wm.dynamics.features(latent))
+  policy = actor(wm.dynamics.policy_features(latent))
   action = policy.sample(act_key) if mode == "train" else policy.mode()
   if spec.act_spec.kind == "continuous":
     action = jnp.clip(action, -1.0, 1.0)
@@ -296,7 +296,7 @@ def loss(params: dict, state: AgentState, data: dict, prev_actions, key, start=N
   # 4. The critic on the replayed steps, bootstrapped from the imagined returns.
   replay_metrics = {}
   if b.repval_loss:
-    feat = wm.dynamics.features(post)
+    feat = wm.dynamics.policy_features(post)
     bootstrap = sg(ac_out["ret"][:, 0].reshape(batch_size, length))
     replay_losses, _, replay_metrics = behavior.replay_value_loss(
         critic, slow_critic, feat if b.repval_grad else sg(feat), data, bootstrap, b)

@@ -147,7 +147,7 @@ class ReturnNorm(NamedTuple):
 class Trajectory(NamedTuple):
   """Imagined trajectories [N, H + 1]: the start state and H imagined states."""
 
-  feat: jax.Array  # [N, H + 1, F] the states' features, without gradient
+  feat: jax.Array  # [N, H + 1, F] the states' policy features, without gradient
   action: jax.Array  # [N, H + 1, A] the action the actor took at each state
   reward: jax.Array  # [N, H + 1] the world model's predicted reward
   cont: jax.Array  # [N, H + 1] its predicted continue probability
@@ -162,15 +162,16 @@ def imagine(wm, actor: Actor, starts, horizon: int, rollout_key, last_key):
   `actor_critic_loss` evaluates again. Returns `({}, trajectory, metrics)`:
   the shape of the loss stages, with no loss of its own.
   """
-  policy = lambda latent, k: sg(actor(wm.dynamics.features(latent)).sample(k))
+  policy = lambda latent, k: sg(actor(wm.dynamics.policy_features(latent)).sample(k))
   imagined, actions = wm.dynamics.imagine(starts, policy, horizon, rollout_key)
   states = jax.tree.map(lambda s, x: jnp.concatenate([s[:, None], x], 1), starts, imagined)
   feat = sg(wm.dynamics.features(states))
   last_action = policy(jax.tree.map(lambda x: x[:, -1], states), last_key)
   actions = jnp.concatenate([actions, last_action[:, None]], 1)
   reward, cont = wm.predict_reward(feat), wm.predict_cont(feat)
-  return {}, Trajectory(feat, actions, reward, cont), {"reward": reward.mean(),
-                                                     "cont": cont.mean()}
+  policy_feat = sg(wm.dynamics.policy_features(states))
+  return {}, Trajectory(policy_feat, actions, reward, cont), {"reward": reward.mean(),
+                                                            "cont": cont.mean()}
 
 
 # --- losses --------------------------------------------------------------------

@@ -176,6 +176,10 @@ def _check_networks(model: ModelConfig) -> None:
     # Empty mults: no CNN; every image goes through the MLP, flattened.
     _positive_ints(f"model.{part}.mults (one channel multiplier per CNN stage, or empty "
                    "for no CNN)", c.mults)
+  inputs = model.ssm.policy_inputs
+  if not inputs or len(set(inputs)) < len(inputs) or not set(inputs) <= {"deter", "stoch", "hidden"}:
+    raise ValueError(f"model.ssm.policy_inputs must name some of deter, stoch and hidden, each "
+                     f"once, got {inputs}")
   for head in ("reward", "cont", "actor", "critic"):
     c = getattr(model, head)
     for field, least in (("units", 1), ("layers", 0), ("bins", 1)):
