@@ -1,5 +1,6 @@
 """Shared test helpers: the tiny configs and batches of wmrl.testing, fixtures, and
 the compiler settings of the tests."""
+import gc
 import os
 import shutil
 import tempfile
@@ -99,6 +100,18 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_sessionfinish(session, exitstatus):
   """The session's compilation cache goes with the session (made only by the
-  process that started the tests, and only where no cache was given)."""
+  process that started the tests, and only where no cache was given).
+
+  A worker frees its compiled programs and arrays here, before it reports
+  that it has finished. Left to pytest's garbage collection after that report
+  (with JAX's collection callback freeing XLA's side), it can run past the 5 s
+  that execnet gives a worker to end once the controller closes it; execnet
+  then sends the worker SIGINT, and the KeyboardInterrupt, landing inside
+  JAX's callback, was printed at the end of the test output as a
+  PytestUnraisableExceptionWarning.
+  """
   if "_SESSION_CACHE" in globals():
     shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
+  if "PYTEST_XDIST_WORKER" in os.environ:
+    jax.clear_caches()
+    gc.collect()
