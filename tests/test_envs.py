@@ -426,6 +426,12 @@ def test_unknown_ids_suggest_close_ones():
     envs.make("dmc:walker-walks")
   with pytest.raises(ValueError, match="no custom env 'nope' is registered"):
     envs.make("custom:nope")
+  # gym:PACKAGE:ID imports the package; a missing one or an id it does not register is named.
+  with pytest.raises(ValueError, match="package 'minigrd' could not be imported"):
+    envs.make("gym:minigrd:MiniGrid-Empty-5x5-v0")
+  with pytest.raises(ValueError, match="importing 'minigrid' registered no Gymnasium id "
+                     "'MiniGrid-Empty-5x6-v0'; did you mean gym:minigrid:MiniGrid-Empty-6x6-v0"):
+    envs.make("gym:minigrid:MiniGrid-Empty-5x6-v0")
   # Suggestions cross prefixes, JAX libraries' ids included (from the snapshot).
   with pytest.raises(ValueError, match="did you mean gym:Pendulum-v1, gymnax:Pendulum-v1"):
     envs.make("gym:Pendulm-v1")

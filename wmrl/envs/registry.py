@@ -87,10 +87,10 @@ def resolve(env_id: str):
       return GymMaker(env_id)
     raise unknown_env(env_id)
   if prefix == "gym":
-    # With a ':' inside, Gymnasium imports the module named before it, which
-    # registers the id (e.g. gym:ale_py:ALE/Pong-v5): let gymnasium.make judge.
-    if rest in gymnasium.registry or ":" in rest:
+    if rest in gymnasium.registry:
       return GymMaker(rest)
+    if ":" in rest:
+      return _package_gym_maker(env_id, rest)
     raise unknown_env(env_id)
   if prefix == "dmc":
     domain, _, task = rest.partition("-")
@@ -107,6 +107,23 @@ def resolve(env_id: str):
       return FactoryMaker(_CUSTOM[rest], env_id)
     raise unknown_env(env_id, f"no custom env {rest!r} is registered; call wmrl.envs.register first")
   return _module_maker(env_id, prefix, rest)
+
+
+def _package_gym_maker(env_id: str, rest: str) -> GymMaker:
+  """``gym:PACKAGE:ID``: Gymnasium's ``module:id`` form, checked here by importing
+  the package (which registers its ids) as ``gymnasium.make`` will."""
+  package, _, gym_id = rest.partition(":")
+  missing = import_missing(package)
+  if missing:
+    raise ValueError(f"unknown environment {env_id!r}: read as gym:PACKAGE:ID, but package "
+                     f"{package!r} could not be imported ({missing}); install the package that "
+                     "registers the id, or check its name")
+  if gym_id in gymnasium.registry:
+    return GymMaker(rest)
+  close = close_names(gym_id, list(gymnasium.registry))
+  hint = f"; did you mean {', '.join(f'gym:{package}:{c}' for c in close[:3])}?" if close else ""
+  raise ValueError(f"unknown environment {env_id!r}: importing {package!r} registered no "
+                   f"Gymnasium id {gym_id!r}{hint}")
 
 
 def _module_maker(env_id: str, module: str, attr: str) -> ModuleMaker:
