@@ -231,15 +231,11 @@ def _walk(space, env: str, pattern: str):
 
 
 def _is_text(space) -> bool:
-  """A Text space, or a space of strings of its own (MiniGrid's MissionSpace)."""
-  if isinstance(space, gymnasium.spaces.Text):
-    return True
-  if type(space) in _LEAVES or isinstance(space, (gymnasium.spaces.Tuple, gymnasium.spaces.Dict)):
-    return False
-  try:
-    return isinstance(space.sample(), str)
-  except Exception:  # a space that cannot sample is no text space we can recognise
-    return False
+  """A space of strings: Text, or a space of its own with a string dtype
+  (MiniGrid's MissionSpace)."""
+  dtype = getattr(space, "dtype", None)
+  return isinstance(space, gymnasium.spaces.Text) or (dtype is not None
+                                                     and np.dtype(dtype).kind in "US")
 
 
 def _converted(space, path: tuple[str, ...], env: str):
