@@ -115,7 +115,13 @@ def rl(args) -> None:
     last = [r["episode/score"] for r in episodes[-10:]]
     run, behavior = config["run"], config["behavior"]
     rows.append({"run": run_dir.name, "env": config["env"]["id"],
-                 "dynamics": config["model"]["dynamics"], "batch_length": run["batch_length"],
+                 "dynamics": config["model"]["dynamics"],
+                 # What the SSM's actor and critic read; runs from before the setting read
+                 # what the heads read, [deter, stoch].
+                 "policy_inputs": (",".join(config["model"]["ssm"].get("policy_inputs",
+                                                                       ("deter", "stoch")))
+                                   if config["model"]["dynamics"] == "ssm" else ""),
+                 "batch_length": run["batch_length"],
                  "lr": config["optim"]["lr"], "actor_lr": config["optim"]["actor_lr"],
                  "reward_scale": behavior.get("reward_scale", 1.0),
                  "replay_context": run["replay_context"], "repval_grad": behavior["repval_grad"],

@@ -134,6 +134,8 @@ def _brief_notes() -> None:
   """wmrl's own notes to the user (a dropped observation key) as one line, not
   with the source line Python's warnings show."""
   default = warnings.formatwarning
+  if getattr(default, "brief_notes", False):  # installed by an earlier call
+    return
 
   def format(message, category, filename, lineno, line=None):
     # By name: importing wmrl.envs here would load Gymnasium for every command.
@@ -141,6 +143,7 @@ def _brief_notes() -> None:
       return f"note: {message}\n"
     return default(message, category, filename, lineno, line)
 
+  format.brief_notes = True
   warnings.formatwarning = format
 
 

@@ -81,8 +81,8 @@ def make(env_id: str, *, seed: int = 0, num_envs: int = 1, parallel: bool = Fals
     raise ValueError(f"make(): image_size must be (height, width) of positive ints, got {image_size!r}")
   key_pattern(obs_keys)
   if obs_keys != ".*" and (pixels or jaxenvs.is_jax_id(env_id)):
-    raise ValueError(f"make(): obs_keys selects the keys of a host environment's observations; "
-                     f"{'pixels observe only the rendered image' if pixels else f'{env_id} is a JAX environment'}")
+    why = "pixels observe only the rendered image" if pixels else f"{env_id} is a JAX environment"
+    raise ValueError(f"make(): obs_keys selects the keys of a host environment's observations; {why}")
   if jaxenvs.is_jax_id(env_id):  # written in JAX: one program steps all of them
     if parallel or pixels:
       raise ValueError(f"make(): {env_id} is a JAX environment, stepped as one program: "
