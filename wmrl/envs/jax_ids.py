@@ -20,6 +20,11 @@ PACKAGES = {"gymnax": "gymnax", "craftax": "craftax", "navix": "navix",
             "playground": "mujoco_playground", "wmrl": None}
 
 
+def is_jax_id(env_id: str) -> bool:
+  """Whether `env_id` names a JAX environment (its prefix is one of PACKAGES)."""
+  return isinstance(env_id, str) and env_id.partition(":")[0] in PACKAGES
+
+
 def installed(prefix: str) -> bool:
   package = PACKAGES[prefix]
   return package is None or importlib.util.find_spec(package) is not None

@@ -196,8 +196,8 @@ def key_pattern(pattern: str) -> re.Pattern:
 
 def selected(keys, pattern: str, env: str) -> list[str]:
   """The keys ``pattern`` matches whole; a ValueError listing them where it matches none."""
-  keys = list(keys)
-  chosen = [k for k in keys if key_pattern(pattern).fullmatch(k)]
+  keys, compiled = list(keys), key_pattern(pattern)
+  chosen = [k for k in keys if compiled.fullmatch(k)]
   if not chosen:
     raise ValueError(f"{env}: env.obs_keys={pattern!r} matches none of the observation keys "
                      f"{', '.join(keys)}; the pattern must match a whole key")

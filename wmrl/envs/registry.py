@@ -73,7 +73,7 @@ def check(env_id: str) -> None:
   A JAX environment's id (gymnax:, navix:, ...) is left to its library, which
   checks it when the environment is built.
   """
-  if not (isinstance(env_id, str) and env_id.partition(":")[0] in jax_ids.PACKAGES):
+  if not jax_ids.is_jax_id(env_id):
     resolve(env_id)
 
 

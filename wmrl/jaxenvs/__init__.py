@@ -15,6 +15,9 @@ environments behind the host `Env` interface. See `wmrl/jaxenvs/core.py`.
 """
 from __future__ import annotations
 
+# Which ids are JAX environments is known without JAX (wmrl/envs/jax_ids.py,
+# whose prefixes tests/test_envs.py holds to PREFIXES below).
+from wmrl.envs.jax_ids import is_jax_id
 from wmrl.jaxenvs.core import EnvState, JaxEnv, Source
 from wmrl.jaxenvs.host import HostEnv
 
@@ -22,11 +25,6 @@ from wmrl.jaxenvs.host import HostEnv
 PREFIXES = {"gymnax": "wmrl.jaxenvs.gymnax_source", "craftax": "wmrl.jaxenvs.craftax_source",
             "navix": "wmrl.jaxenvs.navix_source", "playground": "wmrl.jaxenvs.playground_source",
             "wmrl": "wmrl.jaxenvs.wmrl_source"}
-
-
-def is_jax_id(env_id: str) -> bool:
-  """Whether `env_id` names a JAX environment (its prefix is one of PREFIXES)."""
-  return isinstance(env_id, str) and env_id.partition(":")[0] in PREFIXES
 
 
 def module(prefix: str):
