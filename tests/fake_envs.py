@@ -124,3 +124,33 @@ class CrashingCounter(Counter):
 
 def make_crashing_counter():
   return CrashingCounter()
+
+
+class VectorBandit(gym.Env):
+  """A contextual bandit: each step a one-hot vector names which of two actions pays 1;
+  10 steps an episode. Random play scores 5, the best 10: the shortest learning task."""
+
+  LENGTH = 10
+
+  def __init__(self):
+    self.observation_space = gym.spaces.Box(0.0, 1.0, (2,), np.float32)
+    self.action_space = gym.spaces.Discrete(2)
+
+  def _obs(self):
+    return np.eye(2, dtype=np.float32)[self.paying]
+
+  def reset(self, *, seed=None, options=None):
+    super().reset(seed=seed)
+    self.t = 0
+    self.paying = int(self.np_random.integers(2))
+    return self._obs(), {}
+
+  def step(self, action):
+    reward = float(int(action) == self.paying)
+    self.t += 1
+    self.paying = int(self.np_random.integers(2))
+    return self._obs(), reward, False, self.t >= self.LENGTH, {}
+
+
+def make_vector_bandit():
+  return VectorBandit()
