@@ -4,13 +4,13 @@ vector task)?
 
   python benchmarks/small_envs.py random                 # each env's random score, remeasured
   python benchmarks/small_envs.py random --scripted      # the scripted policies' scores
-  python benchmarks/small_envs.py run --logdir runs/small --preset classic --steps 20000
+  python benchmarks/small_envs.py run --logdir runs/small --preset small
   python benchmarks/small_envs.py table --logdir runs/small --out small_envs_classic
 
 `run` trains every env with `wmrl train --run.seeds` (one logdir per env, LOGDIR/NAME/seed-K;
 one seed's update at a time, `--run.seeds_batch 1`: on the 2-core CPU three image-bandit seeds
-vmapped together made 0.5 updates/s against 4.5 for one seed alone, the convolutions of stacked
-weights being that much slower there),
+vmapped together made 0.5 updates/s, 1.5 seed updates/s in all, against 4.5 for one seed alone;
+convolutions over stacked weights are that much slower there),
 skipping an env whose seeds all hold a checkpoint at the requested steps; config flags after
 the options go to `wmrl train` as they are (`... run --logdir D --preset P --run.train_ratio 32`).
 `table` scores each seed by the mean return of its last 10 training episodes and calls an env
@@ -285,28 +285,36 @@ class SmallEnv:
   id: str  # a `wmrl train --env` id
   random: float  # a uniformly random policy's mean return (random_score, 200 episodes, seed 0)
   maximum: float  # the best mean return possible, or a realistic upper bound where said
+  steps: int  # the environment steps each seed trains for (at most 20,000)
   held_out: bool = False  # written last; the preset is checked on it, never tuned on it
 
 
 # Random scores: `python benchmarks/small_envs.py random` (random_score, 200 episodes, seed 0),
 # to 3 significant digits; the maxima are exact (worked out in the comments) but point_reach's.
+# The step budgets: about twice the steps seed 0 of the `small` preset took to reach the maximum
+# (image_bandit at 3,000, maze and chain below 3,000; benchmarks/README.md), catch's set before
+# it was run.
 ENVS = {env.name: env for env in (
     # The maximum: the paying action every step.
-    SmallEnv("image_bandit", "small_envs:make_image_bandit", random=10.3, maximum=20.0),
+    SmallEnv("image_bandit", "small_envs:make_image_bandit", random=10.3, maximum=20.0,
+             steps=6000),
     # The maximum: the goal pays 1 once (8 steps away at best).
-    SmallEnv("maze", "small_envs:make_maze", random=0.305, maximum=1.0),
+    SmallEnv("maze", "small_envs:make_maze", random=0.305, maximum=1.0, steps=6000),
     # The maximum: the end pays 1 once (11 steps away at best).
-    SmallEnv("chain", "small_envs:make_chain", random=0.01, maximum=1.0),
+    SmallEnv("chain", "small_envs:make_chain", random=0.01, maximum=1.0, steps=6000),
     # No closed form: reach_controller's mean return over 200 episodes (seed 0) is -4.233
     # (`python benchmarks/small_envs.py random --scripted`), rounded up; the best of the PD
     # gains tried and of a per-axis bang-bang controller (-4.77 at best).
-    SmallEnv("point_reach", "small_envs:make_point_reach", random=-45.7, maximum=-4.2),
+    SmallEnv("point_reach", "small_envs:make_point_reach", random=-45.7, maximum=-4.2,
+             steps=8000),
     # MiniGrid pays 1 - 0.9 x steps / max_steps on reaching the goal; Empty-5x5 has max_steps
     # 100 and a shortest path of 5 steps (forward, forward, turn right, forward, forward).
-    SmallEnv("minigrid", "gym:minigrid:MiniGrid-Empty-5x5-v0", random=0.176, maximum=0.955),
+    SmallEnv("minigrid", "gym:minigrid:MiniGrid-Empty-5x5-v0", random=0.176, maximum=0.955,
+             steps=10000),
     # The maximum: every ball caught (the paddle is at most 4 moves from any column, and each
     # ball falls for 7 steps).
-    SmallEnv("catch", "small_envs:make_catch", random=-2.92, maximum=5.0, held_out=True),
+    SmallEnv("catch", "small_envs:make_catch", random=-2.92, maximum=5.0, steps=8000,
+             held_out=True),
 )}
 
 
@@ -368,10 +376,12 @@ def seed_scores(logdir: pathlib.Path) -> list[dict]:
   """Each seed run under `logdir`: its seed, agent steps, training episodes read and score."""
   from wmrl.compare.runs import find_runs, load_run
   seeds = []
+  from wmrl import checkpoint
   for path in find_runs([str(logdir)]):
     run = load_run(path, "episode/score")
     last = run.values[-LAST_EPISODES:]
-    seeds.append({"seed": run.seed, "steps": run.last_step, "episodes": len(last),
+    trained = max(checkpoint.steps(path), default=run.last_step)
+    seeds.append({"seed": run.seed, "steps": trained, "episodes": len(last),
                   "score": float(last.mean()) if len(last) else float("nan")})
   return seeds
 
@@ -417,12 +427,13 @@ def run_main(args, extra: list[str]) -> int:
   for name in _names(args.envs):
     env = ENVS[name]
     target = logdir / name
-    if finished(target, seeds, args.steps):
-      print(f"{name}: skipped, {target} holds a finished run of {args.steps} steps for seeds "
+    steps = args.steps or env.steps
+    if finished(target, seeds, steps):
+      print(f"{name}: skipped, {target} holds a finished run of {steps} steps for seeds "
             f"{args.seeds} (remove it to rerun)", flush=True)
       continue
     command = [sys.executable, "-m", "wmrl.cli", "train", "--env", env.id,
-               "--logdir", str(target), "--preset", args.preset, "--steps", str(args.steps),
+               "--logdir", str(target), "--preset", args.preset, "--steps", str(steps),
                "--run.seeds", ",".join(map(str, seeds)), "--run.seeds_batch", "1",
                *extra]
     print(f"{name}: {' '.join(command[1:])}", flush=True)
@@ -443,7 +454,7 @@ def table_rows(logdir: pathlib.Path, names: list[str]) -> list[dict]:
   rows = []
   for name in names:
     env = ENVS[name]
-    row = {"env": name, "held_out": env.held_out, "id": env.id}
+    row = {"env": name, "held_out": env.held_out, "id": env.id, "budget": env.steps}
     seeds = seed_scores(logdir / name) if (logdir / name).is_dir() else []
     scores = [s["score"] for s in seeds if np.isfinite(s["score"])]
     if not scores:
@@ -453,12 +464,14 @@ def table_rows(logdir: pathlib.Path, names: list[str]) -> list[dict]:
     row |= {"steps": min(s["steps"] for s in seeds),
             "episodes": min(s["episodes"] for s in seeds)}
     row |= verdict(scores, env.random, env.maximum)
+    if row["steps"] < env.steps:  # a seed stopped short of the budget: no verdict yet
+      row["verdict"] = f"UNFINISHED ({row['verdict']} so far)"
     row["scores"] = " ".join(f"{s['seed']}:{s['score']:.4g}" for s in seeds)
     rows.append(row)
   return rows
 
 
-COLUMNS = ("env", "held_out", "id", "seeds", "steps", "episodes", "scores", "mean", "ci_low",
+COLUMNS = ("env", "held_out", "id", "budget", "seeds", "steps", "episodes", "scores", "mean", "ci_low",
            "ci_high", "random", "maximum", "threshold", "normalized", "verdict")
 
 
@@ -504,7 +517,8 @@ def main(argv: list[str] | None = None) -> int:
                           "(config flags go on to it as they are)")
   p.add_argument("--logdir", required=True)
   p.add_argument("--preset", required=True)
-  p.add_argument("--steps", type=int, default=20_000)
+  p.add_argument("--steps", type=int, default=0,
+                 help="environment steps for every env (default: each env's own budget)")
   p.add_argument("--seeds", default="0,1,2")
   p.add_argument("--envs", default="", help="names joined by commas (default: all)")
   p = commands.add_parser("table", help="score the runs and write the table")

@@ -24,6 +24,34 @@ def test_the_table():
   assert [e.name for e in small_envs.ENVS.values() if e.held_out] == ["catch"]
   for env in small_envs.ENVS.values():
     assert env.maximum > env.random, env.name
+    assert 0 < env.steps <= 20_000, env.name  # the benchmark's budget: at most 20k steps
+
+
+def _fake_seed_run(folder, seed, scores, trained_steps):
+  """A run folder as `wmrl train` leaves it, as far as the table reads it: config.json, one
+  metrics.jsonl record per episode and a committed checkpoint at `trained_steps`."""
+  import json
+  folder.mkdir(parents=True)
+  (folder / "config.json").write_text(json.dumps(
+      {"env": {"id": "small_envs:make_chain", "action_repeat": 1}, "run": {"seed": seed}}))
+  with (folder / "metrics.jsonl").open("w") as f:
+    for i, score in enumerate(scores):
+      f.write(json.dumps({"step": 30 * (i + 1), "episode/score": score}) + "\n")
+  checkpoint = folder / "checkpoints" / f"ckpt-{trained_steps:012d}"
+  checkpoint.mkdir(parents=True)
+  (checkpoint / "COMMITTED").write_text("")
+
+
+def test_a_row_has_no_verdict_until_every_seed_has_trained_its_budget(tmp_path):
+  budget = small_envs.ENVS["chain"].steps
+  _fake_seed_run(tmp_path / "chain" / "seed-0", 0, [0.0] * 5 + [1.0] * 10, budget)
+  _fake_seed_run(tmp_path / "chain" / "seed-1", 1, [0.0] * 5 + [1.0] * 10, budget - 100)
+  row, = small_envs.table_rows(tmp_path, ["chain"])
+  assert (row["seeds"], row["steps"], row["mean"]) == (2, budget - 100, 1.0)
+  assert row["verdict"] == "UNFINISHED (PASS so far)"
+  _fake_seed_run(tmp_path / "done" / "chain" / "seed-0", 0, [1.0] * 9 + [0.0], budget)
+  row, = small_envs.table_rows(tmp_path / "done", ["chain"])
+  assert (row["steps"], row["mean"], row["verdict"]) == (budget, 0.9, "PASS")
 
 
 @pytest.mark.parametrize("name", OWN)
