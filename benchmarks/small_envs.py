@@ -13,7 +13,8 @@ vmapped together made 0.5 updates/s, 1.5 seed updates/s in all, against 4.5 for 
 convolutions over stacked weights are that much slower there),
 skipping an env whose seeds all hold a checkpoint at the requested steps; config flags after
 the options go to `wmrl train` as they are (`... run --logdir D --preset P --run.train_ratio 32`).
-`table` scores each seed by the mean return of its last 10 training episodes and calls an env
+`table` scores each seed by the mean return of its last 10 training episodes within the env's
+budget and calls an env
 PASS where the 95% bootstrap interval of the seed mean lies above random + 0.25 x (maximum -
 random), writing benchmarks/results/NAME.csv (or the path `--out` names) and a Markdown table.
 
@@ -291,29 +292,29 @@ class SmallEnv:
 
 # Random scores: `python benchmarks/small_envs.py random` (random_score, 200 episodes, seed 0),
 # to 3 significant digits; the maxima are exact (worked out in the comments) but point_reach's.
-# The step budgets: about twice the steps seed 0 of the `small` preset took to reach the maximum
-# (image_bandit at 3,000, maze and chain below 3,000; benchmarks/README.md), catch's set before
-# it was run.
+# The step budgets, set from seed 0 of the `small` preset: image_bandit at the 6,000 steps it ran
+# (at the maximum from about 3,000), maze and chain at 4,000 (both at the maximum before 3,000),
+# point_reach and minigrid at 6,000 (past the threshold by 4,000); catch's set before it ran.
 ENVS = {env.name: env for env in (
     # The maximum: the paying action every step.
     SmallEnv("image_bandit", "small_envs:make_image_bandit", random=10.3, maximum=20.0,
              steps=6000),
     # The maximum: the goal pays 1 once (8 steps away at best).
-    SmallEnv("maze", "small_envs:make_maze", random=0.305, maximum=1.0, steps=6000),
+    SmallEnv("maze", "small_envs:make_maze", random=0.305, maximum=1.0, steps=4000),
     # The maximum: the end pays 1 once (11 steps away at best).
-    SmallEnv("chain", "small_envs:make_chain", random=0.01, maximum=1.0, steps=6000),
+    SmallEnv("chain", "small_envs:make_chain", random=0.01, maximum=1.0, steps=4000),
     # No closed form: reach_controller's mean return over 200 episodes (seed 0) is -4.233
     # (`python benchmarks/small_envs.py random --scripted`), rounded up; the best of the PD
     # gains tried and of a per-axis bang-bang controller (-4.77 at best).
     SmallEnv("point_reach", "small_envs:make_point_reach", random=-45.7, maximum=-4.2,
-             steps=8000),
+             steps=6000),
     # MiniGrid pays 1 - 0.9 x steps / max_steps on reaching the goal; Empty-5x5 has max_steps
     # 100 and a shortest path of 5 steps (forward, forward, turn right, forward, forward).
     SmallEnv("minigrid", "gym:minigrid:MiniGrid-Empty-5x5-v0", random=0.176, maximum=0.955,
-             steps=10000),
+             steps=6000),
     # The maximum: every ball caught (the paddle is at most 4 moves from any column, and each
     # ball falls for 7 steps).
-    SmallEnv("catch", "small_envs:make_catch", random=-2.92, maximum=5.0, steps=8000,
+    SmallEnv("catch", "small_envs:make_catch", random=-2.92, maximum=5.0, steps=6000,
              held_out=True),
 )}
 
@@ -372,14 +373,15 @@ def verdict(scores, random: float, maximum: float) -> dict:
           "verdict": "PASS" if low > threshold else "FAIL"}
 
 
-def seed_scores(logdir: pathlib.Path) -> list[dict]:
-  """Each seed run under `logdir`: its seed, agent steps, training episodes read and score."""
+def seed_scores(logdir: pathlib.Path, budget: int) -> list[dict]:
+  """Each seed run under `logdir`: its seed, agent steps, training episodes read and score, the
+  score from the last episodes that ended within `budget` steps (a seed may train on)."""
   from wmrl.compare.runs import find_runs, load_run
   seeds = []
   from wmrl import checkpoint
   for path in find_runs([str(logdir)]):
     run = load_run(path, "episode/score")
-    last = run.values[-LAST_EPISODES:]
+    last = run.values[run.frames <= budget * run.frames_per_step][-LAST_EPISODES:]
     trained = max(checkpoint.steps(path), default=run.last_step)
     seeds.append({"seed": run.seed, "steps": trained, "episodes": len(last),
                   "score": float(last.mean()) if len(last) else float("nan")})
@@ -455,13 +457,13 @@ def table_rows(logdir: pathlib.Path, names: list[str]) -> list[dict]:
   for name in names:
     env = ENVS[name]
     row = {"env": name, "held_out": env.held_out, "id": env.id, "budget": env.steps}
-    seeds = seed_scores(logdir / name) if (logdir / name).is_dir() else []
+    seeds = seed_scores(logdir / name, env.steps) if (logdir / name).is_dir() else []
     scores = [s["score"] for s in seeds if np.isfinite(s["score"])]
     if not scores:
       rows.append(row | {"seeds": 0, "random": env.random, "maximum": env.maximum,
                          "verdict": "NOT RUN" if not seeds else "NO EPISODES"})
       continue
-    row |= {"steps": min(s["steps"] for s in seeds),
+    row |= {"steps": min(min(s["steps"] for s in seeds), env.steps),
             "episodes": min(s["episodes"] for s in seeds)}
     row |= verdict(scores, env.random, env.maximum)
     if row["steps"] < env.steps:  # a seed stopped short of the budget: no verdict yet
@@ -497,7 +499,8 @@ def table_main(args) -> int:
   print("| " + " | ".join(shown) + " |\n|" + " --- |" * len(shown))
   for row in rows:
     print("| " + " | ".join(_cell(row.get(c)) for c in shown) + " |")
-  print(f"\nscore: the mean return of each seed's last {LAST_EPISODES} training episodes; "
+  print(f"\nscore: the mean return of each seed's last {LAST_EPISODES} training episodes "
+        f"within the env's step budget; "
         f"PASS: the 95% interval's lower end above random + {THRESHOLD_FRACTION} x (maximum - "
         f"random). Wrote {path}")
   return 0

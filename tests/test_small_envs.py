@@ -49,7 +49,10 @@ def test_a_row_has_no_verdict_until_every_seed_has_trained_its_budget(tmp_path):
   row, = small_envs.table_rows(tmp_path, ["chain"])
   assert (row["seeds"], row["steps"], row["mean"]) == (2, budget - 100, 1.0)
   assert row["verdict"] == "UNFINISHED (PASS so far)"
-  _fake_seed_run(tmp_path / "done" / "chain" / "seed-0", 0, [1.0] * 9 + [0.0], budget)
+  # A seed that trained on past the budget is scored on the episodes that ended within it.
+  episodes = budget // 30
+  _fake_seed_run(tmp_path / "done" / "chain" / "seed-0", 0,
+                 [1.0] * (episodes - 1) + [0.0] + [-1.0] * 5, budget + 150)
   row, = small_envs.table_rows(tmp_path / "done", ["chain"])
   assert (row["steps"], row["mean"], row["verdict"]) == (budget, 0.9, "PASS")
 
