@@ -115,7 +115,8 @@ PRESETS["classic"] = lambda config: PRESETS["size1m"](config).replace(**{
 # A candidate for your own small environment, checked on six small tasks of different kinds
 # (benchmarks/small_envs.py; docs/results.md): the 1m model on short batches (8 x 32) at train
 # ratio 128, one environment, no warmup, every network at 3e-4 and the 0.99 discount (horizon
-# 100). Not recommended yet: five of the six pass, the held-out one (catch) does not.
+# 100). Not recommended yet: five of the six pass; the held-out one (catch) fails at its 6k
+# budget and learns only after 11k steps.
 PRESETS["small"] = lambda config: PRESETS["size1m"](config).replace(**{
     "env.num_envs": 1, "run.batch_size": 8, "run.batch_length": 32, "run.train_ratio": 128,
     "optim.lr": 3e-4, "optim.warmup": 0, "behavior.horizon": 100, "run.log_every": 500})
