@@ -11,7 +11,7 @@ vector task)?
 one seed's update at a time, `--run.seeds_batch 1`: on the 2-core CPU three image-bandit seeds
 vmapped together made 0.5 updates/s, 1.5 seed updates/s in all, against 4.5 for one seed alone;
 convolutions over stacked weights are that much slower there),
-skipping an env whose seeds all hold a checkpoint at the requested steps; config flags after
+skipping an env whose seeds all hold a checkpoint at its budget; config flags after
 the options go to `wmrl train` as they are (`... run --logdir D --preset P --run.train_ratio 32`).
 `table` scores each seed by the mean return of its last 10 training episodes within the env's
 budget and calls an env
@@ -376,9 +376,9 @@ def verdict(scores, random: float, maximum: float) -> dict:
 def seed_scores(logdir: pathlib.Path, budget: int) -> list[dict]:
   """Each seed run under `logdir`: its seed, agent steps, training episodes read and score, the
   score from the last episodes that ended within `budget` steps (a seed may train on)."""
+  from wmrl import checkpoint
   from wmrl.compare.runs import find_runs, load_run
   seeds = []
-  from wmrl import checkpoint
   for path in find_runs([str(logdir)]):
     run = load_run(path, "episode/score")
     last = run.values[run.frames <= budget * run.frames_per_step][-LAST_EPISODES:]
@@ -473,8 +473,8 @@ def table_rows(logdir: pathlib.Path, names: list[str]) -> list[dict]:
   return rows
 
 
-COLUMNS = ("env", "held_out", "id", "budget", "seeds", "steps", "episodes", "scores", "mean", "ci_low",
-           "ci_high", "random", "maximum", "threshold", "normalized", "verdict")
+COLUMNS = ("env", "held_out", "id", "budget", "seeds", "steps", "episodes", "scores", "mean",
+           "ci_low", "ci_high", "random", "maximum", "threshold", "normalized", "verdict")
 
 
 def _cell(value) -> str:
